@@ -1,0 +1,61 @@
+# The two commands: `make run` (dashboard + worker, demo data) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := var/bootstrap/bin/uv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run worker beat test test-fast lint fix bench check-migrations check-deploy
+
+install: $(VENV)/.installed
+
+# uv is installed into its own small virtualenv so that only Python and make are needed.
+$(UV):
+	@mkdir -p var
+	$(PYTHON) -m venv var/bootstrap
+	var/bootstrap/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+run: install
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py demo_setup
+	@echo "Starting a Celery worker and the dashboard on http://$(HOST):$(PORT)/ (Ctrl-C stops both)"
+	@trap 'kill 0' EXIT INT TERM; \
+	  $(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=2 --logfile=var/worker.log & \
+	  $(PY) manage.py runserver $(HOST):$(PORT)
+
+worker: install
+	$(VENV)/bin/celery -A config worker --loglevel=INFO
+
+beat: install
+	$(VENV)/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule
+
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fix: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+check-migrations: install
+	$(PY) manage.py makemigrations --check --dry-run
+
+check-deploy: install
+	APP_ENV=production SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(50))') \
+	  SECRETS_ENCRYPTION_KEYS=k1:$$($(PY) -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())') \
+	  ALLOWED_HOSTS=certdash.example.com DATABASE_URL=$${DATABASE_URL:-sqlite:///var/deploy-check.sqlite3} \
+	  CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
+	  $(PY) manage.py check --deploy --fail-level WARNING

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from certification import views as certification_views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="partners:list", permanent=False), name="home"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", certification_views.healthz, name="healthz"),
+    path("partners/", include("partners.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _sync_roles(sender: AppConfig, **kwargs: object) -> None:
+    from partners import services
+
+    services.roles_sync(using=str(kwargs.get("using", "default")))
+
+
+class PartnersConfig(AppConfig):
+    name = "partners"
+
+    def ready(self) -> None:
+        # Groups need the permissions, which exist only after every app has migrated.
+        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="partners.roles_sync")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from partners import access, services
+from partners.models import Endpoint, Membership, Partner
+from partners.registry import registry_import, registry_parse
+
+DEMO_DIR = Path(settings.BASE_DIR) / "demo" / "registry"
+DEMO_USERS = (
+    # username, password, role, partner
+    ("qa", "qa-demo-pass", access.QA_LEAD, None),
+    ("auditor", "auditor-demo-pass", access.AUDITOR, None),
+    ("acme", "acme-demo-pass", access.PARTNER_USER, "p_001"),
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo data: the playbook's registry CSVs, demo users for each role and a sandbox "
+        "endpoint for Acme Retail. Idempotent; refuses to run in production."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--sandbox-url", default="http://127.0.0.1:8001", help="Base URL of the demo sandbox."
+        )
+
+    @transaction.atomic
+    def handle(self, *args: Any, sandbox_url: str, **options: Any) -> None:
+        if settings.PRODUCTION:
+            raise CommandError("demo_setup creates users with known passwords; not in production.")
+        files = [(p.name, p.read_bytes()) for p in sorted(DEMO_DIR.glob("*.csv"))]
+        plan = registry_parse(files)
+        if plan.errors:
+            raise CommandError("\n".join(map(str, plan.errors)), returncode=2)
+        registry_import(plan=plan, by="manage.py demo_setup")
+        acme = Partner.objects.get(external_id="p_001")
+        if not Endpoint.objects.filter(partner=acme, name="api").exists():
+            services.endpoint_save(
+                partner=acme,
+                by="manage.py demo_setup",
+                name="api",
+                base_url=sandbox_url,
+                is_default=True,
+                auth_kind="api_key",
+                auth_config={"header_name": "X-API-Key"},
+                new_secrets={"api_key": "demo-sandbox-key"},
+            )
+        User = get_user_model()
+        for username, password, role, partner_id in DEMO_USERS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                user.set_password(password)
+                user.save()
+            user.groups.set([Group.objects.get(name=role)])
+            if partner_id:
+                Membership.objects.update_or_create(
+                    user=user, defaults={"partner": Partner.objects.get(external_id=partner_id)}
+                )
+        self.stdout.write("Demo logins (development only):")
+        for username, password, role, partner_id in DEMO_USERS:
+            scope = f" of {partner_id}" if partner_id else ""
+            self.stdout.write(f"  {role + scope:22} {username} / {password}")

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from partners.services import secrets_rotate
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored secret with the first key of SECRETS_ENCRYPTION_KEYS. Put the "
+        "new key first, keep the old ones after it, run this, then drop the old keys."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        changed = secrets_rotate()
+        self.stdout.write(f"Re-encrypted {changed} secret row(s) with the active key.")

@@ -1,0 +1,292 @@
+"""The partner registry: partners, their SLAs, sandbox endpoints, secrets and memberships."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from partners import sla as sla_grammar
+
+EXTERNAL_ID_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_\-]{0,39}$",
+    "Use lower-case letters, digits, '_' and '-' (e.g. p_001), at most 40 characters.",
+)
+NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_\-]{0,39}$",
+    "Use lower-case letters, digits, '_' and '-' (e.g. api, api-gateway).",
+)
+
+
+class PartnerScopedQuerySet(models.QuerySet):
+    """Rows that belong to a partner. ``visible_to`` is the single place partner scoping lives."""
+
+    partner_lookup = "partner"
+
+    def visible_to(self, user: Any) -> PartnerScopedQuerySet:
+        from partners import access
+
+        return access.scope_queryset(self, user, partner_lookup=self.partner_lookup)
+
+
+class PartnerQuerySet(PartnerScopedQuerySet):
+    partner_lookup = ""
+
+
+class Partner(models.Model):
+    class Status(models.TextChoices):
+        ONBOARDING = "onboarding", "Onboarding"
+        IN_CERTIFICATION = "in_certification", "In certification"
+        CERTIFIED = "certified", "Certified"
+        EXPIRED = "expired", "Expired"
+        SUSPENDED = "suspended", "Suspended"
+
+    class Mode(models.TextChoices):
+        API = "api", "API"
+        WEBHOOK = "webhook", "Webhook"
+        FILE = "file", "File (SFTP)"
+        EDI = "edi", "EDI"
+
+    external_id = models.CharField(
+        "partner ID", max_length=40, unique=True, validators=[EXTERNAL_ID_VALIDATOR]
+    )
+    name = models.CharField(max_length=200)
+    modes = models.JSONField(default=list, help_text="Integration modes, e.g. ['api', 'webhook'].")
+    security = models.JSONField(default=list, help_text="Security kinds, e.g. ['oauth2', 'hmac'].")
+    contact_email = models.EmailField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ONBOARDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PartnerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["external_id"]
+        permissions = [
+            ("import_registry", "Can import the partner registry CSVs"),
+            ("export_evidence", "Can export certification evidence"),
+            ("view_all_partners", "Can see every partner, not only their own"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} {self.name}"
+
+    @property
+    def mode_labels(self) -> list[str]:
+        labels = dict(self.Mode.choices)
+        return [labels.get(mode, mode) for mode in self.modes]
+
+
+class SLA(models.Model):
+    class Kind(models.TextChoices):
+        LATENCY = sla_grammar.LATENCY, "Latency percentile"
+        UPTIME = sla_grammar.UPTIME, "Uptime"
+        FILE_WINDOW = sla_grammar.FILE_WINDOW, "File delivery window"
+        ACK = sla_grammar.ACK, "Acknowledgement deadline"
+        REPLAY = sla_grammar.REPLAY, "Replay retention"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="slas")
+    name = models.CharField(max_length=20, help_text="p95, uptime, file, ack or replay.")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    text = models.CharField(max_length=100, help_text="The registry text it was parsed from.")
+    percentile = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True)
+    threshold_ms = models.PositiveIntegerField(null=True, blank=True)
+    uptime_percent = models.DecimalField(max_digits=7, decimal_places=4, null=True, blank=True)
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    schedule = models.CharField(max_length=20, blank=True)
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = PartnerScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "SLA"
+        ordering = ["partner", "kind", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "name"], name="sla_unique_name"),
+            models.CheckConstraint(
+                condition=~Q(kind="latency")
+                | Q(percentile__isnull=False, threshold_ms__isnull=False),
+                name="sla_latency_has_target",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="uptime") | Q(uptime_percent__isnull=False),
+                name="sla_uptime_has_target",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="file_window") | Q(window_start__isnull=False),
+                name="sla_file_window_has_start",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="ack") | Q(threshold_ms__isnull=False),
+                name="sla_ack_has_deadline",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="replay") | Q(retention_days__isnull=False),
+                name="sla_replay_has_retention",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner.external_id} {self.summary}"
+
+    @property
+    def target(self) -> sla_grammar.SLATarget:
+        return sla_grammar.SLATarget(
+            kind=self.kind,
+            name=self.name,
+            text=self.text,
+            percentile=self.percentile,
+            threshold_ms=self.threshold_ms,
+            uptime_percent=self.uptime_percent,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            schedule=self.schedule,
+            retention_days=self.retention_days,
+        )
+
+    @property
+    def summary(self) -> str:
+        return sla_grammar.describe(self.target)
+
+
+class Endpoint(models.Model):
+    """A named sandbox endpoint of a partner: base URL plus how to authenticate to it.
+
+    Non-secret auth settings live in ``auth_config``; secrets live only in ``secrets_sealed``,
+    encrypted with the row's id as associated data (see ``partners.crypto``).
+    """
+
+    class AuthKind(models.TextChoices):
+        NONE = "none", "None"
+        API_KEY = "api_key", "API key"
+        BEARER = "bearer", "Bearer token"
+        OAUTH2 = "oauth2_client_credentials", "OAuth2 client credentials"
+        HMAC = "hmac", "HMAC request signing"
+        MTLS = "mtls", "mTLS client certificate"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
+    name = models.CharField(max_length=40, validators=[NAME_VALIDATOR])
+    base_url = models.URLField("base URL", max_length=500)
+    is_default = models.BooleanField(
+        default=False, help_text="Used for scenario URLs that start with '/'."
+    )
+    auth_kind = models.CharField(max_length=30, choices=AuthKind.choices, default=AuthKind.NONE)
+    auth_config = models.JSONField(default=dict, blank=True)
+    secrets_sealed = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PartnerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["partner", "-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "name"], name="endpoint_unique_name"),
+            models.UniqueConstraint(
+                fields=["partner"], condition=Q(is_default=True), name="endpoint_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner.external_id}/{self.name}"
+
+    @property
+    def secrets_aad(self) -> str:
+        return f"partners.endpoint:{self.pk}"
+
+
+class WebhookSecret(models.Model):
+    """The playbook's webhook secret registry: where a partner receives webhooks and the HMAC
+    secret and replay window used to sign them (``X-Signature: t=<ts>,v1=<hmac>``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="webhook_secrets")
+    endpoint_url = models.URLField("endpoint URL", max_length=500)
+    secret_sealed = models.TextField(blank=True, editable=False)
+    window_s = models.PositiveIntegerField(
+        "replay window (s)",
+        default=600,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PartnerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["partner", "endpoint_url"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "endpoint_url"], name="webhook_secret_unique_endpoint"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner.external_id} {self.endpoint_url}"
+
+    @property
+    def secrets_aad(self) -> str:
+        return f"partners.webhooksecret:{self.pk}"
+
+
+class RetryPolicy(models.Model):
+    """How often and how patiently a flow is retried (playbook's retry policy CSV)."""
+
+    class Jitter(models.TextChoices):
+        FULL = "full", "Full"
+        EQUAL = "equal", "Equal"
+        DECORRELATED = "decorrelated", "Decorrelated"
+        NONE = "none", "None"
+
+    flow = models.CharField(max_length=80, unique=True)
+    max_attempts = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    backoff_ms_cap = models.PositiveIntegerField()
+    jitter = models.CharField(max_length=20, choices=Jitter.choices)
+
+    class Meta:
+        verbose_name_plural = "retry policies"
+        ordering = ["flow"]
+
+    def __str__(self) -> str:
+        return self.flow
+
+
+class FieldMapping(models.Model):
+    """Our field name to the partner's (playbook's field mapping CSV)."""
+
+    ours = models.CharField(max_length=100, unique=True)
+    partner_field = models.CharField(max_length=100)
+    type = models.CharField(max_length=20)
+    notes = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["ours"]
+
+    def __str__(self) -> str:
+        return f"{self.ours} -> {self.partner_field}"
+
+
+class Membership(models.Model):
+    """Ties a partner user to the one partner whose data they may see."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PartnerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["partner", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.partner.external_id}"

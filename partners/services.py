@@ -1,0 +1,171 @@
+"""Writes to the partner registry. Each service owns its transaction and audit event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from evidence.audit import audit_record
+from partners import access, crypto
+from partners.auth_schemes import AUTH_SCHEMES
+from partners.models import Endpoint, Partner
+from partners.urlguard import check_sandbox_url
+
+_MODELS = ("partner", "sla", "endpoint", "webhooksecret", "retrypolicy", "fieldmapping")
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    access.QA_LEAD: [
+        *(f"{verb}_{model}" for model in _MODELS for verb in ("add", "change", "delete", "view")),
+        "view_membership",
+        "import_registry",
+        "export_evidence",
+        "view_all_partners",
+    ],
+    access.AUDITOR: [
+        *(f"view_{model}" for model in _MODELS),
+        "view_membership",
+        "export_evidence",
+        "view_all_partners",
+    ],
+    access.PARTNER_USER: [
+        "view_partner",
+        "view_sla",
+        "view_webhooksecret",
+        "view_endpoint",
+        "add_endpoint",
+        "change_endpoint",
+        "delete_endpoint",
+    ],
+}
+
+
+def roles_sync(*, using: str = "default") -> None:
+    """Create the role groups and give them exactly their permissions (idempotent)."""
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.using(using).get_or_create(name=role)
+        perms = Permission.objects.using(using).filter(
+            content_type__app_label="partners", codename__in=codenames
+        )
+        group.permissions.set(perms)
+
+
+def endpoint_secrets(endpoint: Endpoint) -> dict[str, str]:
+    """Decrypted secrets of an endpoint. Only the transport should need these."""
+    return crypto.open_secrets(endpoint.secrets_sealed, aad=endpoint.secrets_aad)
+
+
+def endpoint_secret_names(endpoint: Endpoint) -> set[str]:
+    return set(endpoint_secrets(endpoint)) if endpoint.secrets_sealed else set()
+
+
+@transaction.atomic
+def endpoint_save(
+    *,
+    partner: Partner,
+    by: Any,
+    name: str,
+    base_url: str,
+    is_default: bool,
+    auth_kind: str,
+    auth_config: dict[str, str],
+    new_secrets: dict[str, str],
+    endpoint: Endpoint | None = None,
+) -> Endpoint:
+    """Create or update an endpoint.
+
+    ``new_secrets`` holds only the secrets being replaced; secrets not named there keep their
+    stored value. Secrets the auth kind does not use are dropped. Raises ``ValidationError``
+    keyed by field name.
+    """
+    scheme = AUTH_SCHEMES[auth_kind]
+    errors: dict[str, list[str]] = {}
+    try:
+        check_sandbox_url(base_url)
+    except ValidationError as exc:
+        errors["base_url"] = exc.messages
+
+    config: dict[str, str] = {}
+    for field in scheme.config:
+        value = (auth_config.get(field.name) or field.default).strip()
+        if field.required and not value:
+            errors[field.name] = [f"{field.label} is required for this auth kind."]
+        if value:
+            config[field.name] = value
+    if "token_url" in config:
+        try:
+            check_sandbox_url(config["token_url"])
+        except ValidationError as exc:
+            errors["token_url"] = exc.messages
+
+    secrets = endpoint_secrets(endpoint) if endpoint is not None else {}
+    replaced = sorted(k for k, v in new_secrets.items() if v)
+    secrets.update({k: v for k, v in new_secrets.items() if v})
+    secrets = {f.name: secrets[f.name] for f in scheme.secrets if f.name in secrets}
+    for field in scheme.secrets:
+        if field.required and not secrets.get(field.name):
+            errors[field.name] = [f"{field.label} is required for this auth kind."]
+
+    creating = endpoint is None
+    if creating:
+        endpoint = Endpoint(partner=partner)
+    clash = Endpoint.objects.filter(partner=partner, name=name).exclude(pk=endpoint.pk)
+    if clash.exists():
+        errors["name"] = [f"{partner.external_id} already has an endpoint called '{name}'."]
+    if errors:
+        raise ValidationError(errors)
+
+    if is_default:
+        Endpoint.objects.filter(partner=partner, is_default=True).exclude(pk=endpoint.pk).update(
+            is_default=False
+        )
+    endpoint.name = name
+    endpoint.base_url = base_url
+    endpoint.is_default = is_default
+    endpoint.auth_kind = auth_kind
+    endpoint.auth_config = config
+    endpoint.secrets_sealed = crypto.seal_secrets(secrets, aad=endpoint.secrets_aad)
+    endpoint.full_clean(exclude=["partner"])
+    endpoint.save()
+    audit_record(
+        actor=by,
+        action="endpoint.create" if creating else "endpoint.update",
+        partner=partner,
+        target=str(endpoint),
+        data={
+            "base_url": base_url,
+            "auth_kind": auth_kind,
+            "default": is_default,
+            "secrets_replaced": replaced,
+        },
+    )
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_delete(*, endpoint: Endpoint, by: Any) -> None:
+    audit_record(actor=by, action="endpoint.delete", partner=endpoint.partner, target=str(endpoint))
+    endpoint.delete()
+
+
+def secrets_rotate() -> int:
+    """Re-encrypt every sealed secret under the active key; returns how many rows changed."""
+    from partners.models import WebhookSecret
+
+    ring = crypto.key_ring()
+    changed = 0
+    with transaction.atomic():
+        for model, field in ((Endpoint, "secrets_sealed"), (WebhookSecret, "secret_sealed")):
+            for row in model.objects.select_for_update().exclude(**{field: ""}):
+                token = getattr(row, field)
+                if ring.key_id_of(token) == ring.active_kid:
+                    continue
+                plain = ring.decrypt(token, aad=row.secrets_aad)
+                setattr(row, field, ring.encrypt(plain, aad=row.secrets_aad))
+                row.save(update_fields=[field])
+                changed += 1
+        audit_record(
+            actor="manage.py rotate_secrets", action="secrets.rotate", data={"rows": changed}
+        )
+    return changed

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import base64
+import secrets as pysecrets
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from partners import access, services
+from partners.auth_schemes import AUTH_SCHEMES
+from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
+from partners.models import Endpoint, Partner
+from partners.registry import registry_import, registry_parse, registry_preview
+
+_UPLOAD_SESSION_KEY = "registry_upload"
+
+
+@login_required
+def partner_list(request: HttpRequest) -> HttpResponse:
+    form = PartnerFilterForm(request.GET or None)
+    partners = access.partners_visible_to(request.user).prefetch_related("slas")
+    if form.is_valid():
+        if q := form.cleaned_data["q"].strip():
+            partners = partners.filter(
+                Q(name__icontains=q) | Q(external_id__icontains=q) | Q(contact_email__icontains=q)
+            )
+        if status := form.cleaned_data["status"]:
+            partners = partners.filter(status=status)
+        if mode := form.cleaned_data["mode"]:
+            # JSON containment is not portable to SQLite; the registry is small enough to filter
+            # the mode list in Python after the database has applied every other filter.
+            partners = [p for p in partners if mode in p.modes]
+    template = "partners/partner_list.html"
+    if request.htmx and request.htmx.target == "partner-table":
+        template += "#partner-table"
+    return render(request, template, {"form": form, "partners": partners})
+
+
+@login_required
+def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    endpoints = list(Endpoint.objects.visible_to(request.user).filter(partner=partner))
+    for endpoint in endpoints:
+        endpoint.secret_names = sorted(services.endpoint_secret_names(endpoint))
+        endpoint.config_items = sorted(endpoint.auth_config.items())
+    context = {
+        "partner": partner,
+        "slas": partner.slas.all(),
+        "endpoints": endpoints,
+        "webhook_secrets": partner.webhook_secrets.all(),
+        "can_manage_endpoints": access.can_manage_endpoints(request.user),
+    }
+    return render(request, "partners/partner_detail.html", context)
+
+
+def _require_endpoint_manager(request: HttpRequest) -> None:
+    if not access.can_manage_endpoints(request.user):
+        raise PermissionDenied("Your role cannot change endpoints.")
+
+
+def _endpoint_form_page(
+    request: HttpRequest, partner: Partner, endpoint: Endpoint | None
+) -> HttpResponse:
+    stored = services.endpoint_secret_names(endpoint) if endpoint else set()
+    if request.method == "POST":
+        form = EndpointForm(request.POST, stored_secrets=stored)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                saved = services.endpoint_save(
+                    partner=partner,
+                    by=request.user,
+                    endpoint=endpoint,
+                    name=data["name"],
+                    base_url=data["base_url"],
+                    is_default=data["is_default"],
+                    auth_kind=data["auth_kind"],
+                    auth_config=form.auth_config(),
+                    new_secrets=form.new_secrets(),
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    for error in errors:
+                        form.add_error(field if field in form.fields else None, error)
+            else:
+                messages.success(request, f"Endpoint {saved.name} saved.")
+                return redirect("partners:detail", partner_id=partner.external_id)
+    elif endpoint is not None:
+        initial = {
+            "name": endpoint.name,
+            "base_url": endpoint.base_url,
+            "is_default": endpoint.is_default,
+            "auth_kind": endpoint.auth_kind,
+            **endpoint.auth_config,
+        }
+        form = EndpointForm(initial=initial, stored_secrets=stored)
+    else:
+        has_default = partner.endpoints.filter(is_default=True).exists()
+        form = EndpointForm(initial={"is_default": not has_default}, stored_secrets=stored)
+    context = {
+        "partner": partner,
+        "endpoint": endpoint,
+        "form": form,
+        "auth_kinds": list(AUTH_SCHEMES),
+    }
+    return render(request, "partners/endpoint_form.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_create(request: HttpRequest, partner_id: str) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    _require_endpoint_manager(request)
+    return _endpoint_form_page(request, partner, None)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_edit(request: HttpRequest, partner_id: str, endpoint_id: str) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    endpoint = access.endpoint_for_user(request.user, partner, endpoint_id)
+    _require_endpoint_manager(request)
+    return _endpoint_form_page(request, partner, endpoint)
+
+
+@login_required
+@require_POST
+def endpoint_delete(request: HttpRequest, partner_id: str, endpoint_id: str) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    endpoint = access.endpoint_for_user(request.user, partner, endpoint_id)
+    _require_endpoint_manager(request)
+    services.endpoint_delete(endpoint=endpoint, by=request.user)
+    messages.success(request, f"Endpoint {endpoint.name} deleted.")
+    url = reverse("partners:detail", kwargs={"partner_id": partner.external_id})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _require_importer(request: HttpRequest) -> None:
+    if not access.can_import_registry(request.user):
+        raise PermissionDenied("Only QA leads can import the registry.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def registry_import_upload(request: HttpRequest) -> HttpResponse:
+    """Upload CSVs and see every error, or a preview of the changes to confirm."""
+    _require_importer(request)
+    max_bytes = settings.REGISTRY_UPLOAD_MAX_BYTES
+    context: dict[str, object] = {}
+    if request.method == "POST":
+        form = RegistryUploadForm(request.POST, request.FILES, max_bytes=max_bytes)
+        if form.is_valid():
+            files = form.cleaned_data["files"]
+            plan = registry_parse(files)
+            context["plan"] = plan
+            if not plan.errors:
+                token = pysecrets.token_urlsafe(16)
+                request.session[_UPLOAD_SESSION_KEY] = {
+                    "token": token,
+                    "files": [[name, base64.b64encode(data).decode()] for name, data in files],
+                }
+                context["changes"] = registry_preview(plan)
+                context["token"] = token
+    else:
+        form = RegistryUploadForm(max_bytes=max_bytes)
+    context["form"] = form
+    status = 400 if context.get("plan") and context["plan"].errors else 200
+    return render(request, "partners/registry_import.html", context, status=status)
+
+
+@login_required
+@require_POST
+def registry_import_confirm(request: HttpRequest) -> HttpResponse:
+    _require_importer(request)
+    upload = request.session.get(_UPLOAD_SESSION_KEY)
+    if not upload or upload.get("token") != request.POST.get("token"):
+        messages.error(request, "That preview has expired; upload the files again.")
+        return redirect("partners:registry_import")
+    files = [(name, base64.b64decode(data)) for name, data in upload["files"]]
+    plan = registry_parse(files)
+    if plan.errors:
+        # The database changed since the preview (e.g. a partner was deleted).
+        messages.error(request, "The files no longer import cleanly; upload them again.")
+        return redirect("partners:registry_import")
+    changes = registry_import(plan=plan, by=request.user)
+    del request.session[_UPLOAD_SESSION_KEY]
+    counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "delete")}
+    messages.success(
+        request,
+        f"Registry imported: {counts['create']} created, {counts['update']} updated, "
+        f"{counts['delete']} deleted.",
+    )
+    return redirect("partners:list")

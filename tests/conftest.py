@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from partners import services
+from partners.models import Endpoint, Partner
+from tests import factories
+
+
+@pytest.fixture
+def partner_a(db: Any) -> Partner:
+    return factories.PartnerFactory(external_id="p_a01", name="Alpha Freight")
+
+
+@pytest.fixture
+def partner_b(db: Any) -> Partner:
+    return factories.PartnerFactory(external_id="p_b02", name="Bravo Supplies")
+
+
+@pytest.fixture
+def endpoint_b(partner_b: Partner) -> Endpoint:
+    return services.endpoint_save(
+        partner=partner_b,
+        by="test",
+        name="bravo-api",
+        base_url="http://127.0.0.1:9/bravo",
+        is_default=True,
+        auth_kind="bearer",
+        auth_config={},
+        new_secrets={"token": "bravo-token-SECRET-value"},
+    )
+
+
+@pytest.fixture
+def endpoint_a(partner_a: Partner) -> Endpoint:
+    return services.endpoint_save(
+        partner=partner_a,
+        by="test",
+        name="api",
+        base_url="http://127.0.0.1:9/alpha",
+        is_default=True,
+        auth_kind="api_key",
+        auth_config={"header_name": "X-API-Key"},
+        new_secrets={"api_key": "alpha-key-SECRET-value"},
+    )
+
+
+def _login(user: Any) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def qa_client(db: Any) -> Client:
+    return _login(factories.qa_lead())
+
+
+@pytest.fixture
+def auditor_client(db: Any) -> Client:
+    return _login(factories.auditor())
+
+
+@pytest.fixture
+def partner_a_client(partner_a: Partner) -> Client:
+    return _login(factories.partner_user(partner_a))
