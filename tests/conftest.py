@@ -67,3 +67,8 @@ def auditor_client(db: Any) -> Client:
 @pytest.fixture
 def partner_a_client(partner_a: Partner) -> Client:
     return _login(factories.partner_user(partner_a))
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,102 @@
+"""Walks every URL pattern of the project as a user of partner A, filling each URL parameter with
+partner B's objects. A view that forgets partner scoping makes this test fail; a new URL
+parameter must be taught to ``B_VALUES`` before the test passes again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from partners.models import Endpoint, Partner
+from tests import factories
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    kwargs: tuple[str, ...]
+
+
+def _walk(patterns: list[Any], namespace: str = "") -> Iterator[Route]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace or ""
+            if ns == "admin":
+                continue  # Django's own; closed to partner users as a whole (tested below)
+            yield from _walk(entry.url_patterns, f"{namespace}{ns}:" if ns else namespace)
+        elif isinstance(entry, URLPattern):
+            assert entry.name, f"URL pattern {entry.pattern} has no name; name it"
+            kwargs = tuple(entry.pattern.converters) or tuple(entry.pattern.regex.groupindex)
+            yield Route(f"{namespace}{entry.name}", kwargs)
+
+
+ROUTES = list(_walk(get_resolver().url_patterns))
+
+# How to point each URL parameter at partner B's objects.
+B_VALUES: dict[str, Callable[[Partner, Endpoint], str]] = {
+    "partner_id": lambda partner, endpoint: partner.external_id,
+    "endpoint_id": lambda partner, endpoint: str(endpoint.pk),
+}
+
+
+@pytest.fixture
+def client_of_a(partner_a: Partner) -> Callable[[], Client]:
+    user = factories.partner_user(partner_a)
+
+    def fresh() -> Client:
+        client = Client()
+        client.force_login(user)  # again for each request: /logout/ ends the session
+        return client
+
+    return fresh
+
+
+def _markers(partner: Partner, endpoint: Endpoint) -> list[str]:
+    return [partner.name, partner.external_id, endpoint.base_url, str(endpoint.pk)]
+
+
+def test_every_project_url_is_walked() -> None:
+    names = {r.name for r in ROUTES}
+    assert {"partners:list", "partners:detail", "partners:endpoint_edit"} <= names
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.kwargs], ids=lambda r: r.name)
+def test_url_with_partner_b_objects_is_404_for_partner_a(
+    route: Route, client_of_a: Callable[[], Client], partner_b: Partner, endpoint_b: Endpoint
+) -> None:
+    unknown = [k for k in route.kwargs if k not in B_VALUES]
+    assert not unknown, f"{route.name} takes {unknown}: add partner B's value to B_VALUES"
+    url = reverse(route.name, kwargs={k: B_VALUES[k](partner_b, endpoint_b) for k in route.kwargs})
+    statuses = {
+        "GET": client_of_a().get(url).status_code,
+        "POST": client_of_a().post(url, {"name": "x", "base_url": "http://127.0.0.1/"}).status_code,
+    }
+    assert set(statuses.values()) <= {404, 405}, f"{url} answered {statuses} to partner A"
+    assert 404 in statuses.values(), f"{url} answered {statuses} to partner A"
+    endpoint_b.refresh_from_db()
+    assert endpoint_b.name == "bravo-api"
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if not r.kwargs], ids=lambda r: r.name)
+def test_url_without_parameters_shows_partner_a_nothing_of_partner_b(
+    route: Route, client_of_a: Callable[[], Client], partner_b: Partner, endpoint_b: Endpoint
+) -> None:
+    url = reverse(route.name)
+    for method in ("get", "post"):
+        response = getattr(client_of_a(), method)(url, follow=True)
+        body = response.content.decode(errors="replace")
+        leaked = [m for m in _markers(partner_b, endpoint_b) if m in body]
+        assert not leaked, f"{method.upper()} {url} shows partner B's {leaked} to partner A"
+    assert Partner.objects.filter(pk=partner_b.pk).exists()
+
+
+def test_admin_is_closed_to_partner_users(
+    client_of_a: Callable[[], Client], partner_b: Partner
+) -> None:
+    response = client_of_a().get(reverse("admin:partners_partner_changelist"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
