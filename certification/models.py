@@ -1,9 +1,195 @@
-"""Certification runs. This module grows with the scenario engine; for now it holds the worker
-heartbeat that proves a Celery worker is alive and consuming the queue."""
+"""Suites, runs and their results.
+
+A ``Suite`` row is one immutable version of a suite's YAML; a ``Run`` executes one suite version
+against one partner; each scenario of the suite gets a ``ScenarioRun`` and each executed step a
+``StepResult``. Results are written under unique constraints so a redelivered task can never
+duplicate them.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+from partners.models import Partner, PartnerScopedQuerySet
+
+
+class Suite(models.Model):
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True)
+    entry = models.CharField(max_length=300, help_text="The top file of the suite.")
+    sources = models.JSONField(help_text="File name -> YAML text, the entry file and its $refs.")
+    parsed = models.JSONField(help_text="The parsed suite, for display.")
+    content_hash = models.CharField(max_length=64)
+    warnings = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="suite_unique_version"),
+            models.UniqueConstraint(fields=["name", "content_hash"], name="suite_unique_content"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Scenario(models.Model):
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="scenarios")
+    index = models.PositiveIntegerField()
+    name = models.CharField(max_length=300)
+    code = models.CharField(max_length=20, blank=True)
+    kind = models.CharField(max_length=20, default="main")
+    step_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["suite", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["suite", "index"], name="scenario_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}".strip()
+
+
+class RunQuerySet(PartnerScopedQuerySet):
+    pass
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        ERROR = "error", "Error"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.PASSED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="runs")
+    suite = models.ForeignKey(Suite, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    endpoints = models.JSONField(
+        default=dict, help_text="Endpoint snapshot: name -> base URL, auth kind (no secrets)."
+    )
+    default_endpoint = models.CharField(max_length=40, blank=True)
+    trigger = models.CharField(max_length=20, default="manual")
+    error = models.TextField(blank=True)
+    scenarios_total = models.PositiveIntegerField(default=0)
+    scenarios_done = models.PositiveIntegerField(default=0)
+    latency = models.JSONField(default=dict, blank=True)
+    sla_verdicts = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running"]) | Q(finished_at__isnull=False),
+                name="run_finished_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.partner.external_id} {self.suite}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class ScenarioRunQuerySet(PartnerScopedQuerySet):
+    partner_lookup = "run__partner"
+
+
+class ScenarioRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        ERROR = "error", "Error"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.PASSED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scenario_runs")
+    scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="+")
+    index = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+
+    objects = ScenarioRunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="scenario_run_unique_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.index} {self.status}"
+
+
+class StepResultQuerySet(PartnerScopedQuerySet):
+    partner_lookup = "scenario_run__run__partner"
+
+
+class StepResult(models.Model):
+    class Status(models.TextChoices):
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        ERROR = "error", "Error"
+
+    scenario_run = models.ForeignKey(ScenarioRun, on_delete=models.CASCADE, related_name="steps")
+    step_index = models.PositiveIntegerField()
+    iteration = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=300)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    request = models.JSONField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    timings = models.JSONField(null=True, blank=True)
+    assertions = models.JSONField(default=list, blank=True)
+    failure = models.JSONField(null=True, blank=True)
+    extracted = models.JSONField(default=dict, blank=True)
+    data = models.JSONField(null=True, blank=True)
+    latency = models.JSONField(null=True, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+
+    objects = StepResultQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["scenario_run", "step_index", "iteration"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scenario_run", "step_index", "iteration"], name="step_result_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scenario_run} step {self.step_index} {self.status}"
 
 
 class WorkerHeartbeat(models.Model):

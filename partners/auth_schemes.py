@@ -49,6 +49,12 @@ AUTH_SCHEMES: dict[str, AuthScheme] = {
             Field("client_key_pem", "Client private key (PEM)", multiline=True),
         ),
     ),
+    "db_password": AuthScheme(secrets=(Field("password", "Database password"),)),
+}
+# Which auth kinds fit which endpoint kind.
+AUTH_KINDS_FOR = {
+    "http": ("none", "api_key", "bearer", "oauth2_client_credentials", "hmac", "mtls"),
+    "postgresql": ("none", "db_password"),
 }
 
 ALL_CONFIG_FIELDS: tuple[Field, ...] = tuple(

@@ -20,11 +20,16 @@ class EndpointForm(forms.Form):
     """Endpoint settings. Secret inputs are never pre-filled: blank keeps the stored value."""
 
     name = forms.CharField(max_length=40, validators=[NAME_VALIDATOR])
-    base_url = forms.URLField(
+    kind = forms.ChoiceField(choices=Endpoint.Kind.choices, initial=Endpoint.Kind.HTTP)
+    base_url = forms.CharField(
         label="Base URL",
         max_length=500,
-        assume_scheme="https",
-        help_text="http(s)://host[:port][/path]",
+        help_text="http(s)://host[:port][/path], or postgres://user@host:5432/db for a database.",
+    )
+    writable = forms.BooleanField(
+        required=False,
+        label="Writable database",
+        help_text="Databases only: let dbQuery steps write. Otherwise queries run read-only.",
     )
     is_default = forms.BooleanField(
         required=False,
@@ -55,7 +60,10 @@ class EndpointForm(forms.Form):
             )
 
     def main_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in ("name", "base_url", "is_default", "auth_kind")]
+        return [
+            self[name]
+            for name in ("name", "kind", "base_url", "is_default", "writable", "auth_kind")
+        ]
 
     def config_fields(self) -> list[tuple[forms.BoundField, str]]:
         return [

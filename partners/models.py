@@ -168,11 +168,23 @@ class Endpoint(models.Model):
         OAUTH2 = "oauth2_client_credentials", "OAuth2 client credentials"
         HMAC = "hmac", "HMAC request signing"
         MTLS = "mtls", "mTLS client certificate"
+        DB_PASSWORD = "db_password", "Database password"
+
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP(S) API"
+        POSTGRESQL = "postgresql", "PostgreSQL database"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
     name = models.CharField(max_length=40, validators=[NAME_VALIDATOR])
-    base_url = models.URLField("base URL", max_length=500)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HTTP)
+    base_url = models.CharField(
+        "base URL", max_length=500, help_text="http(s)://… for APIs, postgres://… for databases."
+    )
+    writable = models.BooleanField(
+        default=False,
+        help_text="Databases only: let dbQuery steps write. Otherwise queries run read-only.",
+    )
     is_default = models.BooleanField(
         default=False, help_text="Used for scenario URLs that start with '/'."
     )

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from evidence.audit import audit_record
 from partners import access, crypto
-from partners.auth_schemes import AUTH_SCHEMES
+from partners.auth_schemes import AUTH_KINDS_FOR, AUTH_SCHEMES
 from partners.models import Endpoint, Partner
 from partners.urlguard import check_sandbox_url
 
@@ -72,6 +72,8 @@ def endpoint_save(
     auth_config: dict[str, str],
     new_secrets: dict[str, str],
     endpoint: Endpoint | None = None,
+    kind: str = "http",
+    writable: bool = False,
 ) -> Endpoint:
     """Create or update an endpoint.
 
@@ -81,8 +83,10 @@ def endpoint_save(
     """
     scheme = AUTH_SCHEMES[auth_kind]
     errors: dict[str, list[str]] = {}
+    if auth_kind not in AUTH_KINDS_FOR[kind]:
+        errors["auth_kind"] = [f"{auth_kind} does not apply to a {kind} endpoint."]
     try:
-        check_sandbox_url(base_url)
+        check_sandbox_url(base_url, kind=kind)
     except ValidationError as exc:
         errors["base_url"] = exc.messages
 
@@ -121,6 +125,8 @@ def endpoint_save(
             is_default=False
         )
     endpoint.name = name
+    endpoint.kind = kind
+    endpoint.writable = writable and kind == "postgresql"
     endpoint.base_url = base_url
     endpoint.is_default = is_default
     endpoint.auth_kind = auth_kind
@@ -136,6 +142,8 @@ def endpoint_save(
         data={
             "base_url": base_url,
             "auth_kind": auth_kind,
+            "kind": kind,
+            "writable": endpoint.writable,
             "default": is_default,
             "secrets_replaced": replaced,
         },

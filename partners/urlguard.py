@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,12 +20,33 @@ def sandbox_policy() -> AddressPolicy:
     return _policy_for(settings.SANDBOX_ALLOWED_NETWORKS)
 
 
-def check_sandbox_url(url: str) -> ResolvedTarget:
+def _host_part(netloc: str) -> str:
+    host = netloc.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host[: host.index("]") + 1]
+    return host.rsplit(":", 1)[0]
+
+
+def check_sandbox_url(url: str, *, kind: str = "http") -> ResolvedTarget:
     """Resolve the URL's host and refuse it unless every address is allowed.
 
+    ``kind`` is the endpoint kind: ``http`` takes http(s) URLs, ``postgresql`` postgres:// URLs.
     Raises ``ValidationError`` with a message fit for a form. Passing here is not the whole guard:
     the transport checks the address it connects to again, because DNS can change in between.
     """
+    if kind == "postgresql":
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+            raise ValidationError(
+                "A database endpoint needs a postgres://user@host:5432/dbname URL.",
+                code="bad_scheme",
+            )
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise ValidationError("The port is not a number from 1 to 65535.") from None
+        # The policy speaks http(s); check the database host and port in that form.
+        url = f"http://{_host_part(parts.netloc)}:{port}/"
     try:
         return sandbox_policy().check_url(url)
     except UrlRefused as exc:

@@ -80,6 +80,8 @@ def _endpoint_form_page(
                     by=request.user,
                     endpoint=endpoint,
                     name=data["name"],
+                    kind=data["kind"],
+                    writable=data["writable"],
                     base_url=data["base_url"],
                     is_default=data["is_default"],
                     auth_kind=data["auth_kind"],
@@ -96,6 +98,8 @@ def _endpoint_form_page(
     elif endpoint is not None:
         initial = {
             "name": endpoint.name,
+            "kind": endpoint.kind,
+            "writable": endpoint.writable,
             "base_url": endpoint.base_url,
             "is_default": endpoint.is_default,
             "auth_kind": endpoint.auth_kind,

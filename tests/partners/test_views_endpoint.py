@@ -25,6 +25,7 @@ def _edit(endpoint: Endpoint) -> str:
 def _form(**overrides: Any) -> dict[str, Any]:
     data = {
         "name": "api",
+        "kind": "http",
         "base_url": "http://127.0.0.1:8001/v1",
         "is_default": "on",
         "auth_kind": "bearer",
@@ -178,3 +179,41 @@ def test_malformed_endpoint_id_is_404(qa_client: Client, partner_a: Partner) -> 
         qa_client.get(f"/partners/{partner_a.external_id}/endpoints/not-a-uuid/edit/").status_code
         == 404
     )
+
+
+def test_database_endpoint_takes_a_postgres_url_and_a_password(
+    qa_client: Client, partner_a: Partner
+) -> None:
+    response = qa_client.post(
+        _new(partner_a),
+        _form(
+            name="orders-db",
+            kind="postgresql",
+            base_url="postgres://reader@127.0.0.1:5432/orders",
+            auth_kind="db_password",
+            password="pw-SECRET",
+            is_default="",
+        ),
+    )
+    assert response.status_code == 302
+    endpoint = Endpoint.objects.get(name="orders-db")
+    assert (endpoint.kind, endpoint.writable) == ("postgresql", False)
+    assert services.endpoint_secrets(endpoint) == {"password": "pw-SECRET"}
+
+
+def test_database_endpoint_on_a_private_network_is_refused(
+    qa_client: Client, partner_a: Partner
+) -> None:
+    response = qa_client.post(
+        _new(partner_a),
+        _form(kind="postgresql", base_url="postgres://u@10.1.2.3:5432/db", auth_kind="none"),
+    )
+    assert "private" in response.content.decode()
+    assert not partner_a.endpoints.exists()
+
+
+def test_http_url_on_a_database_endpoint_is_refused(qa_client: Client, partner_a: Partner) -> None:
+    response = qa_client.post(
+        _new(partner_a), _form(kind="postgresql", base_url="http://127.0.0.1/", auth_kind="none")
+    )
+    assert "needs a postgres://" in response.content.decode()

@@ -1,0 +1,314 @@
+"""The engine's data: a parsed suite going in, results coming out.
+
+Plain dataclasses, no Django: ``spec.parse_suite`` builds the input side, ``runner`` produces the
+output side, and the Django app persists both. Everything here is JSON-friendly through
+``to_dict`` so results can be stored, exported and compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+class _Missing:
+    """A sentinel for "no value here" (distinct from an explicit null). Copies are itself, so
+    ``value is MISSING`` survives ``dataclasses.asdict`` and ``copy.deepcopy``."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __copy__(self) -> _Missing:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Missing:
+        return self
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+OPERATORS = (
+    "eq", "neq", "gt", "gte", "lt", "lte", "contains", "notContains", "exists", "notExists",
+    "matches", "in", "length", "type", "jsonSchema",
+)  # fmt: skip
+SCENARIO_KINDS = ("main", "alt", "exception", "cross")
+ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+BodyKind = Literal["json", "form", "raw"]
+StepStatus = Literal["passed", "failed", "skipped", "error"]
+
+
+@dataclass(frozen=True)
+class Pos:
+    """Where something was written: file, 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+# ----------------------------------------------------------------------------- input side
+
+
+@dataclass
+class Assertion:
+    path: str
+    operator: str
+    value: Any = MISSING
+    pos: Pos | None = None
+
+
+@dataclass
+class CountCheck:
+    operator: str
+    value: Any
+    pos: Pos | None = None
+
+
+@dataclass
+class AssertionGroup:
+    """``assertions`` without ``match`` apply to the step's own response; with ``match`` they
+    apply to captured traffic (hosted mocks) and are evaluated once that exists."""
+
+    assertions: list[Assertion] = field(default_factory=list)
+    match: dict[str, Any] | None = None
+    count: CountCheck | None = None
+    pos: Pos | None = None
+
+
+@dataclass
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    body: Any = MISSING
+    body_kind: BodyKind = "json"
+    timeout_ms: int | None = None
+    follow_redirects: bool = True
+
+
+@dataclass
+class DbQuery:
+    database: str
+    query: str
+    params: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Wait:
+    ms: int
+
+
+@dataclass
+class LatencyProbe:
+    request: HttpRequest
+    requests: int
+    concurrency: int | None = None  # closed model: N workers back to back
+    rate: float | None = None  # open model: requests per second on a fixed schedule
+    expect_status: list[int] = field(default_factory=lambda: [200])
+
+
+Action = HttpRequest | DbQuery | Wait | LatencyProbe
+
+
+@dataclass
+class Until:
+    path: str
+    operator: str
+    value: Any = MISSING
+    timeout_ms: int = 30_000
+    interval_ms: int = 1_000
+
+
+@dataclass
+class Step:
+    action: Action
+    name: str = ""
+    groups: list[AssertionGroup] = field(default_factory=list)
+    extract: dict[str, str] = field(default_factory=dict)
+    until: Until | None = None
+    continue_on_failure: bool = False
+    pos: Pos | None = None
+
+
+@dataclass
+class Scenario:
+    name: str
+    steps: list[Step]
+    code: str = ""
+    kind: str = "main"
+    pos: Pos | None = None
+
+
+@dataclass
+class Mock:
+    name: str
+    target: str
+    path: str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = MISSING
+    delay_ms: int = 0
+    body_contains: str | None = None
+    body_matches: str | None = None
+    pos: Pos | None = None
+
+
+@dataclass
+class Suite:
+    name: str
+    scenarios: list[Scenario]
+    description: str = ""
+    version: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    mocks: list[Mock] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- context
+
+
+@dataclass
+class EndpointConfig:
+    """A partner endpoint as the transport needs it. ``secrets`` are plain text here and must
+    never be written anywhere; the masker replaces them in everything recorded."""
+
+    name: str
+    base_url: str
+    auth_kind: str = "none"
+    auth_config: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    kind: str = "http"  # http | postgresql
+    writable: bool = False
+
+
+@dataclass
+class RunContext:
+    endpoints: dict[str, EndpointConfig]
+    default_endpoint: str | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+    partner: dict[str, Any] = field(default_factory=dict)  # {{partner.id}}, {{partner.name}}
+    sla: dict[str, Any] = field(default_factory=dict)  # {{sla.p95}} -> 300
+    secrets: dict[str, str] = field(default_factory=dict)  # {{secret.<name>}}
+    run_id: str = ""  # seeds Idempotency-Key headers
+    body_capture_bytes: int = 64 * 1024
+    max_body_bytes: int = 10 * 1024 * 1024
+    request_timeout_ms: int = 30_000
+    max_redirects: int = 5
+
+
+# ----------------------------------------------------------------------------- output side
+
+
+@dataclass
+class Timings:
+    """Milliseconds, from a monotonic clock. ``None`` when the phase did not happen (no TLS on
+    http, a reused connection has no connect)."""
+
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+
+
+@dataclass
+class Capture:
+    """One side of an exchange as recorded: body truncated to the capture cap, with the full
+    body's size and sha256; secrets already masked."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    body_size: int = 0
+    body_sha256: str = ""
+    truncated: bool = False
+
+
+@dataclass
+class RequestRecord(Capture):
+    method: str = ""
+    url: str = ""
+
+
+@dataclass
+class ResponseRecord(Capture):
+    status: int | None = None
+
+
+@dataclass
+class Failure:
+    """Why a step could not complete. ``kind`` is one of: timeout, too_large, connection_reset,
+    tls_error, refused, dns, blocked_address, redirect_limit, bad_url, undefined_variable,
+    invalid_response, db_error, error."""
+
+    kind: str
+    message: str
+
+
+@dataclass
+class AssertionResult:
+    path: str
+    operator: str
+    expected: Any
+    actual: Any
+    passed: bool
+    message: str = ""
+
+
+@dataclass
+class LatencySummary:
+    requests: int
+    errors: int
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    wall_ms: float
+    status: dict[str, int] = field(default_factory=dict)
+    histogram: dict[str, Any] = field(default_factory=dict)  # histogram.Histogram.to_dict()
+
+
+@dataclass
+class StepOutcome:
+    index: int
+    name: str
+    status: StepStatus
+    iteration: int = 0  # polls of an `until` step
+    request: RequestRecord | None = None
+    response: ResponseRecord | None = None
+    timings: Timings | None = None
+    assertions: list[AssertionResult] = field(default_factory=list)
+    failure: Failure | None = None
+    extracted: dict[str, Any] = field(default_factory=dict)
+    data: Any = None  # dbQuery rows
+    latency: LatencySummary | None = None
+    notes: list[str] = field(default_factory=list)
+    started_at: str = ""  # ISO 8601 UTC
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScenarioOutcome:
+    name: str
+    code: str
+    kind: str
+    status: StepStatus
+    steps: list[StepOutcome]
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
