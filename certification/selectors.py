@@ -1,12 +1,14 @@
-"""Reads for certification runs."""
+"""Reads for suites and runs, including the JSON and JUnit exports."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+from xml.etree import ElementTree as ET
 
 from django.utils import timezone
 
-from certification.models import WorkerHeartbeat
+from certification.models import Run, StepResult, Suite, WorkerHeartbeat
 
 WORKER_FRESH_FOR = timedelta(minutes=2)
 
@@ -14,3 +16,114 @@ WORKER_FRESH_FOR = timedelta(minutes=2)
 def workers_alive() -> list[WorkerHeartbeat]:
     """Workers that answered a heartbeat recently."""
     return list(WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - WORKER_FRESH_FOR))
+
+
+def suite_latest(name: str) -> Suite | None:
+    return Suite.objects.filter(name=name).order_by("-version").first()
+
+
+def _step_json(step: StepResult) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "status": step.status,
+        "iteration": step.iteration,
+        "request": step.request,
+        "response": step.response,
+        "timings": step.timings,
+        "assertions": [
+            {k: a.get(k) for k in ("path", "operator", "expected", "actual", "passed", "message")}
+            for a in step.assertions
+        ],
+        "failure": step.failure,
+        "extracted": step.extracted,
+        "data": step.data,
+        "latency": _latency_public(step.latency),
+        "notes": step.notes,
+        "durationMs": round(step.duration_ms, 3),
+    }
+
+
+def _latency_public(latency: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not latency:
+        return None
+    return {k: v for k, v in latency.items() if k != "histogram"}
+
+
+def run_as_json(run: Run) -> dict[str, Any]:
+    """The documented export: ``{"run": {...}, "scenarios": [{..., "steps": [...]}]}``."""
+    scenario_runs = run.scenario_runs.select_related("scenario").prefetch_related("steps")
+    return {
+        "run": {
+            "id": run.pk,
+            "status": run.status,
+            "partner": run.partner.external_id,
+            "suite": run.suite.name,
+            "suiteVersion": run.suite.version,
+            "createdAt": run.created_at.isoformat(),
+            "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+            "endpoints": {name: e["base_url"] for name, e in run.endpoints.items()},
+            "error": run.error or None,
+            "latency": _latency_public(run.latency),
+            "sla": run.sla_verdicts,
+        },
+        "scenarios": [
+            {
+                "name": sr.scenario.name,
+                "code": sr.scenario.code,
+                "kind": sr.scenario.kind,
+                "status": sr.status,
+                "durationMs": sr.duration_ms,
+                "steps": [_step_json(step) for step in sr.steps.all()],
+            }
+            for sr in scenario_runs
+        ],
+    }
+
+
+def run_as_junit(run: Run) -> str:
+    """JUnit XML: one testcase per scenario; a failure lists its failing assertions."""
+    data = run_as_json(run)
+    scenarios = data["scenarios"]
+    suite_el = ET.Element(
+        "testsuite",
+        name=f"{run.suite.name} v{run.suite.version} @ {run.partner.external_id}",
+        tests=str(len(scenarios)),
+        failures=str(sum(s["status"] == "failed" for s in scenarios)),
+        errors=str(sum(s["status"] == "error" for s in scenarios)),
+        skipped=str(sum(s["status"] in ("cancelled", "skipped") for s in scenarios)),
+        time=f"{sum((s['durationMs'] or 0) for s in scenarios) / 1000:.3f}",
+    )
+    for scenario in scenarios:
+        label = f"{scenario['code']} {scenario['name']}".strip()
+        case = ET.SubElement(
+            suite_el,
+            "testcase",
+            classname=f"{run.suite.name}.{scenario['kind']}",
+            name=label,
+            time=f"{(scenario['durationMs'] or 0) / 1000:.3f}",
+        )
+        lines = []
+        for step in scenario["steps"]:
+            if step["status"] in ("failed", "error"):
+                if step["failure"]:
+                    lines.append(
+                        f"{step['name']}: {step['failure']['kind']}: {step['failure']['message']}"
+                    )
+                for a in step["assertions"]:
+                    if not a["passed"]:
+                        lines.append(
+                            f"{step['name']}: {a['path']} {a['operator']} {a['expected']!r}: "
+                            f"{a['message'] or 'actual ' + repr(a['actual'])}"
+                        )
+        if scenario["status"] == "failed":
+            ET.SubElement(
+                case, "failure", message=lines[0] if lines else "failed"
+            ).text = "\n".join(lines)
+        elif scenario["status"] == "error":
+            ET.SubElement(case, "error", message=lines[0] if lines else "error").text = "\n".join(
+                lines
+            )
+        elif scenario["status"] in ("cancelled", "skipped"):
+            ET.SubElement(case, "skipped", message=scenario["status"])
+    ET.indent(suite_el)
+    return ET.tostring(ET.ElementTree(suite_el).getroot(), encoding="unicode", xml_declaration=True)

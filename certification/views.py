@@ -1,8 +1,22 @@
 from __future__ import annotations
 
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+
+from certification import selectors, services
+from certification.engine.spec import SuiteInvalid
+from certification.forms import StartRunForm, SuiteUploadForm
+from certification.models import Suite
+from partners import access
 
 
 @require_GET
@@ -14,3 +28,135 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         return JsonResponse({"status": "unavailable"}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+@login_required
+def suite_list(request: HttpRequest) -> HttpResponse:
+    suites = Suite.objects.order_by("name", "-version")
+    latest: dict[str, Suite] = {}
+    versions: dict[str, int] = {}
+    for suite in suites:
+        latest.setdefault(suite.name, suite)
+        versions[suite.name] = versions.get(suite.name, 0) + 1
+    rows = [(suite, versions[name]) for name, suite in latest.items()]
+    return render(
+        request,
+        "certification/suite_list.html",
+        {"rows": rows, "can_upload": access.can_upload_suites(request.user)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def suite_upload(request: HttpRequest) -> HttpResponse:
+    """Validate (the same validator as ``manage.py validate_suite``) and store a suite."""
+    if not access.can_upload_suites(request.user):
+        raise PermissionDenied("Only QA leads can add suites.")
+    errors: list[str] = []
+    form = SuiteUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        entry, source = form.cleaned_data["entry"], form.cleaned_data["source"]
+        try:
+            suite, created = services.suite_store(
+                entry=entry, sources={entry: source}, by=request.user
+            )
+        except SuiteInvalid as exc:
+            errors = [str(e) for e in exc.errors]
+        else:
+            if created:
+                messages.success(request, f"Stored {suite.name} version {suite.version}.")
+            else:
+                messages.info(request, f"{suite.name} v{suite.version} already has this content.")
+            return redirect("certification:suite_detail", suite_id=suite.pk)
+    status = 400 if errors else 200
+    return render(
+        request, "certification/suite_upload.html", {"form": form, "errors": errors}, status=status
+    )
+
+
+@login_required
+def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
+    suite = get_object_or_404(Suite, pk=suite_id)
+    versions = Suite.objects.filter(name=suite.name).order_by("-version")
+    return render(
+        request,
+        "certification/suite_detail.html",
+        {
+            "suite": suite,
+            "versions": versions,
+            "scenarios": suite.scenarios.all(),
+            "source": suite.sources.get(suite.entry, ""),
+        },
+    )
+
+
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    runs = access.runs_visible_to(request.user).select_related("partner", "suite")[:200]
+    return render(request, "certification/run_list.html", {"runs": runs})
+
+
+@login_required
+@require_POST
+def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    if not access.can_start_runs(request.user):
+        raise PermissionDenied("Your role cannot start runs.")
+    form = StartRunForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a suite to run.")
+        return redirect("partners:detail", partner_id=partner.external_id)
+    try:
+        run = services.start_run(
+            partner=partner, suite=form.cleaned_data["suite"], by=request.user, trigger="web"
+        )
+    except services.RunInputError as exc:
+        messages.error(request, str(exc))
+        return redirect("partners:detail", partner_id=partner.external_id)
+    url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run page; its htmx poll gets only the live part and stops once the run is done."""
+    run = access.run_for_user(request.user, run_id)
+    scenario_runs = run.scenario_runs.select_related("scenario").prefetch_related("steps")
+    context = {
+        "run": run,
+        "scenario_runs": scenario_runs,
+        "can_cancel": access.can_start_runs(request.user) and not run.is_finished,
+    }
+    if request.htmx and request.htmx.target == "run-live":
+        response = render(request, "certification/run_detail.html#run-live", context)
+        if run.is_finished:
+            stop = HttpResponseStopPolling(response.content)
+            return stop
+        return response
+    return render(request, "certification/run_detail.html", context)
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = access.run_for_user(request.user, run_id)
+    if not access.can_start_runs(request.user):
+        raise PermissionDenied("Your role cannot cancel runs.")
+    services.run_cancel(run=run, by=request.user)
+    url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+def run_export(request: HttpRequest, run_id: int, fmt: str) -> HttpResponse:
+    run = access.run_for_user(request.user, run_id)
+    if fmt == "json":
+        body = json.dumps(selectors.run_as_json(run), indent=2)
+        response = HttpResponse(body, content_type="application/json")
+    elif fmt == "junit":
+        response = HttpResponse(selectors.run_as_junit(run), content_type="application/xml")
+    else:
+        raise Http404("Unknown export format")
+    suffix = "json" if fmt == "json" else "xml"
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.{suffix}"'
+    return response

@@ -17,5 +17,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", certification_views.healthz, name="healthz"),
     path("partners/", include("partners.urls")),
+    path("", include("certification.urls")),
     path("admin/", admin.site.urls),
 ]

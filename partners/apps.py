@@ -14,5 +14,6 @@ class PartnersConfig(AppConfig):
     name = "partners"
 
     def ready(self) -> None:
-        # Groups need the permissions, which exist only after every app has migrated.
-        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="partners.roles_sync")
+        # Groups need permissions of several apps, created by each app's own post_migrate; run
+        # after every app's (it is idempotent and cheap) so the last run sees them all.
+        post_migrate.connect(_sync_roles, dispatch_uid="partners.roles_sync")

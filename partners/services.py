@@ -15,40 +15,52 @@ from partners.models import Endpoint, Partner
 from partners.urlguard import check_sandbox_url
 
 _MODELS = ("partner", "sla", "endpoint", "webhooksecret", "retrypolicy", "fieldmapping")
+_VIEW_RUNS = ["certification.view_suite", "certification.view_run"]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     access.QA_LEAD: [
-        *(f"{verb}_{model}" for model in _MODELS for verb in ("add", "change", "delete", "view")),
-        "view_membership",
-        "import_registry",
-        "export_evidence",
-        "view_all_partners",
+        *(f"partners.{verb}_{m}" for m in _MODELS for verb in ("add", "change", "delete", "view")),
+        "partners.view_membership",
+        "partners.import_registry",
+        "partners.export_evidence",
+        "partners.view_all_partners",
+        *_VIEW_RUNS,
+        "certification.add_suite",
+        "certification.add_run",
+        "certification.change_run",
     ],
     access.AUDITOR: [
-        *(f"view_{model}" for model in _MODELS),
-        "view_membership",
-        "export_evidence",
-        "view_all_partners",
+        *(f"partners.view_{model}" for model in _MODELS),
+        "partners.view_membership",
+        "partners.export_evidence",
+        "partners.view_all_partners",
+        *_VIEW_RUNS,
     ],
     access.PARTNER_USER: [
-        "view_partner",
-        "view_sla",
-        "view_webhooksecret",
-        "view_endpoint",
-        "add_endpoint",
-        "change_endpoint",
-        "delete_endpoint",
+        "partners.view_partner",
+        "partners.view_sla",
+        "partners.view_webhooksecret",
+        "partners.view_endpoint",
+        "partners.add_endpoint",
+        "partners.change_endpoint",
+        "partners.delete_endpoint",
+        *_VIEW_RUNS,
+        "certification.add_run",
+        "certification.change_run",
     ],
 }
 
 
 def roles_sync(*, using: str = "default") -> None:
     """Create the role groups and give them exactly their permissions (idempotent)."""
-    for role, codenames in ROLE_PERMISSIONS.items():
+    from django.db.models import Q
+
+    for role, names in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.using(using).get_or_create(name=role)
-        perms = Permission.objects.using(using).filter(
-            content_type__app_label="partners", codename__in=codenames
-        )
-        group.permissions.set(perms)
+        wanted = Q(pk__in=[])
+        for name in names:
+            app_label, codename = name.split(".")
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        group.permissions.set(Permission.objects.using(using).filter(wanted))
 
 
 def endpoint_secrets(endpoint: Endpoint) -> dict[str, str]:

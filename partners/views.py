@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from certification.forms import StartRunForm
 from partners import access, services
 from partners.auth_schemes import AUTH_SCHEMES
 from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
@@ -57,6 +58,11 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
         "endpoints": endpoints,
         "webhook_secrets": partner.webhook_secrets.all(),
         "can_manage_endpoints": access.can_manage_endpoints(request.user),
+        "runs": access.runs_visible_to(request.user)
+        .filter(partner=partner)
+        .select_related("suite")[:20],
+        "can_start_runs": access.can_start_runs(request.user),
+        "start_form": StartRunForm(),
     }
     return render(request, "partners/partner_detail.html", context)
 

@@ -72,3 +72,19 @@ def partner_a_client(partner_a: Partner) -> Client:
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Any:
+    from demo.sandbox import SandboxServer
+
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Any) -> Any:
+    """The demo sandbox, reset to its seed data for each test."""
+    sandbox_server.reset_state()
+    sandbox_server.reset_timings()
+    return sandbox_server

@@ -52,7 +52,12 @@ def lookup(name: str, variables: Mapping[str, Any]) -> Any:
     if head not in variables or not rest:
         raise UndefinedVariable(name)
     current: Any = variables[head]
-    for part in rest.split("."):
+    parts = rest.split(".")
+    for position, part in enumerate(parts):
+        remainder = ".".join(parts[position:])
+        if isinstance(current, Mapping) and remainder in current:
+            # Flat dotted keys ({{secret.api.token}} with key "api.token") win.
+            return current[remainder]
         if isinstance(current, Mapping) and part in current:
             current = current[part]
         elif isinstance(current, list) and _index_ok(part, current):

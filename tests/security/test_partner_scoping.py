@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from certification.models import Run
 from partners.models import Endpoint, Partner
 from tests import factories
 
@@ -38,10 +39,30 @@ def _walk(patterns: list[Any], namespace: str = "") -> Iterator[Route]:
 ROUTES = list(_walk(get_resolver().url_patterns))
 
 # How to point each URL parameter at partner B's objects.
-B_VALUES: dict[str, Callable[[Partner, Endpoint], str]] = {
-    "partner_id": lambda partner, endpoint: partner.external_id,
-    "endpoint_id": lambda partner, endpoint: str(endpoint.pk),
+B_VALUES: dict[str, Callable[[Partner, Endpoint, Run], str]] = {
+    "partner_id": lambda partner, endpoint, run: partner.external_id,
+    "endpoint_id": lambda partner, endpoint, run: str(endpoint.pk),
+    "run_id": lambda partner, endpoint, run: str(run.pk),
+    "fmt": lambda partner, endpoint, run: "json",
 }
+# Parameters naming objects shared by all partners (suites): such URLs must answer, but show
+# nothing of partner B.
+GLOBAL_VALUES: dict[str, Callable[[Run], str]] = {
+    "suite_id": lambda run: str(run.suite_id),
+}
+
+
+@pytest.fixture
+def run_b(partner_b: Partner, endpoint_b: Endpoint, tmp_path: Any) -> Run:
+    from certification import services
+
+    suite, _ = services.suite_store(
+        entry="s.yaml",
+        sources={"s.yaml": "name: s\ntests:\n  - name: a\n    steps:\n"
+                 "      - action: {type: wait, ms: 1}\n"},
+        by="test",
+    )  # fmt: skip
+    return services.run_create(partner=partner_b, suite=suite, by="test")
 
 
 @pytest.fixture
@@ -60,18 +81,29 @@ def _markers(partner: Partner, endpoint: Endpoint) -> list[str]:
     return [partner.name, partner.external_id, endpoint.base_url, str(endpoint.pk)]
 
 
+def _is_global(route: Route) -> bool:
+    return bool(route.kwargs) and all(k in GLOBAL_VALUES for k in route.kwargs)
+
+
 def test_every_project_url_is_walked() -> None:
     names = {r.name for r in ROUTES}
     assert {"partners:list", "partners:detail", "partners:endpoint_edit"} <= names
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if r.kwargs], ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "route", [r for r in ROUTES if r.kwargs and not _is_global(r)], ids=lambda r: r.name
+)
 def test_url_with_partner_b_objects_is_404_for_partner_a(
-    route: Route, client_of_a: Callable[[], Client], partner_b: Partner, endpoint_b: Endpoint
+    route: Route,
+    client_of_a: Callable[[], Client],
+    partner_b: Partner,
+    endpoint_b: Endpoint,
+    run_b: Run,
 ) -> None:
     unknown = [k for k in route.kwargs if k not in B_VALUES]
     assert not unknown, f"{route.name} takes {unknown}: add partner B's value to B_VALUES"
-    url = reverse(route.name, kwargs={k: B_VALUES[k](partner_b, endpoint_b) for k in route.kwargs})
+    kwargs = {k: B_VALUES[k](partner_b, endpoint_b, run_b) for k in route.kwargs}
+    url = reverse(route.name, kwargs=kwargs)
     statuses = {
         "GET": client_of_a().get(url).status_code,
         "POST": client_of_a().post(url, {"name": "x", "base_url": "http://127.0.0.1/"}).status_code,
@@ -80,13 +112,21 @@ def test_url_with_partner_b_objects_is_404_for_partner_a(
     assert 404 in statuses.values(), f"{url} answered {statuses} to partner A"
     endpoint_b.refresh_from_db()
     assert endpoint_b.name == "bravo-api"
+    run_b.refresh_from_db()
+    assert run_b.status == "queued"
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if not r.kwargs], ids=lambda r: r.name)
-def test_url_without_parameters_shows_partner_a_nothing_of_partner_b(
-    route: Route, client_of_a: Callable[[], Client], partner_b: Partner, endpoint_b: Endpoint
+@pytest.mark.parametrize(
+    "route", [r for r in ROUTES if not r.kwargs or _is_global(r)], ids=lambda r: r.name
+)
+def test_url_without_partner_objects_shows_partner_a_nothing_of_partner_b(
+    route: Route,
+    client_of_a: Callable[[], Client],
+    partner_b: Partner,
+    endpoint_b: Endpoint,
+    run_b: Run,
 ) -> None:
-    url = reverse(route.name)
+    url = reverse(route.name, kwargs={k: GLOBAL_VALUES[k](run_b) for k in route.kwargs})
     for method in ("get", "post"):
         response = getattr(client_of_a(), method)(url, follow=True)
         body = response.content.decode(errors="replace")

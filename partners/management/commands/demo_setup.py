@@ -9,11 +9,14 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from certification.services import suite_sources_from_file, suite_store
 from partners import access, services
 from partners.models import Endpoint, Membership, Partner
 from partners.registry import registry_import, registry_parse
 
 DEMO_DIR = Path(settings.BASE_DIR) / "demo" / "registry"
+SUITES_DIR = Path(settings.BASE_DIR) / "demo" / "suites"
+DEMO_SANDBOX_KEY = "demo-sandbox-key"
 DEMO_USERS = (
     # username, password, role, partner
     ("qa", "qa-demo-pass", access.QA_LEAD, None),
@@ -24,8 +27,8 @@ DEMO_USERS = (
 
 class Command(BaseCommand):
     help = (
-        "Load the demo data: the playbook's registry CSVs, demo users for each role and a sandbox "
-        "endpoint for Acme Retail. Idempotent; refuses to run in production."
+        "Load the demo data: the playbook's registry CSVs, demo users for each role, sandbox "
+        "endpoints for Acme Retail and the demo suites. Idempotent; refuses to run in production."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,17 +46,22 @@ class Command(BaseCommand):
             raise CommandError("\n".join(map(str, plan.errors)), returncode=2)
         registry_import(plan=plan, by="manage.py demo_setup")
         acme = Partner.objects.get(external_id="p_001")
-        if not Endpoint.objects.filter(partner=acme, name="api").exists():
-            services.endpoint_save(
-                partner=acme,
-                by="manage.py demo_setup",
-                name="api",
-                base_url=sandbox_url,
-                is_default=True,
-                auth_kind="api_key",
-                auth_config={"header_name": "X-API-Key"},
-                new_secrets={"api_key": "demo-sandbox-key"},
-            )
+        # Named like the seed's services so its definitions run unchanged.
+        for name, auth in (("api-gateway", "api_key"), ("payment-service", "none")):
+            if not Endpoint.objects.filter(partner=acme, name=name).exists():
+                services.endpoint_save(
+                    partner=acme,
+                    by="manage.py demo_setup",
+                    name=name,
+                    base_url=sandbox_url,
+                    is_default=name == "api-gateway",
+                    auth_kind=auth,
+                    auth_config={"header_name": "X-API-Key"} if auth == "api_key" else {},
+                    new_secrets={"api_key": DEMO_SANDBOX_KEY} if auth == "api_key" else {},
+                )
+        for suite_file in sorted(SUITES_DIR.glob("*.yaml")):
+            entry, sources = suite_sources_from_file(suite_file)
+            suite_store(entry=entry, sources=sources, by="manage.py demo_setup")
         User = get_user_model()
         for username, password, role, partner_id in DEMO_USERS:
             user, created = User.objects.get_or_create(username=username)

@@ -1,0 +1,261 @@
+"""Engine benchmark: prints figures, asserts nothing.
+
+(a) 200 scenarios x 4 requests (create order, read it back, pay, replay the payment with the same
+    idempotency key; assertions on each) by the engine alone, sequential and 10 scenarios at a
+    time, against a bare aiohttp loop doing the same requests and checks;
+(b) the same suite through `manage.py run_suite --inline` with results persisted, on SQLite and
+    on PostgreSQL (BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/certdash_bench);
+(c) a latencyProbe of 2,000 requests at concurrency 50 against a 20 ms server delay: wall time
+    against the ideal 0.8 s, and p50/p95/p99 against the sandbox's own handling times.
+
+Run: .venv/bin/python bench/engine.py   (or `make bench`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from certification.engine.histogram import Histogram  # noqa: E402
+from certification.engine.model import EndpointConfig, RunContext  # noqa: E402
+from certification.engine.netpolicy import AddressPolicy  # noqa: E402
+from certification.engine.runner import run_suite  # noqa: E402
+from certification.engine.spec import parse_suite  # noqa: E402
+from demo.sandbox import STATE_KEY, SandboxServer  # noqa: E402
+
+SCENARIOS = 200
+POLICY = AddressPolicy(["127.0.0.0/8"])
+SCENARIO = """
+  - name: order {i}
+    code: B-{i:03d}
+    steps:
+      - name: create order
+        action:
+          type: httpRequest
+          method: POST
+          url: /v1/orders
+          body: {{customerId: 1, items: [{{sku: WIDGET-001, quantity: 1}}]}}
+        assertions:
+          - assertions:
+              - {{path: response.status, operator: eq, value: 201}}
+              - {{path: response.body.order.totalCents, operator: eq, value: 999}}
+        extract: {{orderId: response.body.order.id}}
+      - name: read it back
+        action: {{type: httpRequest, method: GET, url: "/v1/orders/{{{{orderId}}}}"}}
+        assertions:
+          - assertions:
+              - {{path: response.status, operator: eq, value: 200}}
+              - {{path: response.body.order.id, operator: eq, value: "{{{{orderId}}}}"}}
+      - name: pay
+        action:
+          type: httpRequest
+          method: POST
+          url: "/v1/orders/{{{{orderId}}}}/pay"
+          headers: {{Idempotency-Key: "pay-{{{{orderId}}}}"}}
+          body: {{paymentMethod: pm_test_visa}}
+        assertions:
+          - assertions:
+              - {{path: response.status, operator: eq, value: 200}}
+              - {{path: response.body.order.status, operator: eq, value: paid}}
+        extract: {{paymentId: response.body.payment.id}}
+      - name: replay the payment
+        action:
+          type: httpRequest
+          method: POST
+          url: "/v1/orders/{{{{orderId}}}}/pay"
+          headers: {{Idempotency-Key: "pay-{{{{orderId}}}}"}}
+          body: {{paymentMethod: pm_test_visa}}
+        assertions:
+          - assertions:
+              - {{path: response.status, operator: eq, value: 200}}
+              - {{path: response.body.payment.id, operator: eq, value: "{{{{paymentId}}}}"}}
+"""
+
+
+def workload_yaml() -> str:
+    return "name: bench-checkout\ntests:" + "".join(
+        SCENARIO.format(i=i) for i in range(SCENARIOS)
+    )
+
+
+def restock(server: SandboxServer) -> None:
+    server.reset_state()
+
+    def fill() -> None:
+        server.app[STATE_KEY].products["WIDGET-001"].stock = 10**9
+
+    server._on_loop(fill)
+
+
+def context(url: str) -> RunContext:
+    return RunContext(
+        endpoints={"api": EndpointConfig(name="api", base_url=url)}, default_endpoint="api"
+    )
+
+
+def engine_alone(server: SandboxServer, parallel: int) -> tuple[float, int]:
+    restock(server)
+    suite = parse_suite(workload_yaml(), filename="bench.yaml")
+    started = time.perf_counter()
+    outcomes = asyncio.run(run_suite(suite, context(server.url), policy=POLICY, parallel=parallel))
+    elapsed = time.perf_counter() - started
+    failed = sum(o.status != "passed" for o in outcomes)
+    return elapsed, failed
+
+
+async def _bare_scenario(session: aiohttp.ClientSession, url: str) -> bool:
+    async with session.post(
+        f"{url}/v1/orders", json={"customerId": 1, "items": [{"sku": "WIDGET-001", "quantity": 1}]}
+    ) as r:
+        body = await r.json()
+        ok = r.status == 201 and body["order"]["totalCents"] == 999
+    order_id = body["order"]["id"]
+    async with session.get(f"{url}/v1/orders/{order_id}") as r:
+        body = await r.json()
+        ok &= r.status == 200 and body["order"]["id"] == order_id
+    headers = {"Idempotency-Key": f"pay-{order_id}"}
+    payload = {"paymentMethod": "pm_test_visa"}
+    async with session.post(f"{url}/v1/orders/{order_id}/pay", json=payload, headers=headers) as r:
+        body = await r.json()
+        ok &= r.status == 200 and body["order"]["status"] == "paid"
+    payment_id = body["payment"]["id"]
+    async with session.post(f"{url}/v1/orders/{order_id}/pay", json=payload, headers=headers) as r:
+        body = await r.json()
+        ok &= r.status == 200 and body["payment"]["id"] == payment_id
+    return ok
+
+
+def bare_loop(server: SandboxServer, parallel: int) -> tuple[float, int]:
+    restock(server)
+
+    async def main() -> int:
+        gate = asyncio.Semaphore(parallel)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def one() -> bool:
+                async with gate:
+                    return await _bare_scenario(session, server.url)
+
+            results = await asyncio.gather(*(one() for _ in range(SCENARIOS)))
+        return sum(not ok for ok in results)
+
+    started = time.perf_counter()
+    failed = asyncio.run(main())
+    return time.perf_counter() - started, failed
+
+
+def persisted(database_url: str, sandbox_url: str) -> str:
+    """Run the workload through run_suite --inline in a child process on one database."""
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = Path(tmp) / "bench.yaml"
+        suite.write_text(workload_yaml())
+        env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+        code = f"""
+import time, django
+django.setup()
+from django.core.management import call_command
+from partners.models import Partner
+call_command("migrate", verbosity=0)
+Partner.objects.get_or_create(external_id="p_bench", defaults={{"name": "Bench", "modes": ["api"]}})
+started = time.perf_counter()
+call_command("run_suite", "--partner", "p_bench", "--suite", {str(suite)!r},
+             "--endpoint", "api={sandbox_url}", "--inline", "--parallel", "10", verbosity=0,
+             stdout=open("/dev/null", "w"))
+print(f"{{time.perf_counter() - started:.3f}}")
+"""
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            return f"failed: {result.stderr.strip().splitlines()[-1] if result.stderr else '?'}"
+        return f"{float(result.stdout.strip().splitlines()[-1]):.3f} s"
+
+
+def latency_probe() -> dict[str, Any]:
+    text = """
+name: probe
+tests:
+  - name: probe
+    steps:
+      - action: {type: latencyProbe, method: GET, url: /health, requests: 2000, concurrency: 50}
+"""
+    with SandboxServer(delay_ms=20) as server:
+        suite = parse_suite(text, filename="probe.yaml")
+        asyncio.run(run_suite(suite, context(server.url), policy=POLICY))  # warm up
+        server.reset_timings()
+        (outcome,) = asyncio.run(run_suite(suite, context(server.url), policy=POLICY))
+        truth = Histogram()
+        truth.record_many(server.server_timings())
+    latency = outcome.steps[0].latency
+    return {"engine": latency, "server": truth}
+
+
+def main() -> None:
+    with SandboxServer() as server:
+        requests = SCENARIOS * 4
+        print(f"(a) {SCENARIOS} scenarios x 4 requests, engine alone (no database)")
+        rows = {}
+        for label, fn, parallel in (
+            ("bare aiohttp loop, sequential", bare_loop, 1),
+            ("engine, sequential", engine_alone, 1),
+            ("bare aiohttp loop, 10 in parallel", bare_loop, 10),
+            ("engine, 10 scenarios in parallel", engine_alone, 10),
+        ):
+            fn(server, parallel)  # warm up
+            elapsed, failed = fn(server, parallel)
+            rows[label] = elapsed
+            print(
+                f"    {label:36} {elapsed:6.3f} s  {requests / elapsed:8.0f} steps/s"
+                f"  ({failed} scenarios not passed)"
+            )
+        for mode in ("sequential", "10 in parallel"):
+            bare = rows[f"bare aiohttp loop, {mode}"]
+            engine = rows[
+                "engine, sequential" if mode == "sequential" else "engine, 10 scenarios in parallel"
+            ]
+            print(f"    engine throughput / bare loop ({mode}): {bare / engine:.2f}x (target >= 0.7)")
+
+        print("(b) the same suite through run_suite --inline, results persisted, 10 in parallel")
+        sqlite = Path(tempfile.mkdtemp()) / "bench.sqlite3"
+        print(f"    SQLite      {persisted(f'sqlite:///{sqlite}', server.url)}  (target <= 1.5 s)")
+        pg = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash_bench")
+        _ensure_pg_database(pg)
+        print(f"    PostgreSQL  {persisted(pg, server.url)}  (target <= 1.5 s)")
+
+    print("(c) latencyProbe: 2,000 requests at concurrency 50, server delay 20 ms")
+    probe = latency_probe()
+    engine, server_truth = probe["engine"], probe["server"]
+    print(f"    wall time {engine.wall_ms / 1000:.3f} s (ideal 0.800 s, target <= 1.000 s)")
+    for pct in ("p50", "p95", "p99"):
+        ours = getattr(engine, pct)
+        truth = server_truth.percentile(float(pct[1:]))
+        print(f"    {pct}: engine {ours:7.2f} ms   sandbox {truth:7.2f} ms   diff {ours - truth:+.2f} ms")
+
+
+def _ensure_pg_database(url: str) -> None:
+    try:
+        import psycopg
+
+        admin = url.rsplit("/", 1)[0] + "/postgres"
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(admin, autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # the figure line will say the run failed
+        print(f"    (could not prepare {url}: {exc})")
+
+
+if __name__ == "__main__":
+    main()

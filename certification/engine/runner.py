@@ -1,0 +1,516 @@
+"""Runs scenarios: templating, URL resolution, the actions, assertions, extraction.
+
+``run_suite`` runs a parsed suite against a context and returns one ``ScenarioOutcome`` per
+scenario. It is pure asyncio: the Django side calls it from a management command or a Celery
+task and persists what comes back. One ``Transport`` (one connection pool) serves a whole run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from certification.engine import assertions as ops
+from certification.engine.histogram import Histogram
+from certification.engine.masking import Masker
+from certification.engine.model import (
+    MISSING,
+    UNSAFE_METHODS,
+    AssertionResult,
+    DbQuery,
+    EndpointConfig,
+    Failure,
+    HttpRequest,
+    LatencyProbe,
+    LatencySummary,
+    RunContext,
+    Scenario,
+    ScenarioOutcome,
+    Step,
+    StepOutcome,
+    Suite,
+    Wait,
+)
+from certification.engine.netpolicy import AddressPolicy
+from certification.engine.paths import resolve
+from certification.engine.spec import parse_path
+from certification.engine.templating import UndefinedVariable, render
+from certification.engine.transport import Exchange, PreparedRequest, Transport
+
+# Failures that say the definition or configuration is wrong rather than the partner's sandbox.
+ERROR_KINDS = {"undefined_variable", "bad_url", "blocked_address", "error", "db_config"}
+
+ScenarioCallback = Callable[[int, ScenarioOutcome], Awaitable[None] | None]
+
+
+class StepError(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.failure = Failure(kind, message)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def resolve_url(url: str, context: RunContext) -> tuple[str, EndpointConfig | None]:
+    """Absolute URL as is; ``/path`` on the default endpoint; ``name/path`` on endpoint ``name``.
+
+    Returns the URL and the endpoint whose auth applies (for an absolute URL, the endpoint whose
+    base URL it starts with, if any).
+    """
+    if url.startswith(("http://", "https://")):
+        for endpoint in context.endpoints.values():
+            if url.startswith(endpoint.base_url.rstrip("/") + "/") or url == endpoint.base_url:
+                return url, endpoint
+        return url, None
+    if url.startswith("/"):
+        if not context.default_endpoint or context.default_endpoint not in context.endpoints:
+            raise StepError(
+                "bad_url", f"'{url}' is relative to the default endpoint, but there is none"
+            )
+        endpoint = context.endpoints[context.default_endpoint]
+        return endpoint.base_url.rstrip("/") + url, endpoint
+    name, _, rest = url.partition("/")
+    if name in context.endpoints:
+        endpoint = context.endpoints[name]
+        return f"{endpoint.base_url.rstrip('/')}/{rest}", endpoint
+    known = ", ".join(sorted(context.endpoints)) or "none"
+    raise StepError(
+        "bad_url",
+        f"'{url}' names endpoint '{name}', which this partner does not have (endpoints: {known})",
+    )
+
+
+def _with_query(url: str, query: Mapping[str, Any]) -> str:
+    if not query:
+        return url
+    parts = urlsplit(url)
+    pairs = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in query.items()]
+    extra = urlencode(pairs, doseq=False)
+    return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
+
+
+def _encode_body(request: HttpRequest, body: Any, headers: dict[str, str]) -> bytes | None:
+    if body is MISSING:
+        return None
+    lower = {k.lower() for k in headers}
+    if request.body_kind == "raw":
+        return str(body).encode()
+    if request.body_kind == "form":
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        return urlencode({k: "" if v is None else v for k, v in body.items()}).encode()
+    if "content-type" not in lower:
+        headers["Content-Type"] = "application/json"
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _body_value(exchange: Exchange) -> Any:
+    parsed = exchange.json()
+    if parsed is not MISSING:
+        return parsed
+    return exchange.body.decode("utf-8", errors="replace")
+
+
+def _request_body_value(body: bytes | None) -> Any:
+    if body is None:
+        return MISSING
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
+
+
+class ScenarioRunner:
+    """Runs one scenario's steps in order with its own variables."""
+
+    def __init__(
+        self,
+        *,
+        suite: Suite,
+        context: RunContext,
+        transport: Transport,
+        masker: Masker,
+        policy: AddressPolicy,
+        scenario_index: int,
+    ) -> None:
+        self.suite = suite
+        self.context = context
+        self.transport = transport
+        self.masker = masker
+        self.policy = policy
+        self.scenario_index = scenario_index
+        self.variables: dict[str, Any] = {}
+
+    def _base_variables(self) -> dict[str, Any]:
+        variables: dict[str, Any] = {}
+        for name, value in self.suite.variables.items():
+            variables[name] = render(value, {**variables, **self._namespaces()})
+        variables.update(self.context.variables)
+        return variables
+
+    def _namespaces(self) -> dict[str, Any]:
+        return {
+            "partner": self.context.partner,
+            "sla": self.context.sla,
+            "secret": self.context.secrets,
+        }
+
+    def _scope(self) -> dict[str, Any]:
+        return {**self.variables, **self._namespaces()}
+
+    async def run(self, scenario: Scenario) -> ScenarioOutcome:
+        started = time.perf_counter()
+        outcomes: list[StepOutcome] = []
+        try:
+            self.variables = self._base_variables()
+            setup_failure = None
+        except UndefinedVariable as exc:
+            setup_failure = Failure("undefined_variable", f"suite variables: {exc}")
+        stopped = False
+        for index, step in enumerate(scenario.steps):
+            name = step.name or f"step {index + 1}"
+            if stopped:
+                outcomes.append(StepOutcome(index=index, name=name, status="skipped"))
+                continue
+            if setup_failure is not None:
+                outcome = StepOutcome(index=index, name=name, status="error", failure=setup_failure)
+            else:
+                outcome = await self.run_step(index, step)
+            outcomes.append(outcome)
+            if outcome.status in ("failed", "error") and not step.continue_on_failure:
+                stopped = True
+        statuses = {o.status for o in outcomes}
+        status = "error" if "error" in statuses else "failed" if "failed" in statuses else "passed"
+        return ScenarioOutcome(
+            name=scenario.name,
+            code=scenario.code,
+            kind=scenario.kind,
+            status=status,
+            steps=outcomes,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def run_step(self, index: int, step: Step) -> StepOutcome:
+        name = step.name or f"step {index + 1}"
+        outcome = StepOutcome(index=index, name=name, status="passed", started_at=_now_iso())
+        started = time.perf_counter()
+        try:
+            root = await self._act(index, step, outcome)
+            self._check(step, root, outcome)
+            self._extract(step, root, outcome)
+        except StepError as exc:
+            outcome.failure = exc.failure
+        except UndefinedVariable as exc:
+            outcome.failure = Failure("undefined_variable", str(exc))
+        except Exception as exc:  # the runner must report, never crash
+            outcome.failure = Failure("error", f"{type(exc).__name__}: {exc}")
+        if outcome.failure is not None:
+            outcome.status = "error" if outcome.failure.kind in ERROR_KINDS else "failed"
+        elif any(not a.passed for a in outcome.assertions):
+            outcome.status = "failed"
+        outcome.duration_ms = (time.perf_counter() - started) * 1000
+        self._mask(outcome)
+        return outcome
+
+    async def _act(self, index: int, step: Step, outcome: StepOutcome) -> dict[str, Any]:
+        action = step.action
+        if isinstance(action, HttpRequest):
+            if step.until is not None:
+                return await self._poll(index, step, action, outcome)
+            return await self._http(index, action, outcome)
+        if isinstance(action, LatencyProbe):
+            return await self._probe(action, outcome)
+        if isinstance(action, Wait):
+            await asyncio.sleep(action.ms / 1000)
+            return {}
+        if isinstance(action, DbQuery):
+            return await self._db(action, outcome)
+        raise StepError("error", f"unsupported action {type(action).__name__}")
+
+    def _prepare(
+        self, index: int, request: HttpRequest
+    ) -> tuple[PreparedRequest, EndpointConfig | None]:
+        scope = self._scope()
+        url, endpoint = resolve_url(render(request.url, scope), self.context)
+        url = _with_query(url, render(request.query, scope))
+        headers = {
+            str(k): "" if v is None else str(v) for k, v in render(request.headers, scope).items()
+        }
+        body = _encode_body(request, render(request.body, scope), headers)
+        method = request.method.upper()
+        if (
+            method in UNSAFE_METHODS
+            and self.context.run_id
+            and not any(k.lower() == "idempotency-key" for k in headers)
+        ):
+            # Derived from run, scenario and step: a step re-run after a worker crash sends the
+            # same key, so the partner's sandbox can treat it as the same operation.
+            seed = f"{self.context.run_id}:{self.scenario_index}:{index}"
+            headers["Idempotency-Key"] = hashlib.sha256(seed.encode()).hexdigest()[:32]
+        timeout = request.timeout_ms or self.context.request_timeout_ms
+        prepared = PreparedRequest(
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            timeout_ms=timeout,
+            follow_redirects=request.follow_redirects,
+        )
+        return prepared, endpoint
+
+    async def _http(self, index: int, request: HttpRequest, outcome: StepOutcome) -> dict[str, Any]:
+        prepared, endpoint = self._prepare(index, request)
+        exchange = await self.transport.send(prepared, endpoint=endpoint)
+        outcome.request = exchange.request
+        outcome.response = exchange.response
+        outcome.timings = exchange.timings
+        if exchange.failure is not None:
+            raise StepError(exchange.failure.kind, exchange.failure.message)
+        return {
+            "response": {
+                "status": exchange.status,
+                "headers": exchange.headers,
+                "body": _body_value(exchange),
+                "timeMs": exchange.timings.total_ms,
+            },
+            "request": {
+                "method": prepared.method,
+                "url": prepared.url,
+                "headers": prepared.headers,
+                "body": _request_body_value(prepared.body),
+            },
+        }
+
+    async def _poll(
+        self, index: int, step: Step, request: HttpRequest, outcome: StepOutcome
+    ) -> dict[str, Any]:
+        until = step.until
+        assert until is not None
+        segments = parse_path(until.path)
+        expected = render(until.value, self._scope())
+        deadline = time.perf_counter() + until.timeout_ms / 1000
+        polls = 0
+        while True:
+            root = await self._http(index, request, outcome)
+            polls += 1
+            actual = resolve(root, segments)
+            done, _ = ops.evaluate(until.operator, actual, expected)
+            if done:
+                outcome.iteration = polls - 1
+                outcome.notes.append(f"until condition met after {polls} request(s)")
+                return root
+            if time.perf_counter() + until.interval_ms / 1000 > deadline:
+                outcome.iteration = polls - 1
+                raise StepError(
+                    "timeout",
+                    f"until {until.path} {until.operator} {ops.show(expected)} not met within "
+                    f"{until.timeout_ms} ms ({polls} requests); last value {ops.show(actual)}",
+                )
+            await asyncio.sleep(until.interval_ms / 1000)
+
+    async def _probe(self, probe: LatencyProbe, outcome: StepOutcome) -> dict[str, Any]:
+        prepared, endpoint = self._prepare(-1, probe.request)
+        prepared.headers.pop("Idempotency-Key", None)
+        histogram = Histogram()
+        statuses: dict[str, int] = {}
+        errors = 0
+        failures: dict[str, int] = {}
+        expect = set(probe.expect_status)
+        send = self.transport.send
+
+        def account(exchange: Exchange, elapsed_ms: float) -> None:
+            nonlocal errors
+            histogram.record(elapsed_ms)
+            if exchange.failure is not None:
+                errors += 1
+                failures[exchange.failure.kind] = failures.get(exchange.failure.kind, 0) + 1
+                return
+            key = str(exchange.status)
+            statuses[key] = statuses.get(key, 0) + 1
+            if exchange.status not in expect:
+                errors += 1
+
+        started = time.perf_counter()
+        if probe.rate:
+            # Open model: request i is due at start + i/rate whatever happened before, and its
+            # latency counts from when it was due, so a slow server cannot hide its latency by
+            # slowing the client down (no coordinated omission).
+            interval = 1.0 / probe.rate
+
+            async def one(i: int) -> None:
+                due = started + i * interval
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                exchange = await send(prepared, endpoint=endpoint, record=False)
+                account(exchange, (time.perf_counter() - due) * 1000)
+
+            await asyncio.gather(*(one(i) for i in range(probe.requests)))
+        else:
+            remaining = probe.requests
+
+            async def worker() -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    t0 = time.perf_counter()
+                    exchange = await send(prepared, endpoint=endpoint, record=False)
+                    account(exchange, (time.perf_counter() - t0) * 1000)
+
+            workers = min(probe.concurrency or 1, probe.requests)
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        wall_ms = (time.perf_counter() - started) * 1000
+        summary = LatencySummary(
+            requests=histogram.count,
+            errors=errors,
+            p50=round(histogram.percentile(50), 3),
+            p90=round(histogram.percentile(90), 3),
+            p95=round(histogram.percentile(95), 3),
+            p99=round(histogram.percentile(99), 3),
+            max=round(histogram.max, 3),
+            wall_ms=round(wall_ms, 3),
+            status=statuses,
+            histogram=histogram.to_dict(),
+        )
+        outcome.latency = summary
+        if failures:
+            outcome.notes.append(
+                "failed requests: " + ", ".join(f"{k} x{v}" for k, v in sorted(failures.items()))
+            )
+        return {
+            "latency": {
+                "p50": summary.p50,
+                "p90": summary.p90,
+                "p95": summary.p95,
+                "p99": summary.p99,
+                "max": summary.max,
+            },
+            "errors": {"rate": errors / max(histogram.count, 1), "count": errors},
+            "status": statuses,
+        }
+
+    async def _db(self, query: DbQuery, outcome: StepOutcome) -> dict[str, Any]:
+        from certification.engine.db import DbQueryError, run_query
+
+        endpoint = self.context.endpoints.get(query.database)
+        if endpoint is None or endpoint.kind != "postgresql":
+            known = [n for n, e in self.context.endpoints.items() if e.kind == "postgresql"]
+            raise StepError(
+                "db_config",
+                f"dbQuery names database '{query.database}', but the partner has no PostgreSQL "
+                f"endpoint of that name (PostgreSQL endpoints: {', '.join(known) or 'none'})",
+            )
+        sql = render(query.query, self._scope())
+        params = render(query.params, self._scope())
+        try:
+            rows = await run_query(
+                endpoint,
+                sql,
+                params,
+                policy=self.policy,
+                timeout_ms=self.context.request_timeout_ms,
+            )
+        except DbQueryError as exc:
+            raise StepError("db_error", str(exc)) from None
+        outcome.data = rows
+        return {"data": rows}
+
+    def _check(self, step: Step, root: dict[str, Any], outcome: StepOutcome) -> None:
+        scope = self._scope()
+        deferred = 0
+        for group in step.groups:
+            if group.match is not None:
+                deferred += 1
+                continue
+            for assertion in group.assertions:
+                actual = resolve(root, parse_path(assertion.path))
+                expected = render(assertion.value, scope)
+                passed, message = ops.evaluate(assertion.operator, actual, expected)
+                outcome.assertions.append(
+                    AssertionResult(
+                        path=assertion.path,
+                        operator=assertion.operator,
+                        expected=None if expected is MISSING else expected,
+                        actual=None if actual is MISSING else actual,
+                        passed=passed,
+                        message=message,
+                    )
+                )
+        if deferred:
+            outcome.notes.append(
+                f"{deferred} assertion group(s) with 'match' not evaluated: they check traffic "
+                "captured by hosted mocks, which this version does not serve"
+            )
+
+    def _extract(self, step: Step, root: dict[str, Any], outcome: StepOutcome) -> None:
+        for name, path in step.extract.items():
+            value = resolve(root, parse_path(path))
+            if value is MISSING:
+                raise StepError("extract", f"extract {name}: {path} does not exist in the result")
+            self.variables[name] = value
+            outcome.extracted[name] = value
+
+    def _mask(self, outcome: StepOutcome) -> None:
+        mask = self.masker.mask_obj
+        for result in outcome.assertions:
+            result.expected = mask(result.expected)
+            result.actual = mask(result.actual)
+            result.message = mask(result.message)
+        outcome.extracted = mask(outcome.extracted)
+        outcome.data = mask(outcome.data)
+        if outcome.failure is not None:
+            outcome.failure.message = mask(outcome.failure.message)
+
+
+def context_secrets(context: RunContext) -> list[str]:
+    values = list(context.secrets.values())
+    for endpoint in context.endpoints.values():
+        values.extend(endpoint.secrets.values())
+    return [v for v in values if isinstance(v, str) and v]
+
+
+async def run_suite(
+    suite: Suite,
+    context: RunContext,
+    *,
+    policy: AddressPolicy,
+    scenarios: Sequence[int] | None = None,
+    parallel: int = 1,
+    on_scenario: ScenarioCallback | None = None,
+) -> list[ScenarioOutcome]:
+    """Run the suite's scenarios (all, or the given indexes), ``parallel`` at a time.
+
+    ``on_scenario(index, outcome)`` is called as each scenario finishes, e.g. to persist it.
+    """
+    indexes = list(range(len(suite.scenarios))) if scenarios is None else list(scenarios)
+    masker = Masker(context_secrets(context))
+    results: dict[int, ScenarioOutcome] = {}
+    gate = asyncio.Semaphore(max(1, parallel))
+    async with Transport(policy=policy, context=context, masker=masker) as transport:
+
+        async def one(index: int) -> None:
+            async with gate:
+                runner = ScenarioRunner(
+                    suite=suite,
+                    context=context,
+                    transport=transport,
+                    masker=masker,
+                    policy=policy,
+                    scenario_index=index,
+                )
+                outcome = await runner.run(suite.scenarios[index])
+                results[index] = outcome
+                if on_scenario is not None:
+                    maybe = on_scenario(index, outcome)
+                    if asyncio.iscoroutine(maybe):
+                        await maybe
+
+        await asyncio.gather(*(one(i) for i in indexes))
+    return [results[i] for i in indexes]

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from certification import selectors, services
+from certification.engine.model import ScenarioOutcome
+from certification.engine.spec import SuiteInvalid
+from certification.management.commands.validate_suite import _located
+from certification.models import Run, ScenarioRun
+from partners.models import Partner
+
+EXIT = {Run.Status.PASSED: 0, Run.Status.FAILED: 1}
+MARK = {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "skipped": "SKIP", "cancelled": "CANC"}
+
+
+def first_problem(outcome: ScenarioOutcome) -> str:
+    for step in outcome.steps:
+        if step.failure is not None:
+            return f"{step.name}: {step.failure.kind}: {step.failure.message}"
+        for result in step.assertions:
+            if not result.passed:
+                return f"{step.name}: {result.path} {result.operator}: {result.message}"
+    return ""
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a suite against a partner's sandbox. Exit code 0 when the run passed, 1 when it "
+        "failed, 2 for invalid input or an error that prevented the run."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--partner", required=True, metavar="ID", help="e.g. p_001")
+        parser.add_argument(
+            "--suite", required=True, metavar="NAME_OR_FILE", help="a stored suite name or a file"
+        )
+        parser.add_argument(
+            "--endpoint",
+            action="append",
+            default=[],
+            metavar="NAME=URL",
+            help="set or override the partner's endpoint NAME for this run only (repeatable)",
+        )
+        parser.add_argument(
+            "--inline", action="store_true", help="run in this process instead of on workers"
+        )
+        parser.add_argument(
+            "--parallel", type=int, default=4, help="scenarios at a time with --inline"
+        )
+        parser.add_argument("--json", type=Path, metavar="FILE", help="write the run as JSON")
+        parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        partner = Partner.objects.filter(external_id=options["partner"]).first()
+        if partner is None:
+            raise CommandError(f"unknown partner '{options['partner']}'", returncode=2)
+        suite = self._suite(options["suite"])
+        overrides = {}
+        for item in options["endpoint"]:
+            name, sep, url = item.partition("=")
+            if not sep or not name or not url:
+                raise CommandError(f"--endpoint {item}: expected NAME=URL", returncode=2)
+            overrides[name] = url
+        try:
+            run = services.run_create(
+                partner=partner,
+                suite=suite,
+                by="manage.py run_suite",
+                endpoint_overrides=overrides,
+                trigger="cli",
+            )
+        except services.RunInputError as exc:
+            raise CommandError(str(exc), returncode=2) from None
+        self.stdout.write(
+            f"Run {run.pk}: suite '{suite.name}' v{suite.version} against {partner} "
+            f"({run.scenarios_total} scenarios)"
+        )
+        run = self._execute(run, options)
+        self._report(run, options)
+
+    def _suite(self, name_or_file: str) -> Any:
+        path = Path(name_or_file)
+        if path.is_file():
+            try:
+                entry, sources = services.suite_sources_from_file(path)
+                suite, _ = services.suite_store(
+                    entry=entry, sources=sources, by="manage.py run_suite"
+                )
+            except services.SuiteSourceError as exc:
+                raise CommandError(str(exc), returncode=2) from None
+            except SuiteInvalid as exc:
+                for error in exc.errors:
+                    self.stderr.write(_located(path, str(error)))
+                raise CommandError(f"{len(exc.errors)} error(s) in {path}", returncode=2) from None
+            return suite
+        suite = selectors.suite_latest(name_or_file)
+        if suite is None:
+            raise CommandError(
+                f"no stored suite called '{name_or_file}' and no such file", returncode=2
+            )
+        return suite
+
+    def _progress(self, scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> None:
+        label = f"{outcome.code} {outcome.name}".strip()
+        line = f"  {MARK.get(outcome.status, outcome.status)} {label} ({outcome.kind}) "
+        line += f"{outcome.duration_ms:.0f} ms"
+        problem = first_problem(outcome)
+        if problem and outcome.status != "passed":
+            line += f"\n       {problem}"
+        self.stdout.write(line)
+
+    def _execute(self, run: Run, options: dict[str, Any]) -> Run:
+        return services.run_execute_inline(
+            run=run, parallel=max(1, options["parallel"]), progress=self._progress
+        )
+
+    def _report(self, run: Run, options: dict[str, Any]) -> None:
+        counts: dict[str, int] = {}
+        for status in run.scenario_runs.values_list("status", flat=True):
+            counts[status] = counts.get(status, 0) + 1
+        for verdict in run.sla_verdicts:
+            if verdict["verdict"] == "no data":
+                self.stdout.write(f"  SLA {verdict['sla']} <= {verdict['target_ms']} ms: no data")
+            else:
+                self.stdout.write(
+                    f"  SLA {verdict['sla']} <= {verdict['target_ms']} ms: {verdict['verdict']} "
+                    f"(measured {verdict['measured_ms']} ms over {verdict['samples']} requests)"
+                )
+        if options["json"]:
+            options["json"].write_text(json.dumps(selectors.run_as_json(run), indent=2))
+        if options["junit"]:
+            options["junit"].write_text(selectors.run_as_junit(run))
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        message = f"Run {run.pk} {run.status}: {summary}"
+        if run.error:
+            message += f" ({run.error})"
+        code = EXIT.get(run.status, 2)
+        if code == 0:
+            self.stdout.write(message)
+            return
+        raise CommandError(message, returncode=code)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from certification import views
+
+app_name = "certification"
+urlpatterns = [
+    path("suites/", views.suite_list, name="suite_list"),
+    path("suites/new/", views.suite_upload, name="suite_upload"),
+    path("suites/<int:suite_id>/", views.suite_detail, name="suite_detail"),
+    path("runs/", views.run_list, name="run_list"),
+    path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/export.<str:fmt>", views.run_export, name="run_export"),
+    path("partners/<str:partner_id>/runs/", views.run_start, name="run_start"),
+]

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from certification.models import Run, StepResult
+from partners.models import SLA, Partner
+
+DEMO_SUITE = Path(settings.BASE_DIR) / "demo" / "suites" / "checkout.yaml"
+PASSING = """name: smoke
+tests:
+  - name: health
+    code: B-900
+    steps:
+      - action: {type: httpRequest, method: GET, url: /health}
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+"""
+
+
+def _suite(tmp_path: Path, text: str = PASSING) -> str:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture
+def acme_like(partner_a: Partner) -> Partner:
+    """A partner with the p95 SLA the demo suite's latency scenario reads."""
+    SLA.objects.create(partner=partner_a, name="p95", kind="latency", text="p95<=300ms",
+                       percentile=95, threshold_ms=300)  # fmt: skip
+    return partner_a
+
+
+def _run(partner: Partner, suite: str, sandbox: Any, *extra: str) -> None:
+    call_command(
+        "run_suite",
+        "--partner",
+        partner.external_id,
+        "--suite",
+        suite,
+        "--endpoint",
+        f"api-gateway={sandbox.url}",
+        "--endpoint",
+        f"payment-service={sandbox.url}",
+        "--inline",
+        *extra,
+    )
+
+
+@pytest.mark.django_db
+def test_passing_run_exits_0_and_persists_every_step(
+    partner_a: Partner, sandbox: Any, tmp_path: Path, capsys: Any
+) -> None:
+    _run(partner_a, _suite(tmp_path), sandbox)
+    run = Run.objects.get()
+    assert run.status == "passed"
+    assert StepResult.objects.filter(scenario_run__run=run).count() == 1
+    assert f"Run {run.pk} passed" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_demo_suite_fails_with_exit_code_1_and_names_the_failing_check(
+    acme_like: Partner, sandbox: Any, capsys: Any
+) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        _run(acme_like, str(DEMO_SUITE), sandbox)
+    assert excinfo.value.returncode == 1
+    out = capsys.readouterr().out
+    assert "FAIL B-105 Validation errors name the offending field" in out
+    assert "response.body.field eq: path does not exist" in out
+    assert "PASS B-001 Checkout happy path" in out
+
+
+@pytest.mark.django_db
+def test_invalid_suite_exits_2_and_creates_no_run(partner_a: Partner, tmp_path: Path) -> None:
+    with pytest.raises(CommandError) as excinfo:
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite",
+                     _suite(tmp_path, "name: x\ntests: []\n"), "--inline")  # fmt: skip
+    assert excinfo.value.returncode == 2
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_partner_exits_2(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="unknown partner 'p_nope'") as excinfo:
+        call_command("run_suite", "--partner", "p_nope", "--suite", _suite(tmp_path), "--inline")
+    assert excinfo.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_endpoint_override_on_a_refused_address_exits_2(partner_a: Partner, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="169.254.169.254") as excinfo:
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite", _suite(tmp_path),
+                     "--endpoint", "api=http://169.254.169.254/", "--inline")  # fmt: skip
+    assert excinfo.value.returncode == 2
+    assert not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_json_export_has_the_documented_shape(
+    partner_a: Partner, sandbox: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.json"
+    _run(partner_a, _suite(tmp_path), sandbox, "--json", str(out))
+    data = json.loads(out.read_text())
+    assert set(data["run"]) >= {"id", "status", "partner", "suite"}
+    (scenario,) = data["scenarios"]
+    assert {k: scenario[k] for k in ("name", "code", "kind", "status")} == {
+        "name": "health",
+        "code": "B-900",
+        "kind": "main",
+        "status": "passed",
+    }
+    (step,) = scenario["steps"]
+    assert set(step) >= {"name", "status", "request", "response", "timings", "assertions"}
+    assert step["assertions"][0] == {
+        "path": "response.status",
+        "operator": "eq",
+        "expected": 200,
+        "actual": 200,
+        "passed": True,
+        "message": "",
+    }
+
+
+@pytest.mark.django_db
+def test_junit_has_one_testcase_per_scenario_with_failures(
+    acme_like: Partner, sandbox: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "junit.xml"
+    with pytest.raises(CommandError):
+        _run(acme_like, str(DEMO_SUITE), sandbox, "--junit", str(out))
+    root = ET.fromstring(out.read_text())
+    assert root.get("tests") == "8" and root.get("failures") == "1"
+    failed = [c for c in root.iter("testcase") if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["B-105 Validation errors name the offending field"]
+    assert "response.body.field" in failed[0].find("failure").text
+
+
+@pytest.mark.django_db
+def test_latency_probe_gives_the_run_an_sla_verdict(
+    acme_like: Partner, sandbox: Any, tmp_path: Path
+) -> None:
+    partner_a = acme_like
+    suite = _suite(
+        tmp_path,
+        "name: probe\ntests:\n  - name: p\n    steps:\n"
+        "      - action: {type: latencyProbe, method: GET, url: /health, requests: 50,"
+        " concurrency: 5}\n",
+    )
+    _run(partner_a, suite, sandbox)
+    (verdict,) = Run.objects.get().sla_verdicts
+    assert verdict["sla"] == "p95" and verdict["verdict"] == "met" and verdict["samples"] == 50
+
+
+@pytest.mark.django_db
+def test_secrets_never_reach_the_stored_results(
+    partner_a: Partner, endpoint_a: Any, sandbox: Any, tmp_path: Path
+) -> None:
+    call_command("run_suite", "--partner", partner_a.external_id, "--suite", _suite(tmp_path),
+                 "--endpoint", f"api={sandbox.url}", "--inline")  # fmt: skip
+    stored = json.dumps(list(StepResult.objects.values()), default=str)
+    assert "alpha-key-SECRET-value" not in stored
+    assert "X-API-Key" in stored
+
+
+@pytest.mark.django_db
+def test_scenario_error_makes_the_run_exit_2(
+    partner_a: Partner, sandbox: Any, tmp_path: Path
+) -> None:
+    suite = _suite(tmp_path, PASSING.replace("url: /health", 'url: "/v1/{{undefinedThing}}"'))
+    with pytest.raises(CommandError) as excinfo:
+        _run(partner_a, suite, sandbox)
+    assert excinfo.value.returncode == 2
+    assert Run.objects.get().status == "error"

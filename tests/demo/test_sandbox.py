@@ -1,0 +1,411 @@
+"""The demo partner sandbox, driven over real HTTP the way scenario suites drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import selectors
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from demo.sandbox import SandboxServer
+
+REPO = Path(__file__).resolve().parents[2]
+TWO_WIDGETS = {
+    "customerId": 1,
+    "items": [{"sku": "WIDGET-001", "quantity": 1}, {"sku": "WIDGET-002", "quantity": 1}],
+}
+ONE_WIDGET = {"customerId": 1, "items": [{"sku": "WIDGET-001", "quantity": 1}]}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Message
+    body: Any
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    data: bytes | None = None,
+    timeout: float = 10,
+) -> Reply:
+    if body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(
+        base + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as error:  # 4xx/5xx are answers here, not failures
+        response = error
+    with response:
+        raw = response.read()
+        return Reply(response.status, response.headers, json.loads(raw) if raw else None)
+
+
+def sign(payload: bytes, timestamp: int, secret: str = "whsec_demo") -> str:
+    # Written out here rather than imported, so the test pins the documented header format.
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def charge_succeeded(event_id: str, order_id: int) -> bytes:
+    event = {
+        "id": event_id,
+        "type": "charge.succeeded",
+        "data": {"object": {"id": "ch_test_123", "metadata": {"order_id": str(order_id)}}},
+    }
+    return json.dumps(event).encode()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SandboxServer]:
+    with SandboxServer() as running:
+        yield running
+
+
+@pytest.fixture
+def url(server: SandboxServer) -> str:
+    server.reset_state()
+    server.reset_timings()
+    return server.url
+
+
+def stock(url: str, sku: str) -> int:
+    return call(url, "GET", f"/v1/products/{sku}").body["product"]["stock"]
+
+
+def new_order(url: str, body: dict[str, Any] = ONE_WIDGET) -> int:
+    reply = call(url, "POST", "/v1/orders", body)
+    assert reply.status == 201, reply.body
+    return reply.body["order"]["id"]
+
+
+def test_health_answers_ok_with_a_request_id(url: str) -> None:
+    reply = call(url, "GET", "/health")
+    assert (reply.status, reply.body) == (200, {"status": "ok"})
+    assert reply.headers["Content-Type"].startswith("application/json")
+    assert len(reply.headers["X-Request-Id"]) == 36
+
+
+def test_order_for_a_blue_and_a_red_widget_totals_2498(url: str) -> None:
+    reply = call(url, "POST", "/v1/orders", TWO_WIDGETS)
+    assert reply.status == 201
+    order = reply.body["order"]
+    assert (order["id"], order["status"], order["totalCents"]) == (11, "pending", 2498)
+    assert order["items"] == [
+        {"sku": "WIDGET-001", "quantity": 1, "unitPriceCents": 999},
+        {"sku": "WIDGET-002", "quantity": 1, "unitPriceCents": 1499},
+    ]
+    assert call(url, "GET", "/v1/orders/11").body["order"] == order
+
+
+def test_order_beyond_stock_is_409_insufficient_stock(url: str) -> None:
+    body = {"customerId": 1, "items": [{"sku": "GADGET-001", "quantity": 10}]}
+    reply = call(url, "POST", "/v1/orders", body)
+    assert reply.status == 409
+    assert reply.body == {
+        "error": "insufficient stock for GADGET-001 (5 left)",
+        "code": "insufficient_stock",
+    }
+    assert stock(url, "GADGET-001") == 5
+
+
+def test_unknown_sku_is_422(url: str) -> None:
+    body = {"customerId": 1, "items": [{"sku": "NOPE-1", "quantity": 1}]}
+    reply = call(url, "POST", "/v1/orders", body)
+    assert reply.status == 422
+    assert reply.body == {"error": "unknown sku 'NOPE-1'", "code": "unknown_sku"}
+
+
+def test_malformed_order_body_is_400_invalid_request(url: str) -> None:
+    for data in (b"{not json", b"[]", json.dumps({"customerId": 1, "items": []}).encode()):
+        reply = call(url, "POST", "/v1/orders", data=data)
+        assert reply.status == 400, data
+        assert reply.body["code"] == "invalid_request"
+
+
+def test_unknown_order_is_404_naming_the_order(url: str) -> None:
+    reply = call(url, "GET", "/v1/orders/99")
+    assert reply.status == 404
+    assert reply.body == {"error": "order 99 not found", "code": "not_found"}
+
+
+def test_declined_card_is_402_marks_order_failed_and_keeps_stock(url: str) -> None:
+    order_id = new_order(url)
+    reply = call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_card_declined"})
+    assert reply.status == 402
+    assert reply.body == {"error": "Your card was declined.", "code": "card_declined"}
+    assert call(url, "GET", f"/v1/orders/{order_id}").body["order"]["status"] == "payment_failed"
+    assert stock(url, "WIDGET-001") == 50
+
+
+def test_scenario_header_declines_any_payment_method(url: str) -> None:
+    order_id = new_order(url)
+    reply = call(
+        url,
+        "POST",
+        f"/v1/orders/{order_id}/pay",
+        {"paymentMethod": "pm_test_visa"},
+        headers={"X-Sandbox-Scenario": "card_declined"},
+    )
+    assert reply.status == 402
+    assert stock(url, "WIDGET-001") == 50
+
+
+def test_successful_payment_marks_paid_and_decrements_stock(url: str) -> None:
+    order_id = new_order(url, TWO_WIDGETS)
+    reply = call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_test_visa"})
+    assert reply.status == 200
+    assert reply.body["order"]["status"] == "paid"
+    payment = reply.body["payment"]
+    assert payment["id"].startswith("ch_")
+    assert (payment["status"], payment["amount"], payment["currency"]) == (
+        "succeeded",
+        2498,
+        "usd",
+    )
+    assert (stock(url, "WIDGET-001"), stock(url, "WIDGET-002")) == (49, 29)
+
+
+def test_payment_replay_with_same_key_returns_same_payment_and_charges_once(url: str) -> None:
+    order_id = new_order(url)
+    pay = f"/v1/orders/{order_id}/pay"
+    key = {"Idempotency-Key": "pay-once"}
+    first = call(url, "POST", pay, {"paymentMethod": "pm_test_visa"}, headers=key)
+    again = call(url, "POST", pay, {"paymentMethod": "pm_test_visa"}, headers=key)
+    assert (first.status, again.status) == (200, 200)
+    assert again.body["payment"]["id"] == first.body["payment"]["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert stock(url, "WIDGET-001") == 49
+
+
+def test_paying_a_paid_order_with_a_new_key_is_409_already_paid(url: str) -> None:
+    order_id = new_order(url)
+    pay = f"/v1/orders/{order_id}/pay"
+    assert call(url, "POST", pay, {"paymentMethod": "pm_test_visa"}).status == 200
+    reply = call(url, "POST", pay, {"paymentMethod": "pm_test_visa"})
+    assert (reply.status, reply.body["code"]) == (409, "already_paid")
+    assert stock(url, "WIDGET-001") == 49
+
+
+def test_order_creation_replay_with_same_key_returns_the_same_order(url: str) -> None:
+    key = {"Idempotency-Key": "order-once"}
+    first = call(url, "POST", "/v1/orders", TWO_WIDGETS, headers=key)
+    again = call(url, "POST", "/v1/orders", TWO_WIDGETS, headers=key)
+    assert (first.status, again.status) == (201, 201)
+    assert again.body == first.body
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert call(url, "GET", "/v1/orders/12").status == 404
+
+
+def test_idempotency_key_reused_with_a_different_body_is_422(url: str) -> None:
+    key = {"Idempotency-Key": "order-once"}
+    assert call(url, "POST", "/v1/orders", TWO_WIDGETS, headers=key).status == 201
+    reply = call(url, "POST", "/v1/orders", ONE_WIDGET, headers=key)
+    assert (reply.status, reply.body["code"]) == (422, "idempotency_key_reused")
+
+
+def test_signed_webhook_marks_the_order_paid(url: str) -> None:
+    order_id = new_order(url)
+    payload = charge_succeeded("evt_1", order_id)
+    headers = {"X-Signature": sign(payload, int(time.time()))}
+    reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=headers)
+    assert (reply.status, reply.body) == (200, {"received": True, "replayed": False})
+    assert call(url, "GET", f"/v1/orders/{order_id}").body["order"]["status"] == "paid"
+
+
+def test_webhook_with_wrong_secret_is_401_invalid_signature(url: str) -> None:
+    order_id = new_order(url)
+    payload = charge_succeeded("evt_1", order_id)
+    headers = {"X-Signature": sign(payload, int(time.time()), secret="whsec_other")}
+    reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=headers)
+    assert (reply.status, reply.body["code"]) == (401, "invalid_signature")
+    assert call(url, "GET", f"/v1/orders/{order_id}").body["order"]["status"] == "pending"
+
+
+def test_webhook_signed_outside_the_window_is_401_signature_expired(url: str) -> None:
+    order_id = new_order(url)
+    payload = charge_succeeded("evt_1", order_id)
+    headers = {"X-Signature": sign(payload, int(time.time()) - 601)}
+    reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=headers)
+    assert (reply.status, reply.body["code"]) == (401, "signature_expired")
+
+
+def test_redelivered_webhook_is_acknowledged_without_reprocessing(url: str) -> None:
+    order_id = new_order(url)
+    payload = charge_succeeded("evt_1", order_id)
+    headers = {"X-Signature": sign(payload, int(time.time()))}
+    assert call(url, "POST", "/webhooks/stripe", data=payload, headers=headers).status == 200
+    reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=headers)
+    assert (reply.status, reply.body) == (200, {"received": True, "replayed": True})
+    assert stock(url, "WIDGET-001") == 49
+
+
+def test_job_is_done_on_the_third_poll(url: str) -> None:
+    created = call(url, "POST", "/v1/jobs", {})
+    assert (created.status, created.body["job"]["status"]) == (202, "running")
+    location = created.headers["Location"]
+    assert location == f"/v1/jobs/{created.body['job']['id']}"
+    polls = [call(url, "GET", location).body["job"]["status"] for _ in range(3)]
+    assert polls == ["running", "running", "done"]
+
+
+def test_slow_endpoint_outlasts_a_short_client_timeout(url: str) -> None:
+    with pytest.raises(TimeoutError):
+        call(url, "GET", "/v1/slow?ms=2000", timeout=0.2)
+
+
+def test_status_endpoint_answers_with_the_requested_code(url: str) -> None:
+    reply = call(url, "GET", "/v1/status/503")
+    assert (reply.status, reply.body) == (503, {"status": 503})
+
+
+def test_unknown_route_is_a_json_404(url: str) -> None:
+    reply = call(url, "GET", "/v2/nothing-here")
+    assert reply.status == 404
+    assert reply.body == {"error": "not found", "code": "not_found"}
+    assert reply.headers["X-Request-Id"]
+
+
+def test_wrong_method_is_a_json_405(url: str) -> None:
+    reply = call(url, "DELETE", "/v1/orders")
+    assert (reply.status, reply.body["code"]) == (405, "method_not_allowed")
+    assert "POST" in reply.headers["Allow"]
+
+
+def test_reset_state_returns_to_the_seed(server: SandboxServer, url: str) -> None:
+    order_id = new_order(url, TWO_WIDGETS)
+    call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_test_visa"})
+    server.reset_state()
+    assert (stock(url, "WIDGET-001"), stock(url, "WIDGET-002")) == (50, 30)
+    assert call(url, "GET", f"/v1/orders/{order_id}").status == 404
+    assert new_order(url) == 11
+
+
+def test_reset_endpoint_returns_204_and_restores_stock(url: str) -> None:
+    order_id = new_order(url)
+    call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_test_visa"})
+    reply = call(url, "POST", "/sandbox/reset")
+    assert reply.status == 204
+    assert stock(url, "WIDGET-001") == 50
+
+
+def test_server_timings_record_every_request_until_reset(server: SandboxServer, url: str) -> None:
+    for _ in range(5):
+        call(url, "GET", "/health")
+    timings = server.server_timings()
+    assert len(timings) == 5
+    assert all(t >= 0 for t in timings)
+    server.reset_timings()
+    assert server.server_timings() == []
+
+
+def test_delay_is_honoured_and_shows_in_server_timings() -> None:
+    with SandboxServer(delay_ms=50) as server:
+        started = time.perf_counter()
+        call(server.url, "GET", "/health")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        [timing] = server.server_timings()
+    assert timing >= 50
+    assert elapsed_ms >= timing
+
+
+def test_jittered_delay_stays_within_its_band() -> None:
+    with SandboxServer(delay_ms=30, jitter_ms=20, seed=7) as server:
+        for _ in range(5):
+            call(server.url, "GET", "/health")
+        timings = server.server_timings()
+    assert len(timings) == 5
+    assert min(timings) >= 10
+    assert max(timings) < 50 + 500  # generous: a loaded machine may wake the loop late
+
+
+def test_delay_does_not_serialize_concurrent_requests() -> None:
+    async def burst(url: str) -> float:
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> int:
+                async with session.get(url + "/health") as response:
+                    await response.read()
+                    return response.status
+
+            started = time.perf_counter()
+            statuses = await asyncio.gather(*(one() for _ in range(50)))
+            assert statuses == [200] * 50
+            return time.perf_counter() - started
+
+    with SandboxServer(delay_ms=100) as server:
+        elapsed = asyncio.run(burst(server.url))
+        assert len(server.server_timings()) == 50
+    assert elapsed < 2.0  # 50 x 100 ms one after the other would take 5 s
+
+
+def test_api_key_is_required_on_v1_when_configured() -> None:
+    with SandboxServer(api_key="demo-sandbox-key") as server:
+        missing = call(server.url, "GET", "/v1/products/WIDGET-001")
+        wrong = call(server.url, "GET", "/v1/products/WIDGET-001", headers={"X-API-Key": "nope"})
+        right = call(
+            server.url, "GET", "/v1/products/WIDGET-001", headers={"X-API-Key": "demo-sandbox-key"}
+        )
+        health = call(server.url, "GET", "/health")
+    assert (missing.status, missing.body["error"]) == (401, "invalid api key")
+    assert wrong.status == 401
+    assert right.status == 200
+    assert health.status == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_command_line_starts_a_server_that_answers_health() -> None:
+    port = _free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "demo.sandbox", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(process.stdout, selectors.EVENT_READ)
+                assert selector.select(timeout=15), "the sandbox printed nothing"
+            line = process.stdout.readline().strip()
+            assert line == f"Demo sandbox listening on http://127.0.0.1:{port}", (
+                line or process.stderr.read()
+            )
+            reply = call(f"http://127.0.0.1:{port}", "GET", "/health")
+            assert (reply.status, reply.body) == (200, {"status": "ok"})
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    # SIGTERM (what `make run` sends on Ctrl-C) is a clean shutdown, not a crash.
+    assert process.returncode == 0

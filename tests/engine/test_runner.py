@@ -1,0 +1,423 @@
+"""The runner end to end against real local HTTP servers (the demo sandbox and a fixed JSON
+document), without Django."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
+from certification.engine.netpolicy import AddressPolicy
+from certification.engine.runner import run_suite
+from certification.engine.spec import parse_suite
+
+POLICY = AddressPolicy(["127.0.0.0/8"])
+DEMO_SUITE = Path(__file__).resolve().parents[2] / "demo" / "suites" / "checkout.yaml"
+DOCUMENT = {
+    "s": "hello world",
+    "n": 5,
+    "f": 2.5,
+    "arr": [1, 2, {"k": "v"}],
+    "obj": {"a": 1, "b": None},
+    "nul": None,
+    "t": True,
+    "date": "2026-11-21",
+}
+
+
+class DocumentServer:
+    """Serves DOCUMENT as JSON at /doc, for operator tests."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._ready = threading.Event()
+
+    def __enter__(self) -> DocumentServer:
+        async def doc(request: web.Request) -> web.Response:
+            return web.json_response(DOCUMENT, headers={"X-Trace": "abc-123"})
+
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_get("/doc", doc)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.cleanup()
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(main(),))
+        self.thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def document_server() -> Iterator[DocumentServer]:
+    with DocumentServer() as server:
+        yield server
+
+
+def _context(base_url: str, **extra: Any) -> RunContext:
+    endpoints = {
+        "api-gateway": EndpointConfig(
+            name="api-gateway",
+            base_url=base_url,
+            auth_kind="api_key",
+            auth_config={"header_name": "X-API-Key"},
+            secrets={"api_key": "sandbox-key-SECRET"},
+        ),
+        "payment-service": EndpointConfig(name="payment-service", base_url=base_url),
+    }
+    return RunContext(
+        endpoints=endpoints,
+        default_endpoint="api-gateway",
+        partner={"id": "p_001", "name": "Acme Retail"},
+        sla={"p95": 300},
+        **extra,
+    )
+
+
+def _run(text: str, context: RunContext, **kwargs: Any) -> list[ScenarioOutcome]:
+    suite = parse_suite(text, filename="suite.yaml")
+    return asyncio.run(run_suite(suite, context, policy=POLICY, **kwargs))
+
+
+def _one_step(action: str, assertions: str = "", extra: str = "") -> str:
+    return f"""
+name: t
+tests:
+  - name: s
+    steps:
+      - name: the step
+        action:
+{action}
+{assertions}
+{extra}
+"""
+
+
+def test_demo_suite_runs_with_the_expected_verdicts(sandbox: Any) -> None:
+    suite = parse_suite(DEMO_SUITE.read_text(), filename="checkout.yaml")
+    outcomes = asyncio.run(run_suite(suite, _context(sandbox.url), policy=POLICY, parallel=4))
+    verdicts = {o.code: o.status for o in outcomes}
+    assert verdicts == {
+        "B-001": "passed",
+        "B-002": "passed",
+        "B-101": "passed",
+        "B-102": "passed",
+        "B-103": "passed",
+        "B-104": "passed",
+        "B-105": "failed",
+        "B-106": "passed",
+    }
+
+
+def test_failed_assertion_reports_path_operator_expected_and_actual(sandbox: Any) -> None:
+    (outcome,) = _run(
+        _one_step(
+            "          type: httpRequest\n          method: GET\n          url: /v1/orders/999",
+            "        assertions:\n          - assertions:\n"
+            "              - {path: response.status, operator: eq, value: 200}",
+        ),
+        _context(sandbox.url),
+    )
+    (result,) = outcome.steps[0].assertions
+    assert (result.path, result.operator, result.expected, result.actual, result.passed) == (
+        "response.status",
+        "eq",
+        200,
+        404,
+        False,
+    )
+    assert result.message == "expected 200, got 404"
+    assert outcome.status == "failed"
+
+
+def test_first_failing_step_stops_the_scenario_and_skips_the_rest(sandbox: Any) -> None:
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: httpRequest, method: GET, url: /v1/status/500}
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+      - action: {type: httpRequest, method: GET, url: /health}
+      - action: {type: wait, ms: 1}
+"""
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert [s.status for s in outcome.steps] == ["failed", "skipped", "skipped"]
+
+
+def test_continue_on_failure_runs_the_next_steps(sandbox: Any) -> None:
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: httpRequest, method: GET, url: /v1/status/500}
+        continueOnFailure: true
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+      - action: {type: httpRequest, method: GET, url: /health}
+"""
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert [s.status for s in outcome.steps] == ["failed", "passed"]
+    assert outcome.status == "failed"
+
+
+def test_extracted_value_keeps_its_type_in_a_whole_template(sandbox: Any) -> None:
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: httpRequest, method: POST, url: api-gateway/v1/orders,
+                 body: {customerId: 1, items: [{sku: WIDGET-001, quantity: 1}]}}
+        extract: {total: response.body.order.totalCents, orderId: response.body.order.id}
+      - action: {type: httpRequest, method: GET, url: "api-gateway/v1/orders/{{orderId}}"}
+        assertions:
+          - assertions:
+              - {path: response.body.order.totalCents, operator: eq, value: "{{total}}"}
+              - {path: response.body.order.id, operator: type, value: integer}
+"""
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert outcome.status == "passed", outcome
+    assert outcome.steps[0].extracted["total"] == 999
+
+
+def test_undefined_variable_fails_the_step_with_its_name(sandbox: Any) -> None:
+    text = _one_step(
+        "          type: httpRequest\n          method: GET\n          url: /v1/orders/{{nope}}"
+    )
+    (outcome,) = _run(text, _context(sandbox.url))
+    step = outcome.steps[0]
+    assert step.status == "error"
+    assert step.failure.kind == "undefined_variable"
+    assert "'nope'" in step.failure.message
+
+
+def test_url_naming_an_unknown_endpoint_is_an_error_listing_the_known_ones(sandbox: Any) -> None:
+    text = _one_step("          type: httpRequest\n          method: GET\n          url: shop/x")
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert "endpoint 'shop'" in outcome.steps[0].failure.message
+    assert "api-gateway, payment-service" in outcome.steps[0].failure.message
+
+
+def test_relative_url_without_a_default_endpoint_is_an_error(sandbox: Any) -> None:
+    context = _context(sandbox.url)
+    context.default_endpoint = None
+    text = _one_step("          type: httpRequest\n          method: GET\n          url: /health")
+    (outcome,) = _run(text, context)
+    assert "there is none" in outcome.steps[0].failure.message
+
+
+def test_until_polls_a_202_job_until_it_is_done(sandbox: Any) -> None:
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: httpRequest, method: POST, url: /v1/jobs, body: {}}
+        extract: {job: response.body.job.id}
+      - action: {type: httpRequest, method: GET, url: "/v1/jobs/{{job}}"}
+        until: {path: response.body.job.status, operator: eq, value: done, timeoutMs: 5000,
+                intervalMs: 20}
+"""
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert outcome.status == "passed"
+    assert outcome.steps[1].iteration == 2
+
+
+def test_until_that_never_holds_fails_with_the_last_value(sandbox: Any) -> None:
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: httpRequest, method: GET, url: /health}
+        until: {path: response.body.status, operator: eq, value: never, timeoutMs: 200,
+                intervalMs: 50}
+"""
+    (outcome,) = _run(text, _context(sandbox.url))
+    failure = outcome.steps[0].failure
+    assert failure.kind == "timeout"
+    assert 'last value "ok"' in failure.message
+
+
+def test_wait_action_waits(sandbox: Any) -> None:
+    (outcome,) = _run(_one_step("          type: wait\n          ms: 120"), _context(sandbox.url))
+    assert outcome.steps[0].duration_ms >= 120
+
+
+def test_request_timeout_is_a_classified_failure(sandbox: Any) -> None:
+    text = _one_step(
+        "          type: httpRequest\n          method: GET\n"
+        "          url: /v1/slow?ms=3000\n          timeoutMs: 300"
+    )
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert outcome.steps[0].failure.kind == "timeout"
+    assert outcome.status == "failed"
+
+
+def test_latency_probe_reports_percentiles_and_status_counts() -> None:
+    from demo.sandbox import SandboxServer
+
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: latencyProbe, method: GET, url: /health, requests: 100, concurrency: 10}
+        assertions:
+          - assertions:
+              - {path: latency.p50, operator: gte, value: 20}
+              - {path: latency.p95, operator: lt, value: 200}
+              - {path: status.200, operator: eq, value: 100}
+              - {path: errors.rate, operator: eq, value: 0}
+"""
+    with SandboxServer(delay_ms=20) as slow:
+        (outcome,) = _run(text, _context(slow.url))
+    step = outcome.steps[0]
+    assert step.status == "passed", step.assertions
+    assert step.latency.requests == 100
+    assert step.latency.histogram["count"] == 100
+
+
+def test_rate_probe_counts_latency_from_the_scheduled_time() -> None:
+    from demo.sandbox import SandboxServer
+
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: latencyProbe, method: GET, url: /health, requests: 40, rate: 200}
+"""
+    with SandboxServer(delay_ms=5) as server:
+        (outcome,) = _run(text, _context(server.url))
+    latency = outcome.steps[0].latency
+    assert latency.requests == 40
+    assert latency.wall_ms >= 39 / 200 * 1000  # the schedule spreads 40 requests over ~195 ms
+    assert latency.p50 >= 5
+
+
+def test_probe_counts_unexpected_statuses_as_errors(sandbox: Any) -> None:
+    text = _one_step(
+        "          type: latencyProbe\n          method: GET\n          url: /v1/status/503\n"
+        "          requests: 10\n          concurrency: 2",
+        "        assertions:\n          - assertions:\n"
+        "              - {path: errors.rate, operator: eq, value: 1}\n"
+        "              - {path: status.503, operator: eq, value: 10}",
+    )
+    (outcome,) = _run(text, _context(sandbox.url))
+    assert outcome.status == "passed", outcome.steps[0].assertions
+
+
+def test_secrets_are_masked_in_captures_and_assertion_values(sandbox: Any) -> None:
+    text = _one_step(
+        "          type: httpRequest\n          method: GET\n          url: /v1/products/WIDGET-001",
+        "        assertions:\n          - assertions:\n"
+        "              - {path: response.status, operator: neq, value: '{{secret.api}}'}",
+    )
+    context = _context(sandbox.url, secrets={"api": "sandbox-key-SECRET"})
+    (outcome,) = _run(text, context)
+    dumped = json.dumps(outcome.to_dict(), default=str)
+    assert "sandbox-key-SECRET" not in dumped
+    assert outcome.steps[0].status == "passed"
+
+
+def test_unsafe_requests_carry_an_idempotency_key_derived_from_the_run(sandbox: Any) -> None:
+    text = _one_step(
+        "          type: httpRequest\n          method: POST\n          url: /v1/orders\n"
+        "          body: {customerId: 1, items: [{sku: WIDGET-001, quantity: 1}]}",
+        extra="        extract: {id: response.body.order.id}",
+    )
+    first = _run(text, _context(sandbox.url, run_id="run-7"))[0]
+    again = _run(text, _context(sandbox.url, run_id="run-7"))[0]
+    other = _run(text, _context(sandbox.url, run_id="run-8"))[0]
+    assert first.steps[0].extracted["id"] == again.steps[0].extracted["id"]
+    assert again.steps[0].response.headers.get("idempotent-replayed") == "true"
+    assert other.steps[0].extracted["id"] != first.steps[0].extracted["id"]
+
+
+OPERATOR_CASES = [
+    ("response.body.s", "eq", "hello world", True),
+    ("response.body.n", "eq", 5.0, True),
+    ("response.body.n", "eq", "5", False),
+    ("response.body.t", "eq", 1, False),
+    ("response.body.obj", "eq", {"a": 1, "b": None}, True),
+    ("response.body.s", "neq", "bye", True),
+    ("response.body.n", "neq", 5, False),
+    ("response.body.n", "gt", 4, True),
+    ("response.body.f", "gte", 2.5, True),
+    ("response.body.n", "lt", 5, False),
+    ("response.body.f", "lte", 3, True),
+    ("response.body.s", "gt", 3, False),
+    ("response.body.date", "gte", "2026-01-01", True),
+    ("response.body.s", "contains", "world", True),
+    ("response.body.arr", "contains", {"k": "v"}, True),
+    ("response.body.obj", "contains", "a", True),
+    ("response.body.n", "contains", 5, False),
+    ("response.body.s", "notContains", "xyz", True),
+    ("response.body.arr", "notContains", 2, False),
+    ("response.body.nul", "exists", None, True),
+    ("response.body.missing", "exists", None, False),
+    ("response.body.missing", "notExists", None, True),
+    ("response.body.s", "notExists", None, False),
+    ("response.body.s", "matches", "^hel+o", True),
+    ("response.body.n", "matches", "5", False),
+    ("response.body.n", "in", [1, 5, 9], True),
+    ("response.body.s", "in", ["a", "b"], False),
+    ("response.body.arr", "length", 3, True),
+    ("response.body.s", "length", {"operator": "gt", "value": 20}, False),
+    ("response.body.n", "length", 1, False),
+    ("response.body.n", "type", "integer", True),
+    ("response.body.n", "type", "number", True),
+    ("response.body.t", "type", "number", False),
+    ("response.body.nul", "type", "null", True),
+    ("response.body.obj", "jsonSchema", {"type": "object", "required": ["a"]}, True),
+    (
+        "response.body",
+        "jsonSchema",
+        {"type": "object", "properties": {"n": {"type": "string"}}},
+        False,
+    ),
+    ("response.headers.x-trace", "eq", "abc-123", True),
+    ("response.headers.X-TRACE", "eq", "abc-123", True),
+    ("response.body.arr[2].k", "eq", "v", True),
+    ("response.timeMs", "lt", 5000, True),
+    ("request.method", "eq", "GET", True),
+]
+
+
+@pytest.mark.parametrize(("path", "operator", "value", "passes"), OPERATOR_CASES)
+def test_operator_against_a_real_response(
+    document_server: DocumentServer, path: str, operator: str, value: Any, passes: bool
+) -> None:
+    assertion = {"path": path, "operator": operator}
+    if operator not in ("exists", "notExists"):
+        assertion["value"] = value
+    text = _one_step(
+        "          type: httpRequest\n          method: GET\n          url: /doc",
+        "        assertions:\n          - assertions:\n              - " + json.dumps(assertion),
+    )
+    (outcome,) = _run(text, _context(document_server.url))
+    (result,) = outcome.steps[0].assertions
+    assert result.passed is passes, result.message
+    if not passes:
+        assert result.message
