@@ -32,7 +32,7 @@ from certification.engine.model import EndpointConfig, RunContext  # noqa: E402
 from certification.engine.netpolicy import AddressPolicy  # noqa: E402
 from certification.engine.runner import run_suite  # noqa: E402
 from certification.engine.spec import parse_suite  # noqa: E402
-from demo.sandbox import STATE_KEY, SandboxServer  # noqa: E402
+from bench.sandbox_process import SandboxProcess  # noqa: E402
 
 SCENARIOS = 200
 POLICY = AddressPolicy(["127.0.0.0/8"])
@@ -89,23 +89,14 @@ def workload_yaml() -> str:
     )
 
 
-def restock(server: SandboxServer) -> None:
-    server.reset_state()
-
-    def fill() -> None:
-        server.app[STATE_KEY].products["WIDGET-001"].stock = 10**9
-
-    server._on_loop(fill)
-
-
 def context(url: str) -> RunContext:
     return RunContext(
         endpoints={"api": EndpointConfig(name="api", base_url=url)}, default_endpoint="api"
     )
 
 
-def engine_alone(server: SandboxServer, parallel: int) -> tuple[float, int]:
-    restock(server)
+def engine_alone(server: SandboxProcess, parallel: int) -> tuple[float, int]:
+    server.prepare()
     suite = parse_suite(workload_yaml(), filename="bench.yaml")
     started = time.perf_counter()
     outcomes = asyncio.run(run_suite(suite, context(server.url), policy=POLICY, parallel=parallel))
@@ -136,8 +127,8 @@ async def _bare_scenario(session: aiohttp.ClientSession, url: str) -> bool:
     return ok
 
 
-def bare_loop(server: SandboxServer, parallel: int) -> tuple[float, int]:
-    restock(server)
+def bare_loop(server: SandboxProcess, parallel: int) -> tuple[float, int]:
+    server.prepare()
 
     async def main() -> int:
         gate = asyncio.Semaphore(parallel)
@@ -190,10 +181,10 @@ tests:
     steps:
       - action: {type: latencyProbe, method: GET, url: /health, requests: 2000, concurrency: 50}
 """
-    with SandboxServer(delay_ms=20) as server:
+    with SandboxProcess(delay_ms=20) as server:
         suite = parse_suite(text, filename="probe.yaml")
         asyncio.run(run_suite(suite, context(server.url), policy=POLICY))  # warm up
-        server.reset_timings()
+        server.prepare()
         (outcome,) = asyncio.run(run_suite(suite, context(server.url), policy=POLICY))
         truth = Histogram()
         truth.record_many(server.server_timings())
@@ -202,7 +193,7 @@ tests:
 
 
 def main() -> None:
-    with SandboxServer() as server:
+    with SandboxProcess() as server:
         requests = SCENARIOS * 4
         print(f"(a) {SCENARIOS} scenarios x 4 requests, engine alone (no database)")
         rows = {}
@@ -228,9 +219,11 @@ def main() -> None:
 
         print("(b) the same suite through run_suite --inline, results persisted, 10 in parallel")
         sqlite = Path(tempfile.mkdtemp()) / "bench.sqlite3"
+        server.prepare()
         print(f"    SQLite      {persisted(f'sqlite:///{sqlite}', server.url)}  (target <= 1.5 s)")
         pg = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash_bench")
-        _ensure_pg_database(pg)
+        _fresh_pg_database(pg)
+        server.prepare()
         print(f"    PostgreSQL  {persisted(pg, server.url)}  (target <= 1.5 s)")
 
     print("(c) latencyProbe: 2,000 requests at concurrency 50, server delay 20 ms")
@@ -243,16 +236,15 @@ def main() -> None:
         print(f"    {pct}: engine {ours:7.2f} ms   sandbox {truth:7.2f} ms   diff {ours - truth:+.2f} ms")
 
 
-def _ensure_pg_database(url: str) -> None:
+def _fresh_pg_database(url: str) -> None:
     try:
         import psycopg
 
         admin = url.rsplit("/", 1)[0] + "/postgres"
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(admin, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
     except Exception as exc:  # the figure line will say the run failed
         print(f"    (could not prepare {url}: {exc})")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from partners.models import Partner, PartnerScopedQuerySet
 
@@ -132,6 +133,7 @@ class ScenarioRun(models.Model):
     index = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
+    queued_at = models.DateTimeField(default=timezone.now)
     claimed_by = models.CharField(max_length=200, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -190,6 +192,37 @@ class StepResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scenario_run} step {self.step_index} {self.status}"
+
+
+class RecertificationSchedule(models.Model):
+    """Run the latest version of a suite against a partner every ``every_days`` days."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="schedules")
+    suite_name = models.CharField(max_length=200)
+    every_days = models.PositiveIntegerField()
+    next_run_at = models.DateTimeField()
+    enabled = models.BooleanField(default=True)
+    last_run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PartnerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["partner", "suite_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "suite_name"], name="schedule_unique_partner_suite"
+            ),
+            models.CheckConstraint(condition=Q(every_days__gte=1), name="schedule_every_day_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner.external_id} {self.suite_name} every {self.every_days} d"
 
 
 class WorkerHeartbeat(models.Model):

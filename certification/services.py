@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import timedelta
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, FloatField, Value, When
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
 from certification.engine import spec as engine_spec
@@ -20,7 +27,15 @@ from certification.engine.histogram import Histogram
 from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
 from certification.engine.model import Suite as SuiteSpec
 from certification.engine.runner import run_suite
-from certification.models import Run, Scenario, ScenarioRun, StepResult, Suite, WorkerHeartbeat
+from certification.models import (
+    RecertificationSchedule,
+    Run,
+    Scenario,
+    ScenarioRun,
+    StepResult,
+    Suite,
+    WorkerHeartbeat,
+)
 from evidence.audit import audit_record
 from partners import services as partner_services
 from partners.models import Endpoint, Partner
@@ -54,10 +69,11 @@ def suite_sources_from_file(path: Path) -> tuple[str, dict[str, str]]:
         sources[str(relative)] = text
         return text
 
-    # Parsing here collects the $ref'd files; errors surface again (and are reported) when
-    # the caller parses the collected sources, which then comes from the cache.
+    # Parsing collects the $ref'd files. A valid result is kept for the caller's own parse of
+    # the same sources; errors surface (and are reported) again when the caller parses them.
     with contextlib.suppress(engine_spec.SuiteInvalid):
-        engine_spec.parse_suite(sources[entry], filename=entry, loader=loader)
+        parsed = engine_spec.parse_suite(sources[entry], filename=entry, loader=loader)
+        _remember((entry, engine_spec.suite_fingerprint(sources)), parsed)
     return entry, sources
 
 
@@ -81,10 +97,14 @@ def suite_parse(*, entry: str, sources: dict[str, str]) -> SuiteSpec:
         return sources[ref]
 
     parsed = engine_spec.parse_suite(sources[entry], filename=entry, loader=loader)
+    _remember(key, parsed)
+    return parsed
+
+
+def _remember(key: tuple[str, str], parsed: SuiteSpec) -> None:
     if len(_PARSED) >= _PARSED_KEEP:
         _PARSED.pop(next(iter(_PARSED)))
     _PARSED[key] = parsed
-    return parsed
 
 
 def _parsed_summary(parsed: SuiteSpec) -> dict[str, Any]:
@@ -271,17 +291,28 @@ def run_context(run: Run) -> RunContext:
     )
 
 
-def scenario_claim(*, scenario_run_id: int, worker: str) -> ScenarioRun | None:
-    """Take a queued scenario run for execution; None if it is finished or cancelled.
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.SCENARIO_LEASE_SECONDS)
 
-    A conditional update, so two workers handed the same task cannot both run it as new: the
-    loser sees 0 rows. A redelivered task of a crashed worker finds it ``running`` and takes it
-    over (``attempts`` counts the tries).
+
+@dataclass(frozen=True)
+class Claim:
+    scenario_run: ScenarioRun | None
+    retry_after: float = 0.0  # > 0: another worker holds a live lease; try again then
+
+
+def scenario_claim(*, scenario_run_id: int, worker: str) -> Claim:
+    """Take a scenario run for execution with a conditional update.
+
+    Claimable: queued, or running under a lease that ran out (its worker died). Two workers
+    handed the same task cannot both win: the loser's update touches 0 rows. A finished or
+    cancelled scenario is never claimed again.
     """
     now = timezone.now()
-    claimed = ScenarioRun.objects.filter(
-        pk=scenario_run_id, status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING]
-    ).update(
+    claimable = Q(status=ScenarioRun.Status.QUEUED) | Q(
+        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - _lease()
+    )
+    claimed = ScenarioRun.objects.filter(claimable, pk=scenario_run_id).update(
         status=ScenarioRun.Status.RUNNING,
         claimed_by=worker,
         claimed_at=now,
@@ -289,41 +320,127 @@ def scenario_claim(*, scenario_run_id: int, worker: str) -> ScenarioRun | None:
         attempts=F("attempts") + 1,
     )
     if not claimed:
-        return None
+        current = ScenarioRun.objects.filter(pk=scenario_run_id).values("status", "claimed_at")
+        row = current.first()
+        if row and row["status"] == ScenarioRun.Status.RUNNING and row["claimed_at"]:
+            left = (row["claimed_at"] + _lease() - now).total_seconds()
+            return Claim(None, retry_after=max(left, 0.0) + 1.0)
+        return Claim(None)
     scenario_run = ScenarioRun.objects.select_related(
         "run", "run__partner", "run__suite", "scenario"
     ).get(pk=scenario_run_id)
     Run.objects.filter(pk=scenario_run.run_id, status=Run.Status.QUEUED).update(
         status=Run.Status.RUNNING, started_at=now
     )
-    return scenario_run
+    return Claim(scenario_run)
+
+
+class LeaseKeeper:
+    """Renews the lease of scenario runs being executed, from a thread of its own, so that a
+    long scenario (latency probes, polling, waits) is not taken for a dead one."""
+
+    def __init__(self, scenario_run_ids: Sequence[int], worker: str) -> None:
+        self.ids = list(scenario_run_ids)
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+
+    def _renew(self) -> None:
+        from django.db import connection
+
+        interval = max(settings.SCENARIO_LEASE_SECONDS / 5, 0.2)
+        try:
+            while not self._stop.wait(interval):
+                ScenarioRun.objects.filter(
+                    pk__in=self.ids, status=ScenarioRun.Status.RUNNING, claimed_by=self.worker
+                ).update(claimed_at=timezone.now())
+        finally:
+            connection.close()
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies (the outcome is not used afterwards)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _step_rows(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> list[StepResult]:
-    rows = []
-    for step in outcome.steps:
-        data = asdict(step)
-        rows.append(
-            StepResult(
-                scenario_run=scenario_run,
-                step_index=step.index,
-                iteration=step.iteration,
-                name=step.name[:300],
-                status=step.status,
-                request=data["request"],
-                response=data["response"],
-                timings=data["timings"],
-                assertions=data["assertions"],
-                failure=data["failure"],
-                extracted=data["extracted"],
-                data=data["data"],
-                latency=data["latency"],
-                notes=data["notes"],
-                started_at=step.started_at or None,
-                duration_ms=step.duration_ms,
-            )
+    return [
+        StepResult(
+            scenario_run=scenario_run,
+            step_index=step.index,
+            iteration=step.iteration,
+            name=step.name[:300],
+            status=step.status,
+            request=_plain(step.request),
+            response=_plain(step.response),
+            timings=_plain(step.timings),
+            assertions=_plain(step.assertions),
+            failure=_plain(step.failure),
+            extracted=step.extracted,
+            data=step.data,
+            latency=_plain(step.latency),
+            notes=step.notes,
+            started_at=step.started_at or None,
+            duration_ms=step.duration_ms,
         )
-    return rows
+        for step in outcome.steps
+    ]
+
+
+_JSON_COLUMNS = (
+    "request", "response", "timings", "assertions", "failure", "extracted", "data", "latency",
+    "notes",
+)  # fmt: skip
+
+
+def _jsonb(value: Any) -> str | None:
+    # None stays SQL NULL, as the ORM stores it, so `isnull` lookups keep working.
+    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+
+
+def _insert_or_ignore(rows: list[StepResult]) -> None:
+    """Insert step results, skipping any already there (unique run/scenario/step/iteration).
+
+    On PostgreSQL this is one pipelined ``executemany`` with ``ON CONFLICT DO NOTHING``: the ORM's
+    bulk insert there goes through arrays of JSON text escaped in Python, several times slower
+    for results carrying request and response bodies.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        StepResult.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        return
+    columns = ["scenario_run_id", "step_index", "iteration", "name", "status", "started_at",
+               "duration_ms", *_JSON_COLUMNS]  # fmt: skip
+    placeholders = ", ".join("%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in columns)
+    sql = (
+        f"INSERT INTO {StepResult._meta.db_table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        "ON CONFLICT (scenario_run_id, step_index, iteration) DO NOTHING"
+    )
+    values = [
+        (
+            row.scenario_run_id, row.step_index, row.iteration, row.name, row.status,
+            row.started_at, row.duration_ms,
+            *(_jsonb(getattr(row, c)) for c in _JSON_COLUMNS),
+        )
+        for row in rows
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
 
 
 def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> int:
@@ -338,7 +455,7 @@ def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome
         return 0
     with transaction.atomic():
         rows = [row for scenario_run, outcome in items for row in _step_rows(scenario_run, outcome)]
-        StepResult.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        _insert_or_ignore(rows)
         open_ids = set(
             ScenarioRun.objects.select_for_update()
             .filter(
@@ -540,18 +657,20 @@ def run_execute_inline(
         )
     }
     now = timezone.now()
+    worker = f"inline@{socket.gethostname()}:{os.getpid()}"
     run.scenario_runs.filter(pk__in=[sr.pk for sr in pending.values()]).update(
-        status=ScenarioRun.Status.RUNNING, claimed_by="inline", claimed_at=now, started_at=now,
+        status=ScenarioRun.Status.RUNNING, claimed_by=worker, claimed_at=now, started_at=now,
         attempts=F("attempts") + 1,
     )  # fmt: skip
     Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
         status=Run.Status.RUNNING, started_at=now
     )
-    for batch in _engine_batches(suite, context, sorted(pending), parallel):
-        scenario_outcomes_save(items=[(pending[index], outcome) for index, outcome in batch])
-        if progress is not None:
-            for index, outcome in batch:
-                progress(pending[index], outcome)
+    with LeaseKeeper([sr.pk for sr in pending.values()], worker):
+        for batch in _engine_batches(suite, context, sorted(pending), parallel):
+            scenario_outcomes_save(items=[(pending[i], outcome) for i, outcome in batch])
+            if progress is not None:
+                for index, outcome in batch:
+                    progress(pending[index], outcome)
     run.refresh_from_db()
     return run
 
@@ -561,9 +680,6 @@ def heartbeat_record(*, hostname: str, nonce: str) -> WorkerHeartbeat:
         hostname=hostname, defaults={"seen_at": timezone.now(), "nonce": nonce}
     )
     return beat
-
-
-MAX_ATTEMPTS = 3
 
 
 def _enqueue(scenario_run_ids: list[int]) -> None:
@@ -595,20 +711,24 @@ def start_run(
     return run
 
 
-def scenario_execute(*, scenario_run_id: int, worker: str) -> ScenarioRun | None:
-    """Run one scenario of a run (the body of the Celery task). Safe to call again for the same
-    scenario: a finished scenario is not claimed, results are written exactly once."""
-    scenario_run = scenario_claim(scenario_run_id=scenario_run_id, worker=worker)
+def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
+    """Run one scenario of a run (the body of the Celery task).
+
+    Safe to call again for the same scenario: a finished one is not claimed, one held by a live
+    worker answers ``retry_after``, and results are written exactly once.
+    """
+    claim = scenario_claim(scenario_run_id=scenario_run_id, worker=worker)
+    scenario_run = claim.scenario_run
     if scenario_run is None:
-        return None
-    if scenario_run.attempts > MAX_ATTEMPTS:
+        return claim
+    if scenario_run.attempts > settings.SCENARIO_MAX_ATTEMPTS:
         scenario_mark(
             scenario_run=scenario_run,
             status=ScenarioRun.Status.ERROR,
-            message=f"scenario {scenario_run.index} given up after {MAX_ATTEMPTS} attempts: "
-            "the worker running it stopped each time",
+            message=f"scenario {scenario_run.index} given up after "
+            f"{settings.SCENARIO_MAX_ATTEMPTS} attempts: the worker running it stopped each time",
         )
-        return scenario_run
+        return claim
     run = scenario_run.run
     try:
         suite = suite_parse(entry=run.suite.entry, sources=run.suite.sources)
@@ -618,13 +738,52 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> ScenarioRun | None
             status=ScenarioRun.Status.ERROR,
             message=f"suite no longer parses: {exc}",
         )
-        return scenario_run
+        return claim
     context = run_context(run)
-    (outcome,) = asyncio.run(
-        run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])
-    )
+    with LeaseKeeper([scenario_run.pk], worker):
+        (outcome,) = asyncio.run(
+            run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])
+        )
     scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
-    return scenario_run
+    return claim
+
+
+def scenarios_requeue_stalled() -> dict[str, int]:
+    """The periodic sweep: queue again the scenarios whose worker died (lease ran out) and the
+    queued ones whose message seems lost; give up on those that used all their attempts.
+    Each change is a conditional update, so sweeps on several machines do not collide."""
+    now = timezone.now()
+    counts = {"requeued": 0, "resent": 0, "given_up": 0}
+    stalled = ScenarioRun.objects.filter(
+        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - _lease()
+    ).select_related("scenario")
+    for scenario_run in stalled:
+        if scenario_run.attempts >= settings.SCENARIO_MAX_ATTEMPTS:
+            if scenario_mark(
+                scenario_run=scenario_run,
+                status=ScenarioRun.Status.ERROR,
+                message=f"scenario {scenario_run.index} given up after "
+                f"{scenario_run.attempts} attempts: the worker running it stopped each time",
+            ):
+                counts["given_up"] += 1
+            continue
+        moved = ScenarioRun.objects.filter(
+            pk=scenario_run.pk,
+            status=ScenarioRun.Status.RUNNING,
+            claimed_at=scenario_run.claimed_at,
+        ).update(status=ScenarioRun.Status.QUEUED, queued_at=now, claimed_by="")
+        if moved:
+            counts["requeued"] += 1
+            transaction.on_commit(partial(_enqueue, [scenario_run.pk]))
+    lost = ScenarioRun.objects.filter(
+        status=ScenarioRun.Status.QUEUED,
+        queued_at__lt=now - timedelta(seconds=settings.QUEUED_RESEND_SECONDS),
+    ).values_list("pk", "queued_at")
+    for pk, queued_at in lost:
+        if ScenarioRun.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
+            counts["resent"] += 1
+            transaction.on_commit(partial(_enqueue, [pk]))
+    return counts
 
 
 def run_cancel(*, run: Run, by: Any) -> Run:
@@ -642,3 +801,82 @@ def run_cancel(*, run: Run, by: Any) -> Run:
         locked.save(update_fields=["status", "finished_at"])
         audit_record(actor=by, action="run.cancel", partner=locked.partner, target=f"run {run.pk}")
     return locked
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@transaction.atomic
+def schedule_save(
+    *, partner: Partner, suite_name: str, every_days: int, by: Any, first_run_at: Any = None
+) -> RecertificationSchedule:
+    """Create or change the recertification schedule of a partner and suite."""
+    if not Suite.objects.filter(name=suite_name).exists():
+        raise RunInputError(f"no stored suite called '{suite_name}'")
+    if every_days < 1:
+        raise RunInputError("a schedule repeats every 1 day or more")
+    schedule, created = RecertificationSchedule.objects.update_or_create(
+        partner=partner,
+        suite_name=suite_name,
+        defaults={
+            "every_days": every_days,
+            "enabled": True,
+            "next_run_at": first_run_at or timezone.now() + timedelta(days=every_days),
+            "created_by": by if getattr(by, "is_authenticated", False) else None,
+        },
+    )
+    audit_record(
+        actor=by,
+        action="schedule.create" if created else "schedule.update",
+        partner=partner,
+        target=str(schedule),
+        data={"every_days": every_days, "next_run_at": schedule.next_run_at},
+    )
+    return schedule
+
+
+@transaction.atomic
+def schedule_delete(*, schedule: RecertificationSchedule, by: Any) -> None:
+    audit_record(actor=by, action="schedule.delete", partner=schedule.partner, target=str(schedule))
+    schedule.delete()
+
+
+def recertifications_start_due() -> list[Run]:
+    """Start a run for every enabled schedule that is due, once each: the schedule is moved
+    to its next date by a conditional update, so two beat processes cannot both start it."""
+    now = timezone.now()
+    started = []
+    due = RecertificationSchedule.objects.filter(enabled=True, next_run_at__lte=now)
+    for schedule in due.select_related("partner"):
+        suite = Suite.objects.filter(name=schedule.suite_name).order_by("-version").first()
+        with transaction.atomic():
+            moved = RecertificationSchedule.objects.filter(
+                pk=schedule.pk, next_run_at=schedule.next_run_at
+            ).update(next_run_at=now + timedelta(days=schedule.every_days))
+            if not moved:
+                continue
+            if suite is None:
+                audit_record(
+                    actor="celery beat",
+                    action="schedule.skip",
+                    partner=schedule.partner,
+                    target=str(schedule),
+                    data={"reason": "the suite no longer exists"},
+                )
+                continue
+            try:
+                run = start_run(
+                    partner=schedule.partner, suite=suite, by="celery beat", trigger="schedule"
+                )
+            except RunInputError as exc:
+                audit_record(
+                    actor="celery beat",
+                    action="schedule.skip",
+                    partner=schedule.partner,
+                    target=str(schedule),
+                    data={"reason": str(exc)},
+                )
+                continue
+            RecertificationSchedule.objects.filter(pk=schedule.pk).update(last_run=run)
+            started.append(run)
+    return started

@@ -3,6 +3,8 @@ can be read by whoever reads the broker)."""
 
 from __future__ import annotations
 
+import os
+
 from celery import shared_task
 
 from certification import services
@@ -10,10 +12,26 @@ from certification import services
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_scenario(self, scenario_run_id: int) -> None:
-    """Execute one scenario of a run. Redelivery is safe: see ``services.scenario_execute``."""
-    services.scenario_execute(
-        scenario_run_id=scenario_run_id, worker=self.request.hostname or "worker"
-    )
+    """Execute one scenario of a run. Redelivery is safe (see ``services.scenario_execute``);
+    a scenario still held by a live worker is tried again when that worker's lease ends."""
+    # The process id names the exact pool process holding the lease (and lets an operator or a
+    # test find it).
+    worker = f"{self.request.hostname or 'worker'}:{os.getpid()}"
+    claim = services.scenario_execute(scenario_run_id=scenario_run_id, worker=worker)
+    if claim.retry_after > 0:
+        raise self.retry(countdown=claim.retry_after, max_retries=None)
+
+
+@shared_task(ignore_result=True)
+def requeue_stalled() -> dict[str, int]:
+    """Periodic (Celery beat): queue again scenarios whose worker died."""
+    return services.scenarios_requeue_stalled()
+
+
+@shared_task(ignore_result=True)
+def start_due_recertifications() -> int:
+    """Periodic (Celery beat): start the recertification runs that are due."""
+    return len(services.recertifications_start_due())
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)

@@ -192,10 +192,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # Tasks are acknowledged late; the visibility timeout must outlast the longest task.
+    # Tasks are acknowledged late. A task whose worker vanished is redelivered once it has been
+    # unacknowledged for the visibility timeout, found by a sweep every restore interval; the
+    # timeout must outlast the longest task or a running task is handed to a second worker.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=60),
+        "unacked_restore_throttle": 1,
     }
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -204,9 +209,34 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=1800)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, min(CELERY_TASK_TIME_LIMIT - 60, CELERY_TASK_TIME_LIMIT * 9 // 10))
+_visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+if _visibility is not None and _visibility <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({_visibility}) must be longer than CELERY_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT}), or running tasks would be delivered to a second worker"
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+
+# A worker running a scenario renews its lease every SCENARIO_LEASE_SECONDS / 5; a scenario
+# whose lease has run out belongs to a worker that died and is queued again by the sweep that
+# Celery beat runs every STALLED_SWEEP_SECONDS.
+SCENARIO_LEASE_SECONDS = env.int("SCENARIO_LEASE_SECONDS", default=60)
+SCENARIO_MAX_ATTEMPTS = env.int("SCENARIO_MAX_ATTEMPTS", default=3)
+QUEUED_RESEND_SECONDS = env.int("QUEUED_RESEND_SECONDS", default=1800)
+STALLED_SWEEP_SECONDS = env.int("STALLED_SWEEP_SECONDS", default=30)
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stalled-scenarios": {
+        "task": "certification.tasks.requeue_stalled",
+        "schedule": float(STALLED_SWEEP_SECONDS),
+    },
+    "start-due-recertifications": {
+        "task": "certification.tasks.start_due_recertifications",
+        "schedule": 60.0,
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -584,6 +584,24 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def timings(request: web.Request) -> web.Response:
+    """The server's own handling times (ms) since start or the last reset, so that a benchmark
+    running the sandbox in another process can compare what the client measured."""
+    return web.json_response({"timings_ms": list(request.app[TIMINGS_KEY])})
+
+
+async def reset_timings(request: web.Request) -> web.Response:
+    request.app[TIMINGS_KEY].clear()
+    return web.Response(status=204)
+
+
+async def restock(request: web.Request) -> web.Response:
+    """Benchmarks pay for hundreds of orders: give every product ample stock."""
+    for product in request.app[STATE_KEY].products.values():
+        product.stock = 10**9
+    return web.Response(status=204)
+
+
 # --------------------------------------------------------------------------------------------
 # Middleware and application
 # --------------------------------------------------------------------------------------------
@@ -621,7 +639,9 @@ async def sandbox_middleware(request: web.Request, handler: Handler) -> web.Stre
             config.api_key is not None
             and request.path.startswith("/v1/")
             and not hmac.compare_digest(
-                request.headers.get("X-API-Key", "").encode(), config.api_key.encode()
+                # surrogateescape: a garbage header must be a 401, not an encoding error.
+                request.headers.get("X-API-Key", "").encode("utf-8", "surrogateescape"),
+                config.api_key.encode(),
             )
         ):
             response = _error(401, "invalid_api_key", "invalid api key")
@@ -677,6 +697,9 @@ def create_app(
     app.router.add_get("/v1/slow", slow)
     app.router.add_get(r"/v1/status/{code:\d{3}}", status_code)
     app.router.add_post("/sandbox/reset", reset)
+    app.router.add_post("/sandbox/restock", restock)
+    app.router.add_get("/sandbox/timings", timings)
+    app.router.add_post("/sandbox/timings/reset", reset_timings)
     return app
 
 

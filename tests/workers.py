@@ -1,15 +1,16 @@
-"""Real Celery worker processes for tests: the same command production uses, pointed at the test
-database and a queue of the test's own so that no other worker takes its tasks."""
+"""Real Celery processes for tests: the same commands production uses, pointed at the test
+database and at a queue of the test's own so that no other worker takes its tasks."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,49 +29,121 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@contextmanager
-def worker_process(*, concurrency: int = 1, pool: str = "solo") -> Iterator[WorkerHandle]:
-    queue = f"test-{uuid.uuid4().hex[:10]}"
-    log_path = Path(settings.VAR_DIR) / f"{queue}.log"
-    env = {**os.environ, "DATABASE_URL": test_database_url()}
-    command = [
-        sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-n", f"{queue}@%h",
-        f"--pool={pool}", f"--concurrency={concurrency}", "--loglevel=INFO",
-        "--without-mingle", "--without-gossip",
-    ]  # fmt: skip
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    handle = WorkerHandle(queue=queue, process=process, log_path=log_path)
-    try:
-        yield handle
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log_path.unlink(missing_ok=True)
+def new_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
 
 
-class WorkerHandle:
-    def __init__(self, *, queue: str, process: subprocess.Popen, log_path: Path) -> None:
-        self.queue = queue
+class CeleryProcess:
+    def __init__(self, *, name: str, process: subprocess.Popen, log_path: Path) -> None:
+        self.name = name
         self.process = process
         self.log_path = log_path
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def pool_pids(self) -> list[int]:
+        """The prefork pool's child processes."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def kill_all(self) -> None:
+        """SIGKILL the worker and its pool at once, as a lost machine or the OOM killer would."""
+        os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        # Pool processes of a killed worker may linger: make sure nothing outlives the test.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def wait_for(self, condition: Callable[[], bool], *, timeout: float = 60) -> None:
-        """Poll ``condition`` until it holds; fail with the worker's log if it never does."""
+        """Poll ``condition`` until it holds; fail with the process log if it never does."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if condition():
                 return
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.log()}")
-            time.sleep(0.1)
-        raise AssertionError(f"condition not met within {timeout}s; worker log:\n{self.log()}")
+                raise AssertionError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
+            time.sleep(0.05)
+        raise AssertionError(f"condition not met within {timeout}s; {self.name} log:\n{self.log()}")
+
+
+def _start(args: list[str], *, name: str, queue: str, env: dict[str, str]) -> CeleryProcess:
+    log_path = Path(settings.VAR_DIR) / f"{name}.log"
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        **env,
+    }
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=settings.BASE_DIR,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so the test can kill it whole
+        )
+    return CeleryProcess(name=name, process=process, log_path=log_path)
+
+
+@contextmanager
+def celery_workers(
+    count: int = 1,
+    *,
+    queue: str | None = None,
+    concurrency: int = 1,
+    pool: str = "solo",
+    beat: bool = False,
+    env: dict[str, str] | None = None,
+) -> Iterator[list[CeleryProcess]]:
+    """Start ``count`` workers (and optionally beat) on one queue; stop them all afterwards."""
+    queue = queue or new_queue()
+    env = env or {}
+    with ExitStack() as stack:
+        processes = []
+        for i in range(count):
+            name = f"{queue}-w{i}"
+            worker = _start(
+                ["worker", "-Q", queue, "-n", f"{name}@%h", f"--pool={pool}",
+                 f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle",
+                 "--without-gossip"],
+                name=name, queue=queue, env=env,
+            )  # fmt: skip
+            stack.callback(worker.stop)
+            processes.append(worker)
+        if beat:
+            schedule = Path(settings.VAR_DIR) / f"{queue}-beat-schedule"
+            stack.callback(lambda: schedule.unlink(missing_ok=True))
+            process = _start(
+                ["beat", "--loglevel=INFO", f"--schedule={schedule}"],
+                name=f"{queue}-beat",
+                queue=queue,
+                env=env,
+            )
+            stack.callback(process.stop)
+            processes.append(process)
+        for process in processes:
+            process.queue = queue  # type: ignore[attr-defined]
+        yield processes
+
+
+@contextmanager
+def worker_process(**kwargs: object) -> Iterator[CeleryProcess]:
+    with celery_workers(1, **kwargs) as (worker,):  # type: ignore[arg-type]
+        yield worker

@@ -5,12 +5,12 @@ assertions with ``match`` and ``count``, ``extract``, ``{{var}}`` templates, ``$
 files, MOCK items). ``docs/scenario-format.md`` is the reference and ``suite.schema.json`` next to
 this module describes the same keys as a JSON Schema.
 
-Suites are uploaded by users, so reading is defensive: the size cap is checked before parsing,
-YAML is composed by PyYAML's pure-Python safe loader with anchors and aliases refused before
-anything could be expanded (no "billion laughs"), nesting depth and the number of ``$ref``
-includes are capped, and only plain YAML types are accepted (no tags). Validation never stops at
-the first mistake: every error is collected with the position of the key or value at fault and
-``SuiteInvalid`` carries them all, sorted.
+Suites are uploaded by users, so reading is defensive: the size cap is checked before parsing;
+the tree is built from the YAML parser's events (libyaml's when available, else PyYAML's pure
+Python one), so nothing is ever constructed from tags and anchors and aliases are refused before
+anything could be expanded (no "billion laughs"); nesting depth, ``$ref`` includes and mocks are
+capped. Validation never stops at the first mistake: every error is collected with the position
+of the key or value at fault and ``SuiteInvalid`` carries them all, sorted.
 
 Pure Python (PyYAML only): no Django import.
 """
@@ -532,7 +532,8 @@ class _Parser:
             return data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = data.count(b"\n", 0, exc.start) + 1
-            column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            line_start = data.rfind(b"\n", 0, exc.start) + 1
+            column = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
             self.err(Pos(file, line, column), "", f"not valid UTF-8 (byte 0x{data[exc.start]:02x})")
             return None
 
@@ -1153,7 +1154,7 @@ class _Parser:
             extract_y = m["extract"]
             for var, path_y in (self.mapping(extract_y, ctx, "'extract'") or {}).items():
                 self.variable_name(var, _kpos(extract_y, var), ctx, "extracted variable")
-                path = self.path(path_y, ctx, roots, kind)
+                path = self.path(path_y, ctx, roots)
                 if path is not None:
                     extract[var] = path
         until = None
@@ -1164,7 +1165,7 @@ class _Parser:
                     ctx,
                     f"'until' repeats an httpRequest action, not a {kind} action",
                 )
-            until = self.until(m["until"], ctx, roots, kind)
+            until = self.until(m["until"], ctx, roots)
         follow = False
         if "continueOnFailure" in m:
             follow = bool(self.boolean(m["continueOnFailure"], ctx, "continueOnFailure"))
@@ -1508,20 +1509,18 @@ class _Parser:
         if m is None:
             return None
         self.known_keys(y, ASSERTION_KEYS, ctx, "an assertion")
-        path = self.path(self.require(m, y, "path", ctx), ctx, roots, None)
+        path = self.path(self.require(m, y, "path", ctx), ctx, roots)
         operator, value = self.condition(y, m, ctx)
         if path is None or operator is None or value is None:
             return None
         return Assertion(path=path, operator=operator, value=value[0], pos=y.pos)
 
-    def until(
-        self, y: _Y, ctx: str, roots: tuple[str, ...] | None, kind: str | None
-    ) -> Until | None:
+    def until(self, y: _Y, ctx: str, roots: tuple[str, ...] | None) -> Until | None:
         m = self.mapping(y, ctx, "'until'")
         if m is None:
             return None
         self.known_keys(y, UNTIL_KEYS, ctx, "'until'")
-        path = self.path(self.require(m, y, "path", ctx), ctx, roots, kind)
+        path = self.path(self.require(m, y, "path", ctx), ctx, roots)
         operator, value = self.condition(y, m, ctx)
         timeout, interval = 30_000, 1_000
         if "timeoutMs" in m:
@@ -1544,9 +1543,7 @@ class _Parser:
             interval_ms=interval,
         )
 
-    def path(
-        self, y: _Y | None, ctx: str, roots: tuple[str, ...] | None, kind: str | None
-    ) -> str | None:
+    def path(self, y: _Y | None, ctx: str, roots: tuple[str, ...] | None) -> str | None:
         path = self.string(y, ctx, "path", templated=False)
         if path is None:
             return None

@@ -98,6 +98,7 @@ class PreparedRequest:
 _UNPARSED: Any = object()
 _NOTHING_APPLIED = Applied()
 _MAX_MESSAGE = 300
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass
@@ -804,6 +805,8 @@ class Transport:
 
     def _capture_body(self, data: bytes, content_type: str) -> tuple[str, int, str, bool]:
         """(masked text, full size, sha256 of the full body, truncated) for one body."""
+        if not data:
+            return "", 0, _EMPTY_SHA256, False  # every GET: skip the hashing and masking
         size = len(data)
         cap = self._context.body_capture_bytes
         truncated = size > cap

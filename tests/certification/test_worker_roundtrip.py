@@ -18,7 +18,7 @@ def test_a_real_worker_takes_a_task_from_the_broker_and_records_it() -> None:
         heartbeat.apply_async(kwargs={"nonce": nonce}, queue=worker.queue)
         worker.wait_for(lambda: WorkerHeartbeat.objects.filter(nonce=nonce).exists())
     beat = WorkerHeartbeat.objects.get(nonce=nonce)
-    assert beat.hostname.startswith(worker.queue)
+    assert beat.hostname.startswith(worker.queue)  # type: ignore[attr-defined]
     assert beat in workers_alive()
 
 

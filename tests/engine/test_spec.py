@@ -361,6 +361,37 @@ def test_mocks_with_body_matching_load_from_a_file_holding_a_list() -> None:
     assert suite.mocks[2].pos == Pos("shared/mock-body-matching.yaml", 26, 3)
 
 
+@pytest.mark.parametrize(
+    ("shared", "status", "delay", "headers"),
+    [
+        (
+            "mock-stripe-rate-limited.yaml",
+            429,
+            0,
+            {"content-type": "application/json", "retry-after": "2"},
+        ),
+        ("mock-stripe-slow.yaml", 200, 5000, {}),
+    ],
+)
+def test_seed_mock_variants_parse(
+    shared: str, status: int, delay: int, headers: dict[str, str]
+) -> None:
+    items = f"- $ref: ../shared/{shared}\n"
+    suite = parse_suite(
+        "name: s\nitems:\n" + textwrap.indent(items, "  ") + MINIMAL_TESTS,
+        filename="definitions/s.yaml",
+        loader=disk_loader,
+    )
+
+    [mock] = suite.mocks
+    assert (mock.name, mock.status, mock.delay_ms, mock.headers) == (
+        "mock-stripe",
+        status,
+        delay,
+        headers,
+    )
+
+
 def test_load_suite_file_reads_a_seed_definition_and_its_refs_from_disk() -> None:
     suite = load_suite_file(SUITES / HAPPY)
 
@@ -1152,7 +1183,8 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
         ("", "the path is empty"),
         (
             "body.id",
-            "unknown root 'body'; a path starts with response, request, data, latency, errors or status",
+            "unknown root 'body'; a path starts with response, request, data, latency, errors "
+            "or status",
         ),
         ("respons.status", "did you mean 'response'?"),
         ("response", "'response' needs a field: status, headers, body or timeMs"),
@@ -1716,9 +1748,7 @@ def test_suite_fields() -> None:
     ],
 )
 def test_variables_are_checked(variables: str, expected: str) -> None:
-    found = messages(
-        f"name: s\nvariables: {variables}\ntests: [{{name: t, steps: [{{action: {{type: wait, ms: 1}}}}]}}]\n"
-    )
+    found = messages(f"name: s\nvariables: {variables}\n{MINIMAL_TESTS}")
 
     assert len(found) == 1, found
     assert expected in found[0]
@@ -1854,7 +1884,9 @@ def test_ref_without_a_loader_is_an_error() -> None:
 def test_ref_is_resolved_relative_to_the_including_file() -> None:
     loader = dict_loader(
         {
-            "shared/mock.yaml": "- $ref: more/second.yaml\n- {type: MOCK, name: one, mockTarget: a, mockPath: /}\n",
+            "shared/mock.yaml": (
+                "- $ref: more/second.yaml\n- {type: MOCK, name: one, mockTarget: a, mockPath: /}\n"
+            ),
             "shared/more/second.yaml": "{type: MOCK, name: two, mockTarget: b, mockPath: /}\n",
         }
     )
@@ -2185,3 +2217,17 @@ def test_schema_is_draft_2020_12_with_resolvable_refs() -> None:
     for ref in refs(document):
         if ref.startswith("#/$defs/"):
             assert ref.removeprefix("#/$defs/") in document["$defs"], ref
+
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def test_the_docs_complete_example_is_a_valid_suite() -> None:
+    doc = (REPO / "docs" / "scenario-format.md").read_text()
+    example = doc.split("## A complete example", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    suite = parse_suite(example, filename="definitions/example.yaml", loader=disk_loader)
+
+    assert [scenario.code for scenario in suite.scenarios] == ["B-001", "B-002", "B-090"]
+    assert [mock.name for mock in suite.mocks] == ["mock-stripe"]
+    assert len(suite.warnings) == 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ def first_problem(outcome: ScenarioOutcome) -> str:
     return ""
 
 
+def first_problem_row(scenario_run: ScenarioRun) -> str:
+    for step in scenario_run.steps.all():
+        if step.failure:
+            return f"{step.name}: {step.failure['kind']}: {step.failure['message']}"
+        for result in step.assertions:
+            if not result["passed"]:
+                return f"{step.name}: {result['path']} {result['operator']}: {result['message']}"
+    run = scenario_run.run
+    return run.error if scenario_run.status == "error" else ""
+
+
 class Command(BaseCommand):
     help = (
         "Run a suite against a partner's sandbox. Exit code 0 when the run passed, 1 when it "
@@ -46,10 +58,19 @@ class Command(BaseCommand):
             help="set or override the partner's endpoint NAME for this run only (repeatable)",
         )
         parser.add_argument(
-            "--inline", action="store_true", help="run in this process instead of on workers"
+            "--inline",
+            action="store_true",
+            help="run in this process instead of on the Celery workers",
         )
         parser.add_argument(
             "--parallel", type=int, default=4, help="scenarios at a time with --inline"
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=3600,
+            metavar="SECONDS",
+            help="without --inline: give up waiting for the workers after this long (exit 2)",
         )
         parser.add_argument("--json", type=Path, metavar="FILE", help="write the run as JSON")
         parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
@@ -65,8 +86,9 @@ class Command(BaseCommand):
             if not sep or not name or not url:
                 raise CommandError(f"--endpoint {item}: expected NAME=URL", returncode=2)
             overrides[name] = url
+        create = services.run_create if options["inline"] else services.start_run
         try:
-            run = services.run_create(
+            run = create(
                 partner=partner,
                 suite=suite,
                 by="manage.py run_suite",
@@ -114,9 +136,55 @@ class Command(BaseCommand):
         self.stdout.write(line)
 
     def _execute(self, run: Run, options: dict[str, Any]) -> Run:
-        return services.run_execute_inline(
-            run=run, parallel=max(1, options["parallel"]), progress=self._progress
-        )
+        if options["inline"]:
+            return services.run_execute_inline(
+                run=run, parallel=max(1, options["parallel"]), progress=self._progress
+            )
+        return self._follow(run, timeout=options["timeout"])
+
+    def _follow(self, run: Run, *, timeout: float) -> Run:
+        """Print scenarios as the workers finish them, until the run is finished."""
+        started = time.monotonic()
+        shown: set[int] = set()
+        hinted = False
+        while True:
+            run.refresh_from_db()
+            finished = (
+                run.scenario_runs.filter(status__in=ScenarioRun.FINISHED)
+                .exclude(pk__in=shown)
+                .select_related("scenario")
+                .prefetch_related("steps")
+            )
+            for scenario_run in finished:
+                shown.add(scenario_run.pk)
+                self._progress_row(scenario_run)
+            if run.is_finished:
+                return run
+            waited = time.monotonic() - started
+            if not hinted and waited > 15 and not run.scenario_runs.exclude(attempts=0).exists():
+                self.stderr.write(
+                    "No worker has picked up this run yet; start one with `make worker` "
+                    "(celery -A config worker)."
+                )
+                hinted = True
+            if waited > timeout:
+                raise CommandError(
+                    f"Run {run.pk} still {run.status} after {timeout:.0f} s; it goes on on the "
+                    "workers. Follow it in the dashboard.",
+                    returncode=2,
+                )
+            time.sleep(0.25)
+
+    def _progress_row(self, scenario_run: ScenarioRun) -> None:
+        scenario = scenario_run.scenario
+        label = f"{scenario.code} {scenario.name}".strip()
+        line = f"  {MARK.get(scenario_run.status, scenario_run.status)} {label} ({scenario.kind})"
+        line += f" {scenario_run.duration_ms or 0:.0f} ms"
+        if scenario_run.status != "passed":
+            problem = first_problem_row(scenario_run)
+            if problem:
+                line += f"\n       {problem}"
+        self.stdout.write(line)
 
     def _report(self, run: Run, options: dict[str, Any]) -> None:
         counts: dict[str, int] = {}
