@@ -139,6 +139,10 @@ class _Fail(Exception):
         super().__init__(message)
 
 
+def _too_large(limit: int) -> _Fail:
+    return _Fail("too_large", f"response body exceeds {limit} bytes")
+
+
 class _Hop:
     """Per-hop timestamps, filled in by :class:`_TimingConnector` and :class:`_TimedSSLObject`
     (both find the hop through ``_current_hop``)."""
@@ -606,7 +610,13 @@ class Transport:
         failure: Failure | None = None
         try:
             async with deadline:
-                await self._run(progress, request, endpoint, keep_body)
+                if endpoint is None:
+                    # Straight to _follow: every coroutine layer is paid again on each resume.
+                    await self._follow(
+                        progress, request, request.headers, None, _NOTHING_APPLIED, keep_body
+                    )
+                else:
+                    await self._run(progress, request, endpoint, keep_body)
         except TimeoutError:
             failure = self._timeout(progress, timeout_ms)
         except _Fail as exc:
@@ -651,20 +661,18 @@ class Transport:
         self,
         progress: _Progress,
         request: PreparedRequest,
-        endpoint: EndpointConfig | None,
+        endpoint: EndpointConfig,
         keep_body: bool,
     ) -> None:
-        auth = await self._auth_for(endpoint) if endpoint is not None else None
-        headers = dict(request.headers)
-        applied = _NOTHING_APPLIED
-        if auth is not None:
-            applied = await auth.apply(headers, request.body, self._fetch_token)
-            if applied.token is not None:
-                self._masker.add(applied.token)
+        auth = await self._auth_for(endpoint)
+        headers = dict(request.headers)  # auth adds to a copy, never to the caller's request
+        applied = await auth.apply(headers, request.body, self._fetch_token)
+        if applied.token is not None:
+            self._masker.add(applied.token)
         await self._follow(progress, request, headers, auth, applied, keep_body)
         if applied.token is not None and progress.status == 401:
             # The token may have been revoked or expired early: one fresh token, one retry.
-            assert auth is not None and auth.oauth is not None
+            assert auth.oauth is not None
             auth.oauth.invalidate(applied.token)
             headers = dict(request.headers)
             applied = await auth.apply(headers, request.body, self._fetch_token)
@@ -760,17 +768,13 @@ class Transport:
                 auth.resign(headers, body)  # the signature covered the body just dropped
             progress.redirects.append(str(next_url))
             url = next_url
-        await self._read_body(progress, response, keep_body)
 
-    async def _read_body(
-        self, progress: _Progress, response: aiohttp.ClientResponse, keep_body: bool
-    ) -> None:
+        # The body, inline rather than in its own coroutine (see _perform).
         limit = self._context.max_body_bytes
-        too_large = f"response body exceeds {limit} bytes"
         progress.reading = True
         length = response.content_length
         if length is not None and length > limit and "Content-Encoding" not in response.headers:
-            raise _Fail("too_large", too_large)  # no need to read what will be refused
+            raise _too_large(limit)  # no need to read what will be refused
         content = response.content
         chunks = progress.chunks
         received = 0
@@ -778,7 +782,7 @@ class Transport:
             received += len(chunk)
             progress.received = received
             if received > limit:
-                raise _Fail("too_large", too_large)
+                raise _too_large(limit)
             if keep_body:
                 chunks.append(chunk)
         progress.reading = False
