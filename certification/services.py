@@ -9,6 +9,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import timedelta
@@ -254,6 +255,21 @@ def run_create(
     return run
 
 
+_CONTEXTS: dict[int, tuple[float, RunContext]] = {}
+_CONTEXT_TTL_S = 30.0
+
+
+def run_context_cached(run: Run) -> RunContext:
+    """``run_context`` kept for a few seconds per run in this process: a worker executing many
+    scenarios of one run builds it (queries, decryption) once. Memory only, never stored."""
+    now = time.monotonic()
+    for key in [k for k, (at, _) in _CONTEXTS.items() if now - at > _CONTEXT_TTL_S]:
+        del _CONTEXTS[key]
+    if run.pk not in _CONTEXTS:
+        _CONTEXTS[run.pk] = (now, run_context(run))
+    return _CONTEXTS[run.pk][1]
+
+
 def run_context(run: Run) -> RunContext:
     """Everything the engine needs, secrets decrypted. Never store or log the result."""
     partner = run.partner
@@ -329,9 +345,10 @@ def scenario_claim(*, scenario_run_id: int, worker: str) -> Claim:
     scenario_run = ScenarioRun.objects.select_related(
         "run", "run__partner", "run__suite", "scenario"
     ).get(pk=scenario_run_id)
-    Run.objects.filter(pk=scenario_run.run_id, status=Run.Status.QUEUED).update(
-        status=Run.Status.RUNNING, started_at=now
-    )
+    if scenario_run.run.status == Run.Status.QUEUED:
+        Run.objects.filter(pk=scenario_run.run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, started_at=now
+        )
     return Claim(scenario_run)
 
 
@@ -480,16 +497,33 @@ def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome
         for scenario_run, _ in finishing:
             per_run[scenario_run.run_id] = per_run.get(scenario_run.run_id, 0) + 1
         for run_id, count in per_run.items():
-            Run.objects.filter(pk=run_id).update(scenarios_done=F("scenarios_done") + count)
-            run = Run.objects.select_for_update().get(pk=run_id)
-            if run.scenarios_done >= run.scenarios_total and not run.is_finished:
-                run_finalize(run=run)
+            _count_finished(run_id, count)
     return len(finishing)
 
 
 def scenario_outcome_save(*, scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> bool:
-    """Persist one scenario's results exactly once; True if this call finished the scenario."""
-    return scenario_outcomes_save(items=[(scenario_run, outcome)]) == 1
+    """Persist one scenario's results exactly once; True if this call finished the scenario.
+
+    The one-scenario form of ``scenario_outcomes_save`` (what each task does): the conditional
+    update itself decides who finishes the scenario, with no separate locking read.
+    """
+    with transaction.atomic():
+        _insert_or_ignore(_step_rows(scenario_run, outcome))
+        finished = ScenarioRun.objects.filter(
+            pk=scenario_run.pk,
+            status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING],
+        ).update(status=outcome.status, duration_ms=outcome.duration_ms, finished_at=timezone.now())
+        if not finished:
+            return False
+        _count_finished(scenario_run.run_id, 1)
+    return True
+
+
+def _count_finished(run_id: int, count: int) -> None:
+    Run.objects.filter(pk=run_id).update(scenarios_done=F("scenarios_done") + count)
+    run = Run.objects.select_for_update().get(pk=run_id)
+    if run.scenarios_done >= run.scenarios_total and not run.is_finished:
+        run_finalize(run=run)
 
 
 def scenario_mark(*, scenario_run: ScenarioRun, status: str, message: str) -> bool:
@@ -739,7 +773,7 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
             message=f"suite no longer parses: {exc}",
         )
         return claim
-    context = run_context(run)
+    context = run_context_cached(run)
     with LeaseKeeper([scenario_run.pk], worker):
         (outcome,) = asyncio.run(
             run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])
