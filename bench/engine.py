@@ -84,9 +84,7 @@ SCENARIO = """
 
 
 def workload_yaml() -> str:
-    return "name: bench-checkout\ntests:" + "".join(
-        SCENARIO.format(i=i) for i in range(SCENARIOS)
-    )
+    return "name: bench-checkout\ntests:" + "".join(SCENARIO.format(i=i) for i in range(SCENARIOS))
 
 
 def context(url: str) -> RunContext:
@@ -151,7 +149,11 @@ def persisted(database_url: str, sandbox_url: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         suite = Path(tmp) / "bench.yaml"
         suite.write_text(workload_yaml())
-        env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
         code = f"""
 import time, django
 django.setup()
@@ -173,6 +175,29 @@ print(f"{{time.perf_counter() - started:.3f}}")
         return f"{float(result.stdout.strip().splitlines()[-1]):.3f} s"
 
 
+def _bare_probe(url: str, requests: int, concurrency: int) -> Histogram:
+    """The same closed-model probe with a bare aiohttp loop, for comparison."""
+    histogram = Histogram()
+
+    async def main() -> None:
+        remaining = requests
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+            async def worker() -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    started = time.perf_counter()
+                    async with session.get(f"{url}/health") as response:
+                        await response.read()
+                    histogram.record((time.perf_counter() - started) * 1000)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    asyncio.run(main())
+    return histogram
+
+
 def latency_probe() -> dict[str, Any]:
     text = """
 name: probe
@@ -188,8 +213,12 @@ tests:
         (outcome,) = asyncio.run(run_suite(suite, context(server.url), policy=POLICY))
         truth = Histogram()
         truth.record_many(server.server_timings())
+        server.prepare()
+        bare = _bare_probe(server.url, 2000, 50)
+        bare_truth = Histogram()
+        bare_truth.record_many(server.server_timings())
     latency = outcome.steps[0].latency
-    return {"engine": latency, "server": truth}
+    return {"engine": latency, "server": truth, "bare": bare, "bare_server": bare_truth}
 
 
 def main() -> None:
@@ -215,7 +244,8 @@ def main() -> None:
             engine = rows[
                 "engine, sequential" if mode == "sequential" else "engine, 10 scenarios in parallel"
             ]
-            print(f"    engine throughput / bare loop ({mode}): {bare / engine:.2f}x (target >= 0.7)")
+            ratio = bare / engine
+            print(f"    engine throughput / bare loop ({mode}): {ratio:.2f}x (target >= 0.7)")
 
         print("(b) the same suite through run_suite --inline, results persisted, 10 in parallel")
         sqlite = Path(tempfile.mkdtemp()) / "bench.sqlite3"
@@ -233,7 +263,12 @@ def main() -> None:
     for pct in ("p50", "p95", "p99"):
         ours = getattr(engine, pct)
         truth = server_truth.percentile(float(pct[1:]))
-        print(f"    {pct}: engine {ours:7.2f} ms   sandbox {truth:7.2f} ms   diff {ours - truth:+.2f} ms")
+        bare = probe["bare"].percentile(float(pct[1:]))
+        bare_truth = probe["bare_server"].percentile(float(pct[1:]))
+        print(
+            f"    {pct}: engine {ours:6.2f} ms vs sandbox {truth:6.2f} ms ({ours - truth:+.2f}); "
+            f"bare aiohttp {bare:6.2f} ms vs sandbox {bare_truth:6.2f} ms ({bare - bare_truth:+.2f})"
+        )
 
 
 def _fresh_pg_database(url: str) -> None:

@@ -42,10 +42,24 @@ def fresh_database() -> None:
 def start_workers(count: int) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE,
-             "-n", f"{QUEUE}-{i}@%h", "--pool=solo", "--loglevel=WARNING",
-             "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=os.environ.copy(),
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                QUEUE,
+                "-n",
+                f"{QUEUE}-{i}@%h",
+                "--pool=solo",
+                "--loglevel=WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
         )  # fmt: skip
         for i in range(count)
     ]

@@ -50,3 +50,13 @@ class StartRunForm(forms.Form):
             latest.setdefault(suite.name, suite.pk)
         self.fields["suite"].queryset = Suite.objects.filter(pk__in=latest.values())
         self.fields["suite"].label_from_instance = lambda s: f"{s.name} (v{s.version})"
+
+
+class ScheduleForm(forms.Form):
+    suite_name = forms.ChoiceField(label="Suite")
+    every_days = forms.IntegerField(label="Every (days)", min_value=1, max_value=3650, initial=30)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = Suite.objects.order_by("name").values_list("name", flat=True).distinct()
+        self.fields["suite_name"].choices = [(n, n) for n in names]

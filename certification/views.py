@@ -14,8 +14,8 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from certification import selectors, services
 from certification.engine.spec import SuiteInvalid
-from certification.forms import StartRunForm, SuiteUploadForm
-from certification.models import Suite
+from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
+from certification.models import RecertificationSchedule, Suite
 from partners import access
 
 
@@ -115,6 +115,48 @@ def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
         return redirect("partners:detail", partner_id=partner.external_id)
     url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_POST
+def schedule_create(request: HttpRequest, partner_id: str) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    if not access.can_schedule(request.user):
+        raise PermissionDenied("Only QA leads can schedule recertification.")
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        try:
+            schedule = services.schedule_save(
+                partner=partner,
+                suite_name=form.cleaned_data["suite_name"],
+                every_days=form.cleaned_data["every_days"],
+                by=request.user,
+            )
+        except services.RunInputError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                f"{schedule.suite_name} runs every {schedule.every_days} days; next on "
+                f"{schedule.next_run_at:%Y-%m-%d %H:%M} UTC.",
+            )
+    else:
+        messages.error(request, "Choose a suite and a number of days from 1 to 3650.")
+    return redirect("partners:detail", partner_id=partner.external_id)
+
+
+@login_required
+@require_POST
+def schedule_delete(request: HttpRequest, partner_id: str, schedule_id: int) -> HttpResponse:
+    partner = access.partner_for_user(request.user, partner_id)
+    schedule = get_object_or_404(
+        RecertificationSchedule.objects.visible_to(request.user), partner=partner, pk=schedule_id
+    )
+    if not access.can_schedule(request.user):
+        raise PermissionDenied("Only QA leads can change schedules.")
+    services.schedule_delete(schedule=schedule, by=request.user)
+    messages.success(request, f"Stopped recertifying with {schedule.suite_name}.")
+    return redirect("partners:detail", partner_id=partner.external_id)
 
 
 @login_required

@@ -119,3 +119,7 @@ def can_start_runs(user: Any) -> bool:
 
 def can_upload_suites(user: Any) -> bool:
     return sees_all_partners(user) and user.has_perm("certification.add_suite")
+
+
+def can_schedule(user: Any) -> bool:
+    return sees_all_partners(user) and user.has_perm("certification.add_recertificationschedule")

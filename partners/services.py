@@ -15,7 +15,11 @@ from partners.models import Endpoint, Partner
 from partners.urlguard import check_sandbox_url
 
 _MODELS = ("partner", "sla", "endpoint", "webhooksecret", "retrypolicy", "fieldmapping")
-_VIEW_RUNS = ["certification.view_suite", "certification.view_run"]
+_VIEW_RUNS = [
+    "certification.view_suite",
+    "certification.view_run",
+    "certification.view_recertificationschedule",
+]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     access.QA_LEAD: [
         *(f"partners.{verb}_{m}" for m in _MODELS for verb in ("add", "change", "delete", "view")),
@@ -27,6 +31,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "certification.add_suite",
         "certification.add_run",
         "certification.change_run",
+        "certification.add_recertificationschedule",
+        "certification.delete_recertificationschedule",
     ],
     access.AUDITOR: [
         *(f"partners.view_{model}" for model in _MODELS),

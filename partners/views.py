@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from certification.forms import StartRunForm
+from certification.forms import ScheduleForm, StartRunForm
+from certification.models import RecertificationSchedule
 from partners import access, services
 from partners.auth_schemes import AUTH_SCHEMES
 from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
@@ -63,6 +64,11 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
         .select_related("suite")[:20],
         "can_start_runs": access.can_start_runs(request.user),
         "start_form": StartRunForm(),
+        "schedules": RecertificationSchedule.objects.visible_to(request.user)
+        .filter(partner=partner)
+        .select_related("last_run"),
+        "can_schedule": access.can_schedule(request.user),
+        "schedule_form": ScheduleForm(),
     }
     return render(request, "partners/partner_detail.html", context)
 

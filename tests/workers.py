@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -65,10 +65,8 @@ class CeleryProcess:
                 os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         # Pool processes of a killed worker may linger: make sure nothing outlives the test.
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def wait_for(self, condition: Callable[[], bool], *, timeout: float = 60) -> None:
         """Poll ``condition`` until it holds; fail with the process log if it never does."""
@@ -77,7 +75,8 @@ class CeleryProcess:
             if condition():
                 return
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited ({self.process.returncode}):\n{self.log()}")
+                code = self.process.returncode
+                raise AssertionError(f"{self.name} exited ({code}):\n{self.log()}")
             time.sleep(0.05)
         raise AssertionError(f"condition not met within {timeout}s; {self.name} log:\n{self.log()}")
 

@@ -10,7 +10,10 @@ from certification import services
 from certification.models import Run, Suite
 from partners.models import Endpoint, Partner
 
-SUITE = "name: smoke\ntests:\n  - name: a\n    code: B-001\n    steps:\n      - action: {type: wait, ms: 1}\n"
+SUITE = (
+    "name: smoke\ntests:\n  - name: a\n    code: B-001\n    steps:\n"
+    "      - action: {type: wait, ms: 1}\n"
+)
 
 
 @pytest.fixture
@@ -143,3 +146,38 @@ def test_unknown_export_format_is_404(qa_client: Client, run_a: Run) -> None:
         qa_client.get(reverse("certification:run_export", args=[run_a.pk, "pdf"])).status_code
         == 404
     )
+
+
+def test_qa_lead_schedules_recertification_and_sees_it_on_the_partner_page(
+    qa_client: Client, partner_a: Partner, suite: Suite
+) -> None:
+    url = reverse("certification:schedule_create", args=[partner_a.external_id])
+    response = qa_client.post(url, {"suite_name": "smoke", "every_days": 30}, follow=True)
+    body = response.content.decode()
+    assert "smoke runs every 30 days" in body
+    assert partner_a.schedules.get().every_days == 30
+
+
+def test_schedule_with_zero_days_is_refused(
+    qa_client: Client, partner_a: Partner, suite: Suite
+) -> None:
+    url = reverse("certification:schedule_create", args=[partner_a.external_id])
+    response = qa_client.post(url, {"suite_name": "smoke", "every_days": 0}, follow=True)
+    assert "from 1 to 3650" in response.content.decode()
+    assert not partner_a.schedules.exists()
+
+
+def test_partner_user_cannot_schedule(
+    partner_a_client: Client, partner_a: Partner, suite: Suite
+) -> None:
+    url = reverse("certification:schedule_create", args=[partner_a.external_id])
+    assert partner_a_client.post(url, {"suite_name": "smoke", "every_days": 7}).status_code == 403
+
+
+def test_stopping_a_schedule_deletes_it(
+    qa_client: Client, partner_a: Partner, suite: Suite
+) -> None:
+    schedule = services.schedule_save(partner=partner_a, suite_name="smoke", every_days=7, by="t")
+    url = reverse("certification:schedule_delete", args=[partner_a.external_id, schedule.pk])
+    qa_client.post(url)
+    assert not partner_a.schedules.exists()

@@ -330,7 +330,8 @@ def test_probe_counts_unexpected_statuses_as_errors(sandbox: Any) -> None:
 
 def test_secrets_are_masked_in_captures_and_assertion_values(sandbox: Any) -> None:
     text = _one_step(
-        "          type: httpRequest\n          method: GET\n          url: /v1/products/WIDGET-001",
+        "          type: httpRequest\n          method: GET\n"
+        "          url: /v1/products/WIDGET-001",
         "        assertions:\n          - assertions:\n"
         "              - {path: response.status, operator: neq, value: '{{secret.api}}'}",
     )

@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from certification import services
 from certification.models import Run
 from partners.models import Endpoint, Partner
 from tests import factories
@@ -44,6 +45,11 @@ B_VALUES: dict[str, Callable[[Partner, Endpoint, Run], str]] = {
     "endpoint_id": lambda partner, endpoint, run: str(endpoint.pk),
     "run_id": lambda partner, endpoint, run: str(run.pk),
     "fmt": lambda partner, endpoint, run: "json",
+    "schedule_id": lambda partner, endpoint, run: str(
+        services.schedule_save(
+            partner=partner, suite_name=run.suite.name, every_days=7, by="test"
+        ).pk
+    ),
 }
 # Parameters naming objects shared by all partners (suites): such URLs must answer, but show
 # nothing of partner B.
@@ -54,8 +60,6 @@ GLOBAL_VALUES: dict[str, Callable[[Run], str]] = {
 
 @pytest.fixture
 def run_b(partner_b: Partner, endpoint_b: Endpoint, tmp_path: Any) -> Run:
-    from certification import services
-
     suite, _ = services.suite_store(
         entry="s.yaml",
         sources={"s.yaml": "name: s\ntests:\n  - name: a\n    steps:\n"
