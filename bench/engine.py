@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from bench.sandbox_process import SandboxProcess  # noqa: E402
 from certification.engine.histogram import Histogram  # noqa: E402
 from certification.engine.model import EndpointConfig, RunContext  # noqa: E402
 from certification.engine.netpolicy import AddressPolicy  # noqa: E402
 from certification.engine.runner import run_suite  # noqa: E402
 from certification.engine.spec import parse_suite  # noqa: E402
-from bench.sandbox_process import SandboxProcess  # noqa: E402
 
 SCENARIOS = 200
 POLICY = AddressPolicy(["127.0.0.0/8"])
@@ -267,7 +267,8 @@ def main() -> None:
         bare_truth = probe["bare_server"].percentile(float(pct[1:]))
         print(
             f"    {pct}: engine {ours:6.2f} ms vs sandbox {truth:6.2f} ms ({ours - truth:+.2f}); "
-            f"bare aiohttp {bare:6.2f} ms vs sandbox {bare_truth:6.2f} ms ({bare - bare_truth:+.2f})"
+            f"bare aiohttp {bare:6.2f} ms vs sandbox {bare_truth:6.2f} ms "
+            f"({bare - bare_truth:+.2f})"
         )
 
 
