@@ -14,9 +14,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/export.<str:fmt>", views.run_export, name="run_export"),
     path("partners/<str:partner_id>/runs/", views.run_start, name="run_start"),
-    path(
-        "partners/<str:partner_id>/schedules/", views.schedule_create, name="schedule_create"
-    ),
+    path("partners/<str:partner_id>/schedules/", views.schedule_create, name="schedule_create"),
     path(
         "partners/<str:partner_id>/schedules/<int:schedule_id>/delete/",
         views.schedule_delete,
