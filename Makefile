@@ -22,12 +22,19 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
+SANDBOX_PORT ?= 8001
+
+# The dashboard, a Celery worker, Celery beat and the demo partner sandbox, with demo data and
+# one finished run of the demo suite to look at.
 run: install
 	$(PY) manage.py migrate --no-input
-	$(PY) manage.py demo_setup
-	@echo "Starting a Celery worker and the dashboard on http://$(HOST):$(PORT)/ (Ctrl-C stops both)"
 	@trap 'kill 0' EXIT INT TERM; \
+	  $(PY) -m demo.sandbox --port $(SANDBOX_PORT) --api-key demo-sandbox-key & \
+	  $(PY) manage.py demo_setup --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --wait && \
+	  ($(PY) manage.py run_suite --partner p_001 --suite checkout-certification --inline || true) && \
 	  $(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=2 --logfile=var/worker.log & \
+	  $(VENV)/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule --logfile=var/beat.log & \
+	  echo "Dashboard on http://$(HOST):$(PORT)/  (worker log var/worker.log; Ctrl-C stops everything)"; \
 	  $(PY) manage.py runserver $(HOST):$(PORT)
 
 worker: install
@@ -48,7 +55,8 @@ fix: install
 	$(VENV)/bin/ruff format .
 
 bench: install
-	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	@for f in bench/engine.py bench/runs.py bench/transport_overhead.py; do \
+	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 check-migrations: install
 	$(PY) manage.py makemigrations --check --dry-run

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,17 @@ DEMO_USERS = (
 )
 
 
+def _answers(url: str, *, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 class Command(BaseCommand):
     help = (
         "Load the demo data: the playbook's registry CSVs, demo users for each role, sandbox "
@@ -35,11 +48,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sandbox-url", default="http://127.0.0.1:8001", help="Base URL of the demo sandbox."
         )
+        parser.add_argument(
+            "--wait", action="store_true", help="Wait up to 15 s for the sandbox to answer first."
+        )
 
-    @transaction.atomic
-    def handle(self, *args: Any, sandbox_url: str, **options: Any) -> None:
+    def handle(self, *args: Any, sandbox_url: str, wait: bool, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("demo_setup creates users with known passwords; not in production.")
+        if wait and not _answers(f"{sandbox_url}/health", within_s=15):
+            self.stderr.write(f"The demo sandbox at {sandbox_url} does not answer; continuing.")
+        self._load(sandbox_url)
+
+    @transaction.atomic
+    def _load(self, sandbox_url: str) -> None:
         files = [(p.name, p.read_bytes()) for p in sorted(DEMO_DIR.glob("*.csv"))]
         plan = registry_parse(files)
         if plan.errors:
