@@ -179,7 +179,7 @@ if PRODUCTION:
 # Celery. The development default is kombu's file-system transport: a real broker that needs no
 # server, shared by the web process and a separate worker process through files under var/.
 CELERY_BROKER_URL = env.str(
-    "CELERY_BROKER_URL", default="" if PRODUCTION else "filesystem://"
+    "CELERY_BROKER_URL", default="" if PRODUCTION else "filesystem://localhost//"
 ) or _required("CELERY_BROKER_URL")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"

@@ -120,7 +120,7 @@ def describe(target: SLATarget) -> str:
     if target.kind == LATENCY:
         return f"{target.name} ≤ {target.threshold_ms} ms"
     if target.kind == UPTIME:
-        return f"uptime ≥ {target.uptime_percent}%"
+        return f"uptime ≥ {target.uptime_percent.normalize():f}%"
     if target.kind == FILE_WINDOW:
         window = f"{target.window_start:%H:%M}"
         if target.window_end:
