@@ -1,4 +1,4 @@
-"""Demo partner sandbox: the e-commerce checkout API of the playbook's seed, in memory.
+"""Demo partner sandbox: the e-commerce checkout API of the playbook's seed.
 
 `make run` starts it next to the dashboard (``python -m demo.sandbox --port 8001``) so that the
 demo partner has a real HTTP API to certify; tests and benchmarks start it in-process through
@@ -8,9 +8,69 @@ reach, and that benchmarks measure the dashboard rather than a Django request cy
 
 The API mirrors the playbook's checkout flow (orders, payment, Stripe webhook, stock), plus a few
 endpoints that exist only to give scenario suites something to probe (202-then-poll jobs, slow
-responses, arbitrary status codes). All state lives in one :class:`SandboxState` per application
-and is only touched from the event loop; every mutation happens synchronously after the request
-body has been read, so a single loop needs no locks.
+responses, arbitrary status codes).
+
+Where the state lives
+---------------------
+
+Handlers reach the state only through a store, in one transaction per request; the two stores
+behave identically through the API.
+
+*In memory* (the default). One :class:`SandboxState` per application, only touched from the event
+loop. The in-memory store never suspends, so a request's reads and writes cannot interleave with
+another request's and a single loop needs no locks.
+
+*PostgreSQL* (``create_app(database_url=...)``, ``SandboxServer(database_url=...)``,
+``--database-url postgresql://...``). The database is the source of truth for everything the
+seed's schema covers: ``customers``, ``products`` (with ``stock``), ``orders`` (``status``,
+``total_cents``) and ``order_items``, created exactly as the seed's CREATE TABLE statements. A
+suite's ``dbQuery`` steps therefore see and change the same rows the API does: an order inserted
+with SQL can be read through ``GET /v1/orders/{id}`` and paid through the webhook. The sandbox's
+own bookkeeping sits beside them in ``sandbox_*`` tables (order line positions, payments,
+Idempotency-Key responses, processed webhook event ids, jobs), so a restart loses nothing: paid
+orders, replays and redeliveries behave the same afterwards. On startup the schema is created if
+missing (under an advisory lock) and seeded only if ``customers``, ``products`` and ``orders``
+are all empty; existing data is never touched. A reset (``POST /sandbox/reset``,
+:meth:`SandboxServer.reset_state`) truncates these tables and re-runs the seed's INSERTs and
+``setval`` calls, so the next order is 11 again.
+
+Connections: one ``psycopg.AsyncConnection`` per application (autocommit, explicit transactions),
+guarded by an ``asyncio.Lock``; each request runs in one transaction on it, so requests are
+serialised through the database as they are in memory. ``SELECT ... FOR UPDATE`` and advisory
+locks on Idempotency-Keys and event ids keep this correct against other writers too (a suite's
+``dbQuery`` step, a second sandbox process on the same database). As in memory, changes made
+before a request ends in an API error are kept (a declined card leaves the order
+``payment_failed``); an unexpected error rolls the transaction back. A dead connection (the
+server restarted, an admin terminated it) is replaced when the next request begins its
+transaction; while the database cannot be reached, requests that need it answer
+``503 database_unavailable`` (``/health`` does not touch the database).
+
+Two differences follow from the seed schema: an order whose total does not fit the INTEGER
+``total_cents`` is refused with ``422 amount_too_large``, and a webhook event id or
+Idempotency-Key that PostgreSQL text cannot hold (a NUL character, an unpaired surrogate) with
+``400 invalid_request``. Everything else answers exactly as in memory.
+
+Switches for running suites against the sandbox
+-----------------------------------------------
+
+*Webhook signatures.* ``POST /webhooks/stripe`` requires ``X-Signature: t=<unix time>,v1=<hex
+HMAC-SHA256 of "<t>.<raw body>" keyed with whsec_demo>`` (see :func:`webhook_signature`), within
+a 600 s window. *Stripe test mode* (``create_app(stripe_test_mode=True)``,
+``--stripe-test-mode``; OFF by default) additionally accepts a delivery that has no X-Signature
+but carries ``Stripe-Signature: whsec_test_signature`` -- exactly that documented test value, as
+sent by the playbook's webhook example -- as an unsigned test-mode delivery. Without test mode
+that header is refused (401 ``invalid_signature``), as is any other Stripe-Signature value in test
+mode; a request with X-Signature is always verified by the HMAC check, test mode or not. Test mode
+lets anyone who can reach the sandbox mark orders paid: never enable it outside tests and demos.
+
+*Payment outcome.* ``POST /sandbox/scenario {"payments": "succeed" | "card_declined" |
+"rate_limited"}`` sets how every following ``POST /v1/orders/{id}/pay`` of this application
+behaves, as if it carried the matching ``X-Sandbox-Scenario`` header (a header on the request
+still wins); ``GET /sandbox/scenario`` shows the setting, and a reset returns it to ``succeed``.
+This is how an unmodified playbook definition that relies on a hosted mock (such as
+``mock-stripe-card-declined``, which the sandbox cannot see) is run: the test switches the
+sandbox before running the definition. Per request, ``paymentMethod: pm_card_declined`` (Stripe's
+test convention) or ``X-Sandbox-Scenario: card_declined | rate_limited`` do the same.
 """
 
 from __future__ import annotations
@@ -21,22 +81,29 @@ import concurrent.futures
 import contextlib
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import math
 import random
+import re
 import signal
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +113,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 WEBHOOK_SECRET = "whsec_demo"
 WEBHOOK_TOLERANCE_S = 600
+# The literal Stripe-Signature of the playbook's webhook example; accepted in Stripe test mode only.
+STRIPE_TEST_SIGNATURE = "whsec_test_signature"
 SLOW_CAP_MS = 30_000
 JOB_RUNNING_POLLS = 2
 # Bounded so a long-running `make run` sandbox cannot grow without limit; far above what one
@@ -58,6 +127,9 @@ SHUTDOWN_TIMEOUT_S = 1.0
 DECLINED_PAYMENT_METHOD = "pm_card_declined"  # Stripe's test-mode convention
 SCENARIO_HEADER = "X-Sandbox-Scenario"
 SCENARIOS = frozenset({"card_declined", "rate_limited"})
+# What POST /sandbox/scenario accepts for "payments"; "succeed" is the default.
+PAYMENT_SCENARIOS = ("succeed", "card_declined", "rate_limited")
+RESTOCK_LEVEL = 10**9
 
 # The playbook's seed.sql, verbatim: suites assert exact prices, stock and contact details.
 SEED_CUSTOMERS: tuple[tuple[int, str, str, str], ...] = (
@@ -112,11 +184,12 @@ class OrderItem:
 @dataclass(slots=True)
 class Order:
     id: int
-    customer_id: int
+    customer_id: int | None
     items: tuple[OrderItem, ...]
     total_cents: int
-    created_at: str
-    status: str = "pending"
+    # None only for a row inserted with SQL and an explicit NULL.
+    created_at: str | None
+    status: str | None = "pending"
     payment: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
@@ -153,7 +226,7 @@ class Job:
 
 @dataclass(slots=True)
 class SandboxState:
-    """Everything a demo run can change; `reset()` returns to the seed."""
+    """Everything a demo run can change (in-memory mode); `reset()` returns to the seed."""
 
     customers: dict[int, Customer] = field(default_factory=dict)
     products: dict[str, Product] = field(default_factory=dict)
@@ -183,12 +256,604 @@ class SandboxConfig:
     delay_ms: float
     jitter_ms: float
     api_key: str | None
+    stripe_test_mode: bool = False
 
 
-STATE_KEY = web.AppKey("sandbox_state", SandboxState)
+@dataclass(slots=True)
+class SandboxSwitches:
+    """Run-time switches a suite's harness flips over HTTP; a reset restores the defaults."""
+
+    payments: str = "succeed"
+
+
+# --------------------------------------------------------------------------------------------
+# Stores: the one interface handlers use, in memory or in PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+
+class StoreTx(Protocol):
+    """One request's view of the state. Every method may suspend (PostgreSQL) or not (memory)."""
+
+    async def lock_key(self, namespace: str, key: str) -> None: ...
+    async def customer_exists(self, customer_id: int) -> bool: ...
+    async def product(self, sku: str, *, lock: bool = False) -> Product | None: ...
+    async def products(self) -> list[Product]: ...
+    async def insert_order(
+        self,
+        customer_id: int,
+        items: tuple[OrderItem, ...],
+        total_cents: int,
+        created_at: datetime,
+    ) -> Order: ...
+    async def order(self, order_id: int, *, lock: bool = False) -> Order | None: ...
+    async def set_status(self, order: Order, status: str) -> None: ...
+    async def take_stock(self, sku: str, quantity: int) -> None: ...
+    async def mark_paid(self, order: Order, payment: dict[str, Any]) -> None: ...
+    async def saved_response(self, key: str) -> SavedResponse | None: ...
+    async def save_response(self, key: str, saved: SavedResponse) -> None: ...
+    async def event_seen(self, event_id: str) -> bool: ...
+    async def record_event(self, event_id: str) -> None: ...
+    async def create_job(self) -> Job: ...
+    async def poll_job(self, job_id: str) -> Job | None: ...
+    async def restock(self) -> None: ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[StoreTx]: ...
+    async def reset(self) -> None: ...
+
+
+def _iso_utc(moment: datetime) -> str:
+    """`2026-01-02T03:04:05Z`; a naive datetime (a TIMESTAMP column) is taken to be UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _MemoryTx:
+    """In-memory store and its transaction in one: nothing here ever suspends."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+
+    async def __aenter__(self) -> _MemoryTx:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def lock_key(self, namespace: str, key: str) -> None:
+        return None
+
+    async def customer_exists(self, customer_id: int) -> bool:
+        return customer_id in self.state.customers
+
+    async def product(self, sku: str, *, lock: bool = False) -> Product | None:
+        return self.state.products.get(sku)
+
+    async def products(self) -> list[Product]:
+        return list(self.state.products.values())
+
+    async def insert_order(
+        self,
+        customer_id: int,
+        items: tuple[OrderItem, ...],
+        total_cents: int,
+        created_at: datetime,
+    ) -> Order:
+        state = self.state
+        order = Order(
+            id=state.next_order_id,
+            customer_id=customer_id,
+            items=items,
+            total_cents=total_cents,
+            created_at=_iso_utc(created_at),
+        )
+        state.next_order_id += 1
+        state.orders[order.id] = order
+        return order
+
+    async def order(self, order_id: int, *, lock: bool = False) -> Order | None:
+        return self.state.orders.get(order_id)
+
+    async def set_status(self, order: Order, status: str) -> None:
+        order.status = status
+
+    async def take_stock(self, sku: str, quantity: int) -> None:
+        self.state.products[sku].stock -= quantity
+
+    async def mark_paid(self, order: Order, payment: dict[str, Any]) -> None:
+        order.status = "paid"
+        order.payment = payment
+
+    async def saved_response(self, key: str) -> SavedResponse | None:
+        return self.state.idempotency.get(key)
+
+    async def save_response(self, key: str, saved: SavedResponse) -> None:
+        self.state.idempotency[key] = saved
+
+    async def event_seen(self, event_id: str) -> bool:
+        return event_id in self.state.webhook_events
+
+    async def record_event(self, event_id: str) -> None:
+        self.state.webhook_events.add(event_id)
+
+    async def create_job(self) -> Job:
+        state = self.state
+        job = Job(id=f"job_{state.next_job_id}")
+        state.next_job_id += 1
+        state.jobs[job.id] = job
+        return job
+
+    async def poll_job(self, job_id: str) -> Job | None:
+        job = self.state.jobs.get(job_id)
+        if job is not None:
+            job.polls += 1
+        return job
+
+    async def restock(self) -> None:
+        for product in self.state.products.values():
+            product.stock = RESTOCK_LEVEL
+
+
+class MemoryStore:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self._tx = _MemoryTx(state)
+
+    def transaction(self) -> _MemoryTx:
+        return self._tx
+
+    async def reset(self) -> None:
+        self.state.reset()
+
+
+# The seed's CREATE TABLE statements, verbatim apart from IF NOT EXISTS.
+SEED_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS customers (
+  id SERIAL PRIMARY KEY,
+  email VARCHAR(200) NOT NULL,
+  phone VARCHAR(20),
+  name VARCHAR(100) NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS products (
+  id SERIAL PRIMARY KEY,
+  sku VARCHAR(50) UNIQUE NOT NULL,
+  name VARCHAR(200) NOT NULL,
+  price_cents INTEGER NOT NULL,
+  stock INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS orders (
+  id SERIAL PRIMARY KEY,
+  customer_id INTEGER REFERENCES customers(id),
+  status VARCHAR(20) DEFAULT 'pending',
+  total_cents INTEGER NOT NULL,
+  created_at TIMESTAMP DEFAULT NOW()
+);
+
+CREATE TABLE IF NOT EXISTS order_items (
+  order_id INTEGER REFERENCES orders(id),
+  product_id INTEGER REFERENCES products(id),
+  quantity INTEGER NOT NULL,
+  unit_price_cents INTEGER NOT NULL,
+  PRIMARY KEY (order_id, product_id)
+);
+"""
+
+# The sandbox's own bookkeeping. JSON (not JSONB) keeps saved response bodies byte-for-byte in
+# key order, so a replayed answer is the same document as the first one.
+SANDBOX_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS sandbox_order_item_positions (
+  order_id INTEGER NOT NULL,
+  product_id INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (order_id, product_id),
+  FOREIGN KEY (order_id, product_id) REFERENCES order_items (order_id, product_id)
+    ON DELETE CASCADE
+);
+
+CREATE TABLE IF NOT EXISTS sandbox_payments (
+  order_id INTEGER PRIMARY KEY REFERENCES orders(id) ON DELETE CASCADE,
+  payment JSON NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS sandbox_idempotency (
+  key TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  body JSON NOT NULL,
+  headers JSON NOT NULL,
+  created_at TIMESTAMP NOT NULL DEFAULT NOW()
+);
+
+CREATE TABLE IF NOT EXISTS sandbox_webhook_events (
+  id TEXT PRIMARY KEY,
+  received_at TIMESTAMP NOT NULL DEFAULT NOW()
+);
+
+CREATE TABLE IF NOT EXISTS sandbox_jobs (
+  n SERIAL PRIMARY KEY,
+  polls INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+RESET_SQL = """
+TRUNCATE customers, products, orders, order_items, sandbox_order_item_positions,
+  sandbox_payments, sandbox_idempotency, sandbox_webhook_events, sandbox_jobs
+  RESTART IDENTITY
+"""
+
+# The seed's setval() calls, verbatim.
+SEED_SEQUENCES_SQL = """
+SELECT setval('customers_id_seq', 10);
+SELECT setval('products_id_seq', 10);
+SELECT setval('orders_id_seq', 10);
+"""
+
+SCHEMA_LOCK_ID = 0x53414E44424F58  # "SANDBOX": serialises schema creation across processes
+_LOCK_NAMESPACES = {"Idempotency-Key": 1, "webhook event id": 2}
+_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
+_JOB_ID = re.compile(r"job_([1-9][0-9]{0,9})")
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold `text` unchanged (no NUL, valid UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _int4(value: int) -> bool:
+    return _INT4_MIN <= value <= _INT4_MAX
+
+
+async def _seed(conn: psycopg.AsyncConnection[Any]) -> None:
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
+            "INSERT INTO customers (id, email, phone, name) VALUES (%s, %s, %s, %s)",
+            SEED_CUSTOMERS,
+        )
+        await cursor.executemany(
+            "INSERT INTO products (id, sku, name, price_cents, stock) VALUES (%s, %s, %s, %s, %s)",
+            SEED_PRODUCTS,
+        )
+    await conn.execute(SEED_SEQUENCES_SQL)
+
+
+async def _ensure_schema(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Create what is missing; seed only a database whose seed tables hold no rows at all."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,))
+        await conn.execute(SEED_SCHEMA_SQL)
+        await conn.execute(SANDBOX_SCHEMA_SQL)
+        cursor = await conn.execute(
+            "SELECT EXISTS (SELECT FROM customers) OR EXISTS (SELECT FROM products)"
+            " OR EXISTS (SELECT FROM orders)"
+        )
+        row = await cursor.fetchone()
+        if row is not None and not row[0]:
+            await _seed(conn)
+
+
+async def _reset_tables(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Truncate and re-seed; the caller provides the transaction."""
+    await conn.execute(RESET_SQL)
+    await _seed(conn)
+
+
+class _PgTx:
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        cursor = await self.conn.execute(sql, params)
+        return await cursor.fetchone()
+
+    async def lock_key(self, namespace: str, key: str) -> None:
+        if not _storable(key):
+            raise _invalid(f"{namespace} must not contain NUL characters or unpaired surrogates")
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NAMESPACES[namespace], key)
+        )
+
+    async def customer_exists(self, customer_id: int) -> bool:
+        if not _int4(customer_id):
+            return False
+        return await self._one("SELECT 1 FROM customers WHERE id = %s", (customer_id,)) is not None
+
+    async def product(self, sku: str, *, lock: bool = False) -> Product | None:
+        if not _storable(sku):
+            return None
+        sql = "SELECT id, sku, name, price_cents, stock FROM products WHERE sku = %s"
+        row = await self._one(sql + (" FOR UPDATE" if lock else ""), (sku,))
+        return None if row is None else Product(*row)
+
+    async def products(self) -> list[Product]:
+        cursor = await self.conn.execute(
+            "SELECT id, sku, name, price_cents, stock FROM products ORDER BY id"
+        )
+        return [Product(*row) for row in await cursor.fetchall()]
+
+    async def insert_order(
+        self,
+        customer_id: int,
+        items: tuple[OrderItem, ...],
+        total_cents: int,
+        created_at: datetime,
+    ) -> Order:
+        if total_cents > _INT4_MAX:
+            raise ApiError(
+                422,
+                "amount_too_large",
+                f"order total of {total_cents} cents exceeds the largest amount an order can hold",
+            )
+        # Stored as naive UTC (the column is TIMESTAMP), so it reads back as what was answered.
+        stored_at = created_at.astimezone(UTC).replace(tzinfo=None)
+        (order_id,) = await self._one(
+            "INSERT INTO orders (customer_id, status, total_cents, created_at)"
+            " VALUES (%s, 'pending', %s, %s) RETURNING id",
+            (customer_id, total_cents, stored_at),
+        )
+        async with self.conn.cursor() as cursor:
+            await cursor.executemany(
+                "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)"
+                " SELECT %s, id, %s, %s FROM products WHERE sku = %s",
+                [(order_id, i.quantity, i.unit_price_cents, i.sku) for i in items],
+            )
+            # order_items' primary key has no order; this keeps the lines as the client sent them.
+            await cursor.executemany(
+                "INSERT INTO sandbox_order_item_positions (order_id, product_id, position)"
+                " SELECT %s, id, %s FROM products WHERE sku = %s",
+                [(order_id, n, i.sku) for n, i in enumerate(items)],
+            )
+        return Order(
+            id=order_id,
+            customer_id=customer_id,
+            items=items,
+            total_cents=total_cents,
+            created_at=_iso_utc(created_at),
+        )
+
+    async def order(self, order_id: int, *, lock: bool = False) -> Order | None:
+        if not _int4(order_id):
+            return None
+        sql = "SELECT id, customer_id, status, total_cents, created_at FROM orders WHERE id = %s"
+        row = await self._one(sql + (" FOR UPDATE" if lock else ""), (order_id,))
+        if row is None:
+            return None
+        # Lines inserted with SQL have no position: they follow, in product order.
+        cursor = await self.conn.execute(
+            "SELECT p.sku, i.quantity, i.unit_price_cents FROM order_items i"
+            " JOIN products p ON p.id = i.product_id"
+            " LEFT JOIN sandbox_order_item_positions s"
+            "   ON s.order_id = i.order_id AND s.product_id = i.product_id"
+            " WHERE i.order_id = %s ORDER BY s.position NULLS LAST, i.product_id",
+            (order_id,),
+        )
+        items = tuple(OrderItem(*line) for line in await cursor.fetchall())
+        created_at = row[4]
+        return Order(
+            id=row[0],
+            customer_id=row[1],
+            items=items,
+            total_cents=row[3],
+            created_at=None if created_at is None else _iso_utc(created_at),
+            status=row[2],
+        )
+
+    async def set_status(self, order: Order, status: str) -> None:
+        await self.conn.execute("UPDATE orders SET status = %s WHERE id = %s", (status, order.id))
+        order.status = status
+
+    async def take_stock(self, sku: str, quantity: int) -> None:
+        await self.conn.execute(
+            "UPDATE products SET stock = stock - %s WHERE sku = %s", (quantity, sku)
+        )
+
+    async def mark_paid(self, order: Order, payment: dict[str, Any]) -> None:
+        from psycopg.types.json import Json
+
+        await self.conn.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (order.id,))
+        await self.conn.execute(
+            "INSERT INTO sandbox_payments (order_id, payment) VALUES (%s, %s)"
+            " ON CONFLICT (order_id) DO UPDATE SET payment = EXCLUDED.payment",
+            (order.id, Json(payment)),
+        )
+        order.status = "paid"
+        order.payment = payment
+
+    async def saved_response(self, key: str) -> SavedResponse | None:
+        row = await self._one(
+            "SELECT fingerprint, status, body, headers FROM sandbox_idempotency WHERE key = %s",
+            (key,),
+        )
+        if row is None:
+            return None
+        fingerprint, status, body, headers = row
+        return SavedResponse(fingerprint, status, body, tuple((k, v) for k, v in headers))
+
+    async def save_response(self, key: str, saved: SavedResponse) -> None:
+        from psycopg.types.json import Json
+
+        await self.conn.execute(
+            "INSERT INTO sandbox_idempotency (key, fingerprint, status, body, headers)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (
+                key,
+                saved.fingerprint,
+                saved.status,
+                Json(saved.body),
+                Json([list(h) for h in saved.headers]),
+            ),
+        )
+
+    async def event_seen(self, event_id: str) -> bool:
+        row = await self._one("SELECT 1 FROM sandbox_webhook_events WHERE id = %s", (event_id,))
+        return row is not None
+
+    async def record_event(self, event_id: str) -> None:
+        await self.conn.execute(
+            "INSERT INTO sandbox_webhook_events (id) VALUES (%s) ON CONFLICT DO NOTHING",
+            (event_id,),
+        )
+
+    async def create_job(self) -> Job:
+        (n,) = await self._one("INSERT INTO sandbox_jobs DEFAULT VALUES RETURNING n", ())
+        return Job(id=f"job_{n}")
+
+    async def poll_job(self, job_id: str) -> Job | None:
+        match = _JOB_ID.fullmatch(job_id)
+        if match is None or not _int4(int(match[1])):
+            return None
+        row = await self._one(
+            "UPDATE sandbox_jobs SET polls = polls + 1 WHERE n = %s RETURNING polls",
+            (int(match[1]),),
+        )
+        return None if row is None else Job(id=job_id, polls=row[0])
+
+    async def restock(self) -> None:
+        await self.conn.execute("UPDATE products SET stock = %s", (RESTOCK_LEVEL,))
+
+
+class PostgresStore:
+    """State in PostgreSQL through one connection per application (see the module docstring)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+        self._serving = False
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, connect_timeout=5, application_name="demo-sandbox"
+        )
+
+    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        """aiohttp cleanup context: connect and create the schema before serving."""
+        conn = await self._connect()
+        try:
+            await _ensure_schema(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._serving = True
+        try:
+            yield
+        finally:
+            self._serving = False
+            await self._discard()
+
+    async def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        from psycopg import pq
+
+        conn = self._conn
+        if conn is not None and (
+            conn.closed
+            or conn.broken
+            # A request cancelled mid-query can leave it busy or in a transaction.
+            or conn.info.transaction_status != pq.TransactionStatus.IDLE
+        ):
+            await self._discard()
+            conn = None
+        if conn is None:
+            conn = self._conn = await self._connect()
+        return conn
+
+    async def _begin(self) -> psycopg.AsyncConnection[Any]:
+        """BEGIN on the connection; once more on a fresh one if the old one turns out dead (the
+        server restarted, an admin terminated it): nothing has been done yet, so that is safe."""
+        import psycopg
+
+        for attempt in (1, 2):
+            conn = await self._connection()
+            try:
+                await conn.execute("BEGIN")
+            except psycopg.OperationalError:
+                await self._discard()
+                if attempt == 2:
+                    raise
+            else:
+                return conn
+        raise AssertionError("unreachable")
+
+    async def _unavailable(self, exc: Exception) -> ApiError:
+        await self._discard()
+        logger.warning("demo sandbox: database unavailable: %s", exc)
+        return ApiError(503, "database_unavailable", "the sandbox database is unavailable")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_PgTx]:
+        import psycopg
+
+        async with self._lock:
+            try:
+                conn = await self._begin()
+            except psycopg.OperationalError as exc:
+                raise await self._unavailable(exc) from None
+            failure: ApiError | None = None
+            try:
+                try:
+                    yield _PgTx(conn)
+                except ApiError as exc:
+                    # Committed anyway, as in memory: a declined card stays payment_failed.
+                    failure = exc
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                if not conn.closed and not conn.broken:
+                    # Fails if a cancelled query left it busy; _connection() then replaces it.
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                if isinstance(exc, psycopg.OperationalError):
+                    raise await self._unavailable(exc) from None
+                raise
+            if failure is not None:
+                raise failure
+
+    async def reset(self) -> None:
+        if self._serving:
+            async with self.transaction() as tx:
+                await _reset_tables(tx.conn)
+            return
+        # Not serving (before start, after stop): a connection of its own, on this loop.
+        conn = await self._connect()
+        async with conn:
+            await _ensure_schema(conn)
+            async with conn.transaction():
+                await _reset_tables(conn)
+
+
+STORE_KEY = web.AppKey("sandbox_store", Store)
+STATE_KEY = web.AppKey("sandbox_state", SandboxState)  # in-memory mode only
 CONFIG_KEY = web.AppKey("sandbox_config", SandboxConfig)
+SWITCHES_KEY = web.AppKey("sandbox_switches", SandboxSwitches)
 TIMINGS_KEY = web.AppKey("sandbox_timings", deque)
 RNG_KEY = web.AppKey("sandbox_rng", random.Random)
+
+
+async def reset_app_state(app: web.Application) -> None:
+    """Back to the seed data, with the switches at their defaults."""
+    await app[STORE_KEY].reset()
+    app[SWITCHES_KEY].payments = "succeed"
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,76 +935,83 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-def _idempotent(
+Outcome = tuple[int, dict[str, Any], dict[str, str]]
+
+
+async def _idempotent(
     request: web.Request,
     raw: bytes,
-    execute: Callable[[], tuple[int, dict[str, Any], dict[str, str]]],
+    execute: Callable[[StoreTx], Awaitable[Outcome]],
 ) -> web.Response:
     """Run `execute` once per Idempotency-Key and replay its answer for the same request.
 
     Like Stripe, a request that failed validation (400) is not saved: the endpoint never started,
     so the client may fix the body and retry with the same key. Rate limiting is not saved either,
-    since the point of a 429 is that the retry should be attempted.
+    since the point of a 429 is that the retry should be attempted. The lookup, the work and the
+    saved answer share one transaction.
     """
-    state = request.app[STATE_KEY]
     key = _idempotency_key(request)
-    if key is None:
-        status, body, headers = execute()
-        return web.json_response(body, status=status, headers=headers)
-    fingerprint = _fingerprint(request, raw)
-    saved = state.idempotency.get(key)
-    if saved is not None:
-        if saved.fingerprint != fingerprint:
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "Idempotency-Key was already used with a different request",
+    async with request.app[STORE_KEY].transaction() as tx:
+        if key is None:
+            status, body, headers = await execute(tx)
+            return web.json_response(body, status=status, headers=headers)
+        await tx.lock_key("Idempotency-Key", key)
+        fingerprint = _fingerprint(request, raw)
+        saved = await tx.saved_response(key)
+        if saved is not None:
+            if saved.fingerprint != fingerprint:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "Idempotency-Key was already used with a different request",
+                )
+            headers = dict(saved.headers)
+            headers["Idempotent-Replayed"] = "true"
+            return web.json_response(saved.body, status=saved.status, headers=headers)
+        try:
+            status, body, headers = await execute(tx)
+        except ApiError as exc:
+            if exc.status in (400, 429):
+                raise
+            status, body, headers = (
+                exc.status,
+                {"error": exc.message, "code": exc.code},
+                exc.headers,
             )
-        headers = dict(saved.headers)
-        headers["Idempotent-Replayed"] = "true"
-        return web.json_response(saved.body, status=saved.status, headers=headers)
-    try:
-        status, body, headers = execute()
-    except ApiError as exc:
-        if exc.status in (400, 429):
-            raise
-        status, body, headers = (
-            exc.status,
-            {"error": exc.message, "code": exc.code},
-            exc.headers,
+        await tx.save_response(
+            key, SavedResponse(fingerprint, status, body, tuple(headers.items()))
         )
-    state.idempotency[key] = SavedResponse(fingerprint, status, body, tuple(headers.items()))
     return web.json_response(
         body, status=status, headers={**headers, "Idempotent-Replayed": "false"}
     )
 
 
-def _order_or_404(state: SandboxState, order_id: int) -> Order:
-    order = state.orders.get(order_id)
+async def _order_or_404(tx: StoreTx, order_id: int, *, lock: bool = False) -> Order:
+    order = await tx.order(order_id, lock=lock)
     if order is None:
         raise ApiError(404, "not_found", f"order {order_id} not found")
     return order
 
 
-def _check_stock(state: SandboxState, items: Sequence[OrderItem]) -> None:
+async def _check_stock(tx: StoreTx, items: Sequence[OrderItem], *, lock: bool = False) -> None:
     for item in items:
-        product = state.products[item.sku]
-        if item.quantity > product.stock:
+        product = await tx.product(item.sku, lock=lock)
+        left = 0 if product is None else product.stock
+        if item.quantity > left:
             raise ApiError(
                 409,
                 "insufficient_stock",
-                f"insufficient stock for {item.sku} ({product.stock} left)",
+                f"insufficient stock for {item.sku} ({left} left)",
             )
 
 
-def _complete_payment(state: SandboxState, order: Order, payment: dict[str, Any]) -> None:
+async def _complete_payment(tx: StoreTx, order: Order, payment: dict[str, Any]) -> None:
     # Stock is committed only when the money is: a declined card must leave it untouched, which
     # is exactly the "inventory updated before the payment check" bug the playbook warns about.
-    _check_stock(state, order.items)
+    await _check_stock(tx, order.items, lock=True)
     for item in order.items:
-        state.products[item.sku].stock -= item.quantity
-    order.status = "paid"
-    order.payment = payment
+        await tx.take_stock(item.sku, item.quantity)
+    await tx.mark_paid(order, payment)
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,9 +1025,8 @@ async def health(request: web.Request) -> web.Response:
 
 async def create_order(request: web.Request) -> web.Response:
     raw, body = await _read_json_object(request)
-    state = request.app[STATE_KEY]
 
-    def execute() -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def execute(tx: StoreTx) -> Outcome:
         customer_id = body.get("customerId")
         if not _is_int(customer_id):
             raise _invalid("customerId must be an integer")
@@ -377,58 +1048,57 @@ async def create_order(request: web.Request) -> web.Response:
                 raise _invalid(f"duplicate sku '{sku}' in items")
             seen.add(sku)
             wanted.append((sku, quantity))
-        if customer_id not in state.customers:
+        if not await tx.customer_exists(customer_id):
             raise ApiError(422, "unknown_customer", f"unknown customer {customer_id}")
         lines: list[OrderItem] = []
         for sku, quantity in wanted:
-            product = state.products.get(sku)
+            product = await tx.product(sku)
             if product is None:
                 raise ApiError(422, "unknown_sku", f"unknown sku '{sku}'")
             lines.append(OrderItem(sku, quantity, product.price_cents))
         # Checked, not reserved: stock is decremented on payment, as in the playbook's flow.
-        _check_stock(state, lines)
-        order = Order(
-            id=state.next_order_id,
-            customer_id=customer_id,
-            items=tuple(lines),
-            total_cents=sum(i.quantity * i.unit_price_cents for i in lines),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        await _check_stock(tx, lines)
+        order = await tx.insert_order(
+            customer_id,
+            tuple(lines),
+            sum(i.quantity * i.unit_price_cents for i in lines),
+            datetime.now(UTC).replace(microsecond=0),
         )
-        state.next_order_id += 1
-        state.orders[order.id] = order
         return 201, {"order": order.as_json()}, {"Location": f"/v1/orders/{order.id}"}
 
-    return _idempotent(request, raw, execute)
+    return await _idempotent(request, raw, execute)
 
 
 async def get_order(request: web.Request) -> web.Response:
-    order = _order_or_404(request.app[STATE_KEY], int(request.match_info["order_id"]))
+    async with request.app[STORE_KEY].transaction() as tx:
+        order = await _order_or_404(tx, int(request.match_info["order_id"]))
     return web.json_response({"order": order.as_json()})
 
 
 async def pay_order(request: web.Request) -> web.Response:
     raw, body = await _read_json_object(request)
     app = request.app
-    state = app[STATE_KEY]
     order_id = int(request.match_info["order_id"])
     scenario = request.headers.get(SCENARIO_HEADER)
     if scenario is not None and scenario not in SCENARIOS:
         raise _invalid(
             f"unknown {SCENARIO_HEADER} {scenario!r}; expected one of {sorted(SCENARIOS)}"
         )
+    if scenario is None and app[SWITCHES_KEY].payments != "succeed":
+        scenario = app[SWITCHES_KEY].payments  # set through POST /sandbox/scenario
 
-    def execute() -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def execute(tx: StoreTx) -> Outcome:
         method = body.get("paymentMethod")
         if not isinstance(method, str) or not method:
             raise _invalid("paymentMethod must be a non-empty string")
-        order = _order_or_404(state, order_id)
+        order = await _order_or_404(tx, order_id, lock=True)
         if order.status == "paid":
             raise ApiError(409, "already_paid", f"order {order_id} is already paid")
         if scenario == "rate_limited":
             # Mirrors the playbook's mock-stripe-rate-limited: nothing changes, retry later.
             raise ApiError(429, "rate_limited", "Too many requests.", {"Retry-After": "2"})
         if scenario == "card_declined" or method == DECLINED_PAYMENT_METHOD:
-            order.status = "payment_failed"
+            await tx.set_status(order, "payment_failed")
             raise ApiError(402, "card_declined", "Your card was declined.")
         payment = {
             "id": f"ch_{app[RNG_KEY].getrandbits(96):024x}",
@@ -436,22 +1106,24 @@ async def pay_order(request: web.Request) -> web.Response:
             "amount": order.total_cents,
             "currency": "usd",
         }
-        _complete_payment(state, order, payment)
+        await _complete_payment(tx, order, payment)
         return 200, {"order": order.as_json(), "payment": dict(payment)}, {}
 
-    return _idempotent(request, raw, execute)
+    return await _idempotent(request, raw, execute)
 
 
 async def get_product(request: web.Request) -> web.Response:
     sku = request.match_info["sku"]
-    product = request.app[STATE_KEY].products.get(sku)
+    async with request.app[STORE_KEY].transaction() as tx:
+        product = await tx.product(sku)
     if product is None:
         raise ApiError(404, "not_found", f"product '{sku}' not found")
     return web.json_response({"product": product.as_json()})
 
 
 async def list_products(request: web.Request) -> web.Response:
-    products = request.app[STATE_KEY].products.values()
+    async with request.app[STORE_KEY].transaction() as tx:
+        products = await tx.products()
     return web.json_response({"products": [p.as_json() for p in products]})
 
 
@@ -486,7 +1158,30 @@ def _verify_signature(header: str | None, payload: bytes, now: float) -> None:
         )
 
 
-def _event_order(state: SandboxState, event: dict[str, Any]) -> Order:
+def _authenticate_webhook(request: web.Request, payload: bytes) -> None:
+    """X-Signature (HMAC) always; the Stripe-Signature test value only in Stripe test mode."""
+    x_signature = request.headers.get("X-Signature")
+    stripe_signature = request.headers.get("Stripe-Signature")
+    if x_signature is None and stripe_signature is not None:
+        if not request.app[CONFIG_KEY].stripe_test_mode:
+            raise ApiError(
+                401,
+                "invalid_signature",
+                "Stripe-Signature test deliveries are accepted only when the sandbox runs in "
+                "Stripe test mode (--stripe-test-mode); sign the payload with X-Signature",
+            )
+        if stripe_signature.strip() != STRIPE_TEST_SIGNATURE:
+            raise ApiError(
+                401,
+                "invalid_signature",
+                f"in Stripe test mode the only accepted Stripe-Signature is "
+                f"'{STRIPE_TEST_SIGNATURE}'; sign real payloads with X-Signature",
+            )
+        return
+    _verify_signature(x_signature, payload, time.time())
+
+
+async def _event_order(tx: StoreTx, event: dict[str, Any]) -> Order:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     metadata = obj.get("metadata") if isinstance(obj, dict) else None
@@ -494,7 +1189,7 @@ def _event_order(state: SandboxState, event: dict[str, Any]) -> Order:
     order_id = order_ref if _is_int(order_ref) else _parse_digits(order_ref)
     if order_id is None:
         raise _invalid("data.object.metadata.order_id must be an order id")
-    order = state.orders.get(order_id)
+    order = await tx.order(order_id, lock=True)
     if order is None:
         # 422 rather than 404 (the route exists); not recorded, so Stripe's retry can succeed.
         raise ApiError(422, "unknown_order", f"order {order_id} not found")
@@ -503,7 +1198,7 @@ def _event_order(state: SandboxState, event: dict[str, Any]) -> Order:
 
 async def stripe_webhook(request: web.Request) -> web.Response:
     raw = await request.read()
-    _verify_signature(request.headers.get("X-Signature"), raw, time.time())
+    _authenticate_webhook(request, raw)
     try:
         event = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
@@ -513,36 +1208,37 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     event_id, event_type = event.get("id"), event.get("type")
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise _invalid("event must have a string id and type")
-    state = request.app[STATE_KEY]
-    # Inbox dedupe (playbook B-002): a redelivered event is acknowledged, never reprocessed.
-    if event_id in state.webhook_events:
-        return web.json_response({"received": True, "replayed": True})
-    if event_type == "charge.succeeded":
-        order = _event_order(state, event)
-        if order.status != "paid":
-            obj = event["data"]["object"]
-            charge_id = obj.get("id")
-            payment = {
-                "id": charge_id if isinstance(charge_id, str) else f"ch_{uuid.uuid4().hex[:24]}",
-                "status": "succeeded",
-                "amount": order.total_cents,
-                "currency": "usd",
-            }
-            _complete_payment(state, order, payment)
-    elif event_type == "charge.failed":
-        order = _event_order(state, event)
-        if order.status != "paid":
-            order.status = "payment_failed"
-    # Other event types are acknowledged and ignored, as Stripe recommends.
-    state.webhook_events.add(event_id)
+    async with request.app[STORE_KEY].transaction() as tx:
+        await tx.lock_key("webhook event id", event_id)
+        # Inbox dedupe (playbook B-002): a redelivered event is acknowledged, never reprocessed.
+        if await tx.event_seen(event_id):
+            return web.json_response({"received": True, "replayed": True})
+        if event_type == "charge.succeeded":
+            order = await _event_order(tx, event)
+            if order.status != "paid":
+                obj = event["data"]["object"]
+                charge_id = obj.get("id")
+                payment = {
+                    "id": charge_id
+                    if isinstance(charge_id, str)
+                    else f"ch_{uuid.uuid4().hex[:24]}",
+                    "status": "succeeded",
+                    "amount": order.total_cents,
+                    "currency": "usd",
+                }
+                await _complete_payment(tx, order, payment)
+        elif event_type == "charge.failed":
+            order = await _event_order(tx, event)
+            if order.status != "paid":
+                await tx.set_status(order, "payment_failed")
+        # Other event types are acknowledged and ignored, as Stripe recommends.
+        await tx.record_event(event_id)
     return web.json_response({"received": True, "replayed": False})
 
 
 async def create_job(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    job = Job(id=f"job_{state.next_job_id}")
-    state.next_job_id += 1
-    state.jobs[job.id] = job
+    async with request.app[STORE_KEY].transaction() as tx:
+        job = await tx.create_job()
     return web.json_response(
         {"job": {"id": job.id, "status": "running"}},
         status=202,
@@ -552,10 +1248,10 @@ async def create_job(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    job = request.app[STATE_KEY].jobs.get(job_id)
+    async with request.app[STORE_KEY].transaction() as tx:
+        job = await tx.poll_job(job_id)
     if job is None:
         raise ApiError(404, "not_found", f"job {job_id} not found")
-    job.polls += 1
     status = "running" if job.polls <= JOB_RUNNING_POLLS else "done"
     return web.json_response({"job": {"id": job.id, "status": status}})
 
@@ -580,8 +1276,25 @@ async def status_code(request: web.Request) -> web.Response:
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[STATE_KEY].reset()
+    await reset_app_state(request.app)
     return web.Response(status=204)
+
+
+async def get_scenario(request: web.Request) -> web.Response:
+    return web.json_response({"payments": request.app[SWITCHES_KEY].payments})
+
+
+async def set_scenario(request: web.Request) -> web.Response:
+    """`{"payments": "succeed" | "card_declined" | "rate_limited"}` for every following /pay."""
+    _, body = await _read_json_object(request)
+    unknown = sorted(set(body) - {"payments"})
+    if unknown:
+        raise _invalid(f"unknown field(s) {', '.join(unknown)}; expected 'payments'")
+    payments = body.get("payments")
+    if not isinstance(payments, str) or payments not in PAYMENT_SCENARIOS:
+        raise _invalid(f"payments must be one of {', '.join(PAYMENT_SCENARIOS)}")
+    request.app[SWITCHES_KEY].payments = payments
+    return web.json_response({"payments": payments})
 
 
 async def timings(request: web.Request) -> web.Response:
@@ -597,8 +1310,8 @@ async def reset_timings(request: web.Request) -> web.Response:
 
 async def restock(request: web.Request) -> web.Response:
     """Benchmarks pay for hundreds of orders: give every product ample stock."""
-    for product in request.app[STATE_KEY].products.values():
-        product.stock = 10**9
+    async with request.app[STORE_KEY].transaction() as tx:
+        await tx.restock()
     return web.Response(status=204)
 
 
@@ -669,20 +1382,40 @@ def create_app(
     jitter_ms: float = 0,
     api_key: str | None = None,
     seed: int | None = None,
+    database_url: str | None = None,
+    stripe_test_mode: bool = False,
 ) -> web.Application:
-    """The sandbox application with fresh seed state.
+    """The sandbox application with fresh seed state (in memory) or the database's state.
 
     `delay_ms`/`jitter_ms` add a server-side delay drawn uniformly from
     [delay_ms - jitter_ms, delay_ms + jitter_ms] (floored at 0) to every request; `seed` makes
     those draws and the generated payment ids reproducible. With `api_key`, every /v1/ request
-    must send it in X-API-Key.
+    must send it in X-API-Key. With `database_url` (a libpq URL or conninfo string) the state
+    lives in that PostgreSQL database, which is connected to, and given the seed's schema if
+    missing, when the application starts. `stripe_test_mode` accepts the Stripe-Signature test
+    value on the webhook (see the module docstring).
     """
     for name, value in (("delay_ms", delay_ms), ("jitter_ms", jitter_ms)):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if database_url is not None and not database_url.strip():
+        raise ValueError("database_url must not be empty")
     app = web.Application(middlewares=[sandbox_middleware])
-    app[STATE_KEY] = SandboxState()
-    app[CONFIG_KEY] = SandboxConfig(delay_ms=delay_ms, jitter_ms=jitter_ms, api_key=api_key)
+    if database_url is None:
+        state = SandboxState()
+        app[STATE_KEY] = state
+        app[STORE_KEY] = MemoryStore(state)
+    else:
+        store = PostgresStore(database_url)
+        app[STORE_KEY] = store
+        app.cleanup_ctx.append(store.lifespan)
+    app[CONFIG_KEY] = SandboxConfig(
+        delay_ms=delay_ms,
+        jitter_ms=jitter_ms,
+        api_key=api_key,
+        stripe_test_mode=stripe_test_mode,
+    )
+    app[SWITCHES_KEY] = SandboxSwitches()
     app[TIMINGS_KEY] = deque(maxlen=TIMINGS_MAX)
     app[RNG_KEY] = random.Random(seed)
     app.router.add_get("/health", health)
@@ -698,6 +1431,8 @@ def create_app(
     app.router.add_get(r"/v1/status/{code:\d{3}}", status_code)
     app.router.add_post("/sandbox/reset", reset)
     app.router.add_post("/sandbox/restock", restock)
+    app.router.add_get("/sandbox/scenario", get_scenario)
+    app.router.add_post("/sandbox/scenario", set_scenario)
     app.router.add_get("/sandbox/timings", timings)
     app.router.add_post("/sandbox/timings/reset", reset_timings)
     return app
@@ -737,10 +1472,20 @@ class SandboxServer:
         jitter_ms: float = 0,
         api_key: str | None = None,
         seed: int | None = None,
+        database_url: str | None = None,
+        stripe_test_mode: bool = False,
     ) -> None:
         self.host = host
         self.port = port
-        self.app = create_app(delay_ms=delay_ms, jitter_ms=jitter_ms, api_key=api_key, seed=seed)
+        self.database_url = database_url
+        self.app = create_app(
+            delay_ms=delay_ms,
+            jitter_ms=jitter_ms,
+            api_key=api_key,
+            seed=seed,
+            database_url=database_url,
+            stripe_test_mode=stripe_test_mode,
+        )
         self._url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -789,15 +1534,24 @@ class SandboxServer:
         self._on_loop(self.app[TIMINGS_KEY].clear)
 
     def reset_state(self) -> None:
-        self._on_loop(self.app[STATE_KEY].reset)
+        """Back to the seed (truncating and re-seeding the database in PostgreSQL mode), with
+        the switches at their defaults. Works whether or not the server is running."""
+        self._on_loop(lambda: reset_app_state(self.app))
 
-    def _on_loop(self, fn: Callable[[], T]) -> T:
+    def _on_loop(self, fn: Callable[[], T | Awaitable[T]]) -> T:
         loop = self._loop
         if loop is None or self._stopping is None or self._stopping.is_set():
-            return fn()  # not serving: nothing to race with
+            # Not serving: nothing to race with.
+            result = fn()
+            if inspect.isawaitable(result):
+                return asyncio.run(_awaited(result))
+            return result
 
         async def call() -> T:
-            return fn()
+            result = fn()
+            if inspect.isawaitable(result):
+                return await result
+            return result
 
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(call(), loop)
         return future.result(timeout=10)
@@ -828,6 +1582,10 @@ class SandboxServer:
             await runner.cleanup()
 
 
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
@@ -852,16 +1610,35 @@ async def _serve_forever(app: web.Application, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m demo.sandbox",
-        description="Demo partner sandbox: the playbook's e-commerce checkout API, in memory.",
+        description="Demo partner sandbox: the playbook's e-commerce checkout API, with its "
+        "state in memory or (--database-url) in PostgreSQL.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="artificial delay per request")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="uniform +/- around delay")
     parser.add_argument("--api-key", default=None, help="require this X-API-Key on /v1/")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="keep the state in this PostgreSQL database (created with the seed's schema and "
+        "data if missing); default: in memory",
+    )
+    parser.add_argument(
+        "--stripe-test-mode",
+        action="store_true",
+        help=f"also accept webhooks carrying 'Stripe-Signature: {STRIPE_TEST_SIGNATURE}' "
+        "without an X-Signature (tests and demos only)",
+    )
     args = parser.parse_args(argv)
     try:
-        app = create_app(delay_ms=args.delay_ms, jitter_ms=args.jitter_ms, api_key=args.api_key)
+        app = create_app(
+            delay_ms=args.delay_ms,
+            jitter_ms=args.jitter_ms,
+            api_key=args.api_key,
+            database_url=args.database_url,
+            stripe_test_mode=args.stripe_test_mode,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     with contextlib.suppress(KeyboardInterrupt):

@@ -1,11 +1,18 @@
-"""The demo partner sandbox, driven over real HTTP the way scenario suites drive it."""
+"""The demo partner sandbox, driven over real HTTP the way scenario suites drive it.
+
+Every API test runs twice: against the in-memory sandbox and against the PostgreSQL-backed one
+(``database_url``), on a throwaway database created for this module. Without PostgreSQL the
+PostgreSQL variants are skipped, unless the CI environment variable is set: then they fail.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import os
 import selectors
 import socket
 import subprocess
@@ -13,11 +20,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -25,6 +34,10 @@ import pytest
 from demo.sandbox import SandboxServer
 
 REPO = Path(__file__).resolve().parents[2]
+# The same knob as the dbQuery tests: a server where the tests may create and drop databases.
+PG_ADMIN_URL = os.environ.get(
+    "PARTNER_DB_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 TWO_WIDGETS = {
     "customerId": 1,
     "items": [{"sku": "WIDGET-001", "quantity": 1}, {"sku": "WIDGET-002", "quantity": 1}],
@@ -81,9 +94,52 @@ def charge_succeeded(event_id: str, order_id: int) -> bytes:
     return json.dumps(event).encode()
 
 
+@contextlib.contextmanager
+def throwaway_database(prefix: str = "sandbox_test") -> Iterator[str]:
+    """A new, empty database (dropped afterwards, connections or not); its URL."""
+    psycopg = pytest.importorskip("psycopg")
+    from psycopg import sql
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required when CI is set, but {PG_ADMIN_URL}: {exc}")
+        pytest.skip(f"PostgreSQL-backed sandbox needs PostgreSQL at {PG_ADMIN_URL}: {exc}")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield urlsplit(PG_ADMIN_URL)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def sql_rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[SandboxServer]:
-    with SandboxServer() as running:
+def pg_database() -> Iterator[str]:
+    with throwaway_database() as database_url:
+        yield database_url
+
+
+@pytest.fixture(scope="module", params=["memory", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """None for the in-memory sandbox, else the module's throwaway database."""
+    return None if request.param == "memory" else request.getfixturevalue("pg_database")
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str | None) -> Iterator[SandboxServer]:
+    with SandboxServer(database_url=database_url) as running:
         yield running
 
 
@@ -324,8 +380,8 @@ def test_server_timings_record_every_request_until_reset(server: SandboxServer, 
     assert server.server_timings() == []
 
 
-def test_delay_is_honoured_and_shows_in_server_timings() -> None:
-    with SandboxServer(delay_ms=50) as server:
+def test_delay_is_honoured_and_shows_in_server_timings(database_url: str | None) -> None:
+    with SandboxServer(delay_ms=50, database_url=database_url) as server:
         started = time.perf_counter()
         call(server.url, "GET", "/health")
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -334,8 +390,8 @@ def test_delay_is_honoured_and_shows_in_server_timings() -> None:
     assert elapsed_ms >= timing
 
 
-def test_jittered_delay_stays_within_its_band() -> None:
-    with SandboxServer(delay_ms=30, jitter_ms=20, seed=7) as server:
+def test_jittered_delay_stays_within_its_band(database_url: str | None) -> None:
+    with SandboxServer(delay_ms=30, jitter_ms=20, seed=7, database_url=database_url) as server:
         for _ in range(5):
             call(server.url, "GET", "/health")
         timings = server.server_timings()
@@ -344,7 +400,7 @@ def test_jittered_delay_stays_within_its_band() -> None:
     assert max(timings) < 50 + 500  # generous: a loaded machine may wake the loop late
 
 
-def test_delay_does_not_serialize_concurrent_requests() -> None:
+def test_delay_does_not_serialize_concurrent_requests(database_url: str | None) -> None:
     async def burst(url: str) -> float:
         async with aiohttp.ClientSession() as session:
 
@@ -358,14 +414,14 @@ def test_delay_does_not_serialize_concurrent_requests() -> None:
             assert statuses == [200] * 50
             return time.perf_counter() - started
 
-    with SandboxServer(delay_ms=100) as server:
+    with SandboxServer(delay_ms=100, database_url=database_url) as server:
         elapsed = asyncio.run(burst(server.url))
         assert len(server.server_timings()) == 50
     assert elapsed < 2.0  # 50 x 100 ms one after the other would take 5 s
 
 
-def test_api_key_is_required_on_v1_when_configured() -> None:
-    with SandboxServer(api_key="demo-sandbox-key") as server:
+def test_api_key_is_required_on_v1_when_configured(database_url: str | None) -> None:
+    with SandboxServer(api_key="demo-sandbox-key", database_url=database_url) as server:
         missing = call(server.url, "GET", "/v1/products/WIDGET-001")
         wrong = call(server.url, "GET", "/v1/products/WIDGET-001", headers={"X-API-Key": "nope"})
         right = call(
@@ -384,10 +440,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_command_line_starts_a_server_that_answers_health() -> None:
+def test_command_line_starts_a_server_that_answers_health(database_url: str | None) -> None:
     port = _free_port()
+    extra = [] if database_url is None else ["--database-url", database_url]
     with subprocess.Popen(
-        [sys.executable, "-m", "demo.sandbox", "--port", str(port)],
+        [sys.executable, "-m", "demo.sandbox", "--port", str(port), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
