@@ -59,20 +59,23 @@ class Scenario(models.Model):
         return f"{self.code} {self.name}".strip()
 
 
-class RunQuerySet(PartnerScopedQuerySet):
-    pass
+class RunStatus(models.TextChoices):
+    """The life of a run and of each of its scenarios."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ERROR = "error", "Error"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_STATUSES = (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR, RunStatus.CANCELLED)
 
 
 class Run(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        PASSED = "passed", "Passed"
-        FAILED = "failed", "Failed"
-        ERROR = "error", "Error"
-        CANCELLED = "cancelled", "Cancelled"
-
-    FINISHED = (Status.PASSED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+    Status = RunStatus
+    FINISHED = FINISHED_STATUSES
 
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="runs")
     suite = models.ForeignKey(Suite, on_delete=models.PROTECT, related_name="runs")
@@ -94,7 +97,7 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = RunQuerySet.as_manager()
+    objects = PartnerScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -118,15 +121,8 @@ class ScenarioRunQuerySet(PartnerScopedQuerySet):
 
 
 class ScenarioRun(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        PASSED = "passed", "Passed"
-        FAILED = "failed", "Failed"
-        ERROR = "error", "Error"
-        CANCELLED = "cancelled", "Cancelled"
-
-    FINISHED = (Status.PASSED, Status.FAILED, Status.ERROR, Status.CANCELLED)
+    Status = RunStatus
+    FINISHED = FINISHED_STATUSES
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="scenario_runs")
     scenario = models.ForeignKey(Scenario, on_delete=models.PROTECT, related_name="+")

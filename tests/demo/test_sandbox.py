@@ -466,3 +466,302 @@ def test_command_line_starts_a_server_that_answers_health(database_url: str | No
             process.wait(timeout=15)
     # SIGTERM (what `make run` sends on Ctrl-C) is a clean shutdown, not a crash.
     assert process.returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Switches for running unmodified playbook definitions (both modes)
+# --------------------------------------------------------------------------------------------
+
+STRIPE_TEST = {"Stripe-Signature": "whsec_test_signature"}
+
+
+def test_payment_scenario_switch_applies_to_every_payment_until_reset(
+    server: SandboxServer, url: str
+) -> None:
+    assert call(url, "GET", "/sandbox/scenario").body == {"payments": "succeed"}
+    reply = call(url, "POST", "/sandbox/scenario", {"payments": "card_declined"})
+    assert (reply.status, reply.body) == (200, {"payments": "card_declined"})
+    for _ in range(2):
+        order_id = new_order(url)
+        pay = call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_test_visa"})
+        assert pay.status == 402
+        assert pay.body == {"error": "Your card was declined.", "code": "card_declined"}
+        order = call(url, "GET", f"/v1/orders/{order_id}").body["order"]
+        assert order["status"] == "payment_failed"
+    assert stock(url, "WIDGET-001") == 50
+    # A scenario header on the request still wins over the switch.
+    order_id = new_order(url)
+    headers = {"X-Sandbox-Scenario": "rate_limited"}
+    pay = call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "x"}, headers=headers)
+    assert (pay.status, pay.headers["Retry-After"]) == (429, "2")
+    assert call(url, "POST", "/sandbox/reset").status == 204
+    assert call(url, "GET", "/sandbox/scenario").body == {"payments": "succeed"}
+    order_id = new_order(url)
+    pay = call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_test_visa"})
+    assert pay.status == 200
+    call(url, "POST", "/sandbox/scenario", {"payments": "rate_limited"})
+    server.reset_state()
+    assert call(url, "GET", "/sandbox/scenario").body == {"payments": "succeed"}
+
+
+def test_payment_scenario_switch_rejects_what_it_does_not_know(url: str) -> None:
+    for body in ({"payments": "explode"}, {"payment": "card_declined"}, {"payments": None}, []):
+        reply = call(url, "POST", "/sandbox/scenario", body)
+        assert (reply.status, reply.body["code"]) == (400, "invalid_request"), body
+    assert call(url, "GET", "/sandbox/scenario").body == {"payments": "succeed"}
+
+
+def test_stripe_test_signature_is_refused_outside_stripe_test_mode(url: str) -> None:
+    order_id = new_order(url)
+    payload = charge_succeeded("evt_test_001", order_id)
+    reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=STRIPE_TEST)
+    assert (reply.status, reply.body["code"]) == (401, "invalid_signature")
+    assert "--stripe-test-mode" in reply.body["error"]
+    assert call(url, "GET", f"/v1/orders/{order_id}").body["order"]["status"] == "pending"
+
+
+def test_stripe_test_mode_accepts_only_the_test_value_and_still_verifies_x_signature(
+    database_url: str | None,
+) -> None:
+    with SandboxServer(database_url=database_url, stripe_test_mode=True) as server:
+        server.reset_state()
+        url = server.url
+        order_id = new_order(url, TWO_WIDGETS)
+        payload = charge_succeeded("evt_test_001", order_id)
+        first = call(url, "POST", "/webhooks/stripe", data=payload, headers=STRIPE_TEST)
+        again = call(url, "POST", "/webhooks/stripe", data=payload, headers=STRIPE_TEST)
+        assert (first.status, first.body) == (200, {"received": True, "replayed": False})
+        assert (again.status, again.body) == (200, {"received": True, "replayed": True})
+        assert call(url, "GET", f"/v1/orders/{order_id}").body["order"]["status"] == "paid"
+        assert (stock(url, "WIDGET-001"), stock(url, "WIDGET-002")) == (49, 29)
+
+        other = new_order(url)
+        payload = charge_succeeded("evt_2", other)
+        wrong = call(
+            url, "POST", "/webhooks/stripe", data=payload, headers={"Stripe-Signature": "t=1,v1=0"}
+        )
+        assert (wrong.status, wrong.body["code"]) == (401, "invalid_signature")
+        # With X-Signature the HMAC check decides, whatever Stripe-Signature says.
+        forged = {**STRIPE_TEST, "X-Signature": sign(payload, int(time.time()), "whsec_other")}
+        reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=forged)
+        assert (reply.status, reply.body["code"]) == (401, "invalid_signature")
+        assert call(url, "GET", f"/v1/orders/{other}").body["order"]["status"] == "pending"
+        signed = {"X-Signature": sign(payload, int(time.time()))}
+        assert call(url, "POST", "/webhooks/stripe", data=payload, headers=signed).status == 200
+        assert call(url, "GET", f"/v1/orders/{other}").body["order"]["status"] == "paid"
+
+
+def test_order_lines_keep_the_order_they_were_sent_in(url: str) -> None:
+    body = {
+        "customerId": 1,
+        "items": [{"sku": "GADGET-001", "quantity": 2}, {"sku": "WIDGET-001", "quantity": 1}],
+    }
+    created = call(url, "POST", "/v1/orders", body).body["order"]
+    assert [i["sku"] for i in created["items"]] == ["GADGET-001", "WIDGET-001"]
+    assert call(url, "GET", f"/v1/orders/{created['id']}").body["order"] == created
+
+
+def test_out_of_range_ids_are_not_found_rather_than_errors(url: str) -> None:
+    huge = 999_999_999_999_999_999
+    assert call(url, "GET", f"/v1/orders/{huge}").status == 404
+    pay = call(url, "POST", f"/v1/orders/{huge}/pay", {"paymentMethod": "pm_test_visa"})
+    assert (pay.status, pay.body["code"]) == (404, "not_found")
+    assert call(url, "POST", "/v1/jobs", {}).body["job"]["id"] == "job_1"
+    for job in ("job_01", "job_99999999999", "job_x"):
+        assert call(url, "GET", f"/v1/jobs/{job}").status == 404, job
+    assert call(url, "GET", "/v1/products/WIDGET-001%00").status == 404
+    order = {"customerId": 2**40, "items": [{"sku": "WIDGET-001", "quantity": 1}]}
+    reply = call(url, "POST", "/v1/orders", order)
+    assert (reply.status, reply.body["code"]) == (422, "unknown_customer")
+    payload = charge_succeeded("evt_huge", huge)
+    headers = {"X-Signature": sign(payload, int(time.time()))}
+    reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=headers)
+    assert (reply.status, reply.body["code"]) == (422, "unknown_order")
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL mode only
+# --------------------------------------------------------------------------------------------
+
+# The playbook seed's data model, verbatim (deliberately not imported from demo.sandbox).
+SEED_DDL = """
+CREATE TABLE customers (
+  id SERIAL PRIMARY KEY,
+  email VARCHAR(200) NOT NULL,
+  phone VARCHAR(20),
+  name VARCHAR(100) NOT NULL
+);
+
+CREATE TABLE products (
+  id SERIAL PRIMARY KEY,
+  sku VARCHAR(50) UNIQUE NOT NULL,
+  name VARCHAR(200) NOT NULL,
+  price_cents INTEGER NOT NULL,
+  stock INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE orders (
+  id SERIAL PRIMARY KEY,
+  customer_id INTEGER REFERENCES customers(id),
+  status VARCHAR(20) DEFAULT 'pending',
+  total_cents INTEGER NOT NULL,
+  created_at TIMESTAMP DEFAULT NOW()
+);
+
+CREATE TABLE order_items (
+  order_id INTEGER REFERENCES orders(id),
+  product_id INTEGER REFERENCES products(id),
+  quantity INTEGER NOT NULL,
+  unit_price_cents INTEGER NOT NULL,
+  PRIMARY KEY (order_id, product_id)
+);
+"""
+SEED_TABLES = ("customers", "products", "orders", "order_items")
+COLUMNS_SQL = """
+SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,
+       replace(column_default, 'seed.', '')
+FROM information_schema.columns
+WHERE table_schema = %s AND table_name = ANY(%s)
+ORDER BY table_name, ordinal_position
+"""
+CONSTRAINTS_SQL = """
+SELECT cl.relname, co.conname, replace(pg_get_constraintdef(co.oid), 'seed.', '')
+FROM pg_constraint co
+JOIN pg_class cl ON cl.oid = co.conrelid
+JOIN pg_namespace ns ON ns.oid = cl.relnamespace
+WHERE ns.nspname = %s AND cl.relname = ANY(%s)
+ORDER BY 1, 2
+"""
+
+
+def test_postgres_mode_gives_an_empty_database_the_seeds_schema_and_data() -> None:
+    with throwaway_database() as db, SandboxServer(database_url=db) as server:
+        sql_rows(db, "CREATE SCHEMA seed; SET search_path TO seed;" + SEED_DDL)
+        tables = list(SEED_TABLES)
+        for query in (COLUMNS_SQL, CONSTRAINTS_SQL):
+            created = sql_rows(db, query, ("public", tables))
+            assert created
+            assert created == sql_rows(db, query, ("seed", tables))
+        assert sql_rows(db, "SELECT * FROM customers") == [
+            (1, "buyer@example.com", "+15551234567", "Jane Doe")
+        ]
+        assert sql_rows(db, "SELECT * FROM products ORDER BY id") == [
+            (1, "WIDGET-001", "Blue Widget", 999, 50),
+            (2, "WIDGET-002", "Red Widget", 1499, 30),
+            (3, "GADGET-001", "Turbo Gadget", 4999, 5),
+        ]
+        for sequence in ("customers_id_seq", "products_id_seq", "orders_id_seq"):
+            assert sql_rows(db, f"SELECT last_value, is_called FROM {sequence}") == [(10, True)]
+        assert new_order(server.url) == 11
+
+
+def test_postgres_state_survives_a_restart() -> None:
+    with throwaway_database() as db:
+        with SandboxServer(database_url=db) as first:
+            url = first.url
+            order_id = new_order(url, TWO_WIDGETS)
+            key = {"Idempotency-Key": "pay-once"}
+            pay = f"/v1/orders/{order_id}/pay"
+            paid = call(url, "POST", pay, {"paymentMethod": "pm_test_visa"}, headers=key)
+            assert paid.status == 200
+            other = new_order(url)
+            payload = charge_succeeded("evt_before_restart", other)
+            signed = {"X-Signature": sign(payload, int(time.time()))}
+            assert call(url, "POST", "/webhooks/stripe", data=payload, headers=signed).status == 200
+            job = call(url, "POST", "/v1/jobs", {}).headers["Location"]
+            assert call(url, "GET", job).body["job"]["status"] == "running"
+        with SandboxServer(database_url=db) as second:
+            url = second.url
+            assert call(url, "GET", f"/v1/orders/{order_id}").body["order"] == paid.body["order"]
+            again = call(url, "POST", pay, {"paymentMethod": "pm_test_visa"}, headers=key)
+            assert (again.status, again.headers["Idempotent-Replayed"]) == (200, "true")
+            assert again.body == paid.body
+            redelivered = call(url, "POST", "/webhooks/stripe", data=payload, headers=signed)
+            assert redelivered.body == {"received": True, "replayed": True}
+            assert (stock(url, "WIDGET-001"), stock(url, "WIDGET-002")) == (48, 29)
+            polls = [call(url, "GET", job).body["job"]["status"] for _ in range(2)]
+            assert polls == ["running", "done"]
+            assert new_order(url) == other + 1
+
+
+def test_rows_written_with_sql_and_through_the_api_are_the_same_rows(pg_database: str) -> None:
+    with SandboxServer(database_url=pg_database) as server:
+        server.reset_state()
+        url = server.url
+        sql_rows(
+            pg_database,
+            "INSERT INTO orders (id, customer_id, status, total_cents)"
+            " VALUES (100, 1, 'payment_pending', 2498)",
+        )
+        sql_rows(
+            pg_database,
+            "INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)"
+            " VALUES (100, 2, 1, 1499), (100, 1, 1, 999)",
+        )
+        order = call(url, "GET", "/v1/orders/100").body["order"]
+        assert (order["status"], order["totalCents"], order["customerId"]) == (
+            "payment_pending",
+            2498,
+            1,
+        )
+        assert order["items"] == [
+            {"sku": "WIDGET-001", "quantity": 1, "unitPriceCents": 999},
+            {"sku": "WIDGET-002", "quantity": 1, "unitPriceCents": 1499},
+        ]
+        assert order["createdAt"].endswith("Z")
+        payload = charge_succeeded("evt_sql_order", 100)
+        signed = {"X-Signature": sign(payload, int(time.time()))}
+        for replayed in (False, True):
+            reply = call(url, "POST", "/webhooks/stripe", data=payload, headers=signed)
+            assert reply.body == {"received": True, "replayed": replayed}
+        assert sql_rows(pg_database, "SELECT status FROM orders WHERE id = 100") == [("paid",)]
+        assert sql_rows(pg_database, "SELECT sku, stock FROM products ORDER BY id") == [
+            ("WIDGET-001", 49),
+            ("WIDGET-002", 29),
+            ("GADGET-001", 5),
+        ]
+        order_id = new_order(url)
+        assert sql_rows(
+            pg_database,
+            "SELECT customer_id, status, total_cents FROM orders WHERE id = %s",
+            (order_id,),
+        ) == [(1, "pending", 999)]
+        sql_rows(pg_database, "UPDATE products SET stock = 0 WHERE sku = 'WIDGET-001'")
+        pay = call(url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "pm_test_visa"})
+        assert (pay.status, pay.body["code"]) == (409, "insufficient_stock")
+
+
+def test_postgres_reset_works_before_start_and_after_stop(pg_database: str) -> None:
+    server = SandboxServer(database_url=pg_database)
+    sql_rows(pg_database, "UPDATE products SET stock = 1")
+    server.reset_state()  # not started yet
+    assert sql_rows(pg_database, "SELECT sum(stock) FROM products") == [(85,)]
+    with server:
+        order_id = new_order(server.url)
+        assert order_id == 11
+        assert call(server.url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "p"})
+    server.reset_state()  # stopped
+    assert sql_rows(pg_database, "SELECT count(*) FROM orders") == [(0,)]
+
+
+def test_lost_connection_is_replaced_and_a_vanished_database_is_a_503() -> None:
+    with throwaway_database() as db, SandboxServer(database_url=db) as server:
+        url = server.url
+        terminated = sql_rows(
+            db,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'demo-sandbox'",
+        )
+        assert terminated == [(True,)]
+        assert stock(url, "WIDGET-001") == 50  # a new connection, transparently
+        name = urlsplit(db).path.lstrip("/")
+        sql_rows(PG_ADMIN_URL, f'DROP DATABASE "{name}" WITH (FORCE)')
+        reply = call(url, "GET", "/v1/products")
+        assert (reply.status, reply.body["code"]) == (503, "database_unavailable")
+        assert call(url, "GET", "/health").status == 200
+
+
+def test_unreachable_database_stops_startup_with_a_clear_error() -> None:
+    server = SandboxServer(database_url=f"postgresql://postgres@127.0.0.1:{_free_port()}/none")
+    with pytest.raises(RuntimeError, match="demo sandbox failed to start"):
+        server.start()

@@ -3,11 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from certification import services
-from certification.engine.spec import SuiteInvalid
-from certification.management.commands.validate_suite import _located
+from certification.management.suite_files import store_suite_file
 
 
 class Command(BaseCommand):
@@ -20,19 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
 
     def handle(self, *args: Any, file: Path, **options: Any) -> None:
-        try:
-            entry, sources = services.suite_sources_from_file(file)
-            suite, created = services.suite_store(
-                entry=entry, sources=sources, by="manage.py load_suite"
-            )
-        except services.SuiteSourceError as exc:
-            raise CommandError(str(exc), returncode=2) from None
-        except SuiteInvalid as exc:
-            for error in exc.errors:
-                self.stderr.write(_located(file, str(error)))
-            raise CommandError(
-                f"{len(exc.errors)} error(s) in {file}; nothing was stored.", returncode=2
-            ) from None
+        suite, created = store_suite_file(file, self.stderr, by="manage.py load_suite")
         verb = "Stored" if created else "Unchanged:"
         self.stdout.write(
             f"{verb} suite '{suite.name}' version {suite.version} "

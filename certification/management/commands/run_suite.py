@@ -9,8 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from certification import selectors, services
 from certification.engine.model import ScenarioOutcome
-from certification.engine.spec import SuiteInvalid
-from certification.management.commands.validate_suite import _located
+from certification.management.suite_files import store_suite_file
 from certification.models import Run, ScenarioRun
 from partners.models import Partner
 
@@ -107,17 +106,7 @@ class Command(BaseCommand):
     def _suite(self, name_or_file: str) -> Any:
         path = Path(name_or_file)
         if path.is_file():
-            try:
-                entry, sources = services.suite_sources_from_file(path)
-                suite, _ = services.suite_store(
-                    entry=entry, sources=sources, by="manage.py run_suite"
-                )
-            except services.SuiteSourceError as exc:
-                raise CommandError(str(exc), returncode=2) from None
-            except SuiteInvalid as exc:
-                for error in exc.errors:
-                    self.stderr.write(_located(path, str(error)))
-                raise CommandError(f"{len(exc.errors)} error(s) in {path}", returncode=2) from None
+            suite, _ = store_suite_file(path, self.stderr, by="manage.py run_suite")
             return suite
         suite = selectors.suite_latest(name_or_file)
         if suite is None:
