@@ -27,6 +27,8 @@ os.environ["DATABASE_URL"] = PG
 os.environ["CELERY_BROKER_URL"] = BROKER
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
 QUEUE = f"bench-{uuid.uuid4().hex[:8]}"
+POOL = os.environ.get("BENCH_POOL", "solo")  # e.g. "threads" with BENCH_CONCURRENCY=4
+CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "1")
 os.environ["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE
 
 
@@ -101,7 +103,10 @@ def main() -> None:
         entry="bench.yaml", sources={"bench.yaml": workload_yaml()}, by="bench"
     )
     steps = SCENARIOS * 4
-    print(f"{SCENARIOS} scenarios x 4 requests through Celery (PostgreSQL + Redis, solo workers)")
+    print(
+        f"{SCENARIOS} scenarios x 4 requests through Celery (PostgreSQL + Redis, "
+        f"--pool={POOL} --concurrency={CONCURRENCY} per worker process)"
+    )
     results = {}
     with SandboxProcess() as sandbox:
         for count in (1, 2):

@@ -102,6 +102,16 @@ def suite_parse(*, entry: str, sources: dict[str, str]) -> SuiteSpec:
     return parsed
 
 
+def suite_of(suite: Suite) -> SuiteSpec:
+    """The parsed form of a stored suite version, parsed once per process (stored versions
+    never change); the sources are only loaded from the database on the first call."""
+    key = (f"suite:{suite.pk}", suite.content_hash)
+    if key not in _PARSED:
+        parsed = suite_parse(entry=suite.entry, sources=suite.sources)
+        _remember(key, parsed)
+    return _PARSED[key]
+
+
 def _remember(key: tuple[str, str], parsed: SuiteSpec) -> None:
     if len(_PARSED) >= _PARSED_KEEP:
         _PARSED.pop(next(iter(_PARSED)))
@@ -342,9 +352,11 @@ def scenario_claim(*, scenario_run_id: int, worker: str) -> Claim:
             left = (row["claimed_at"] + _lease() - now).total_seconds()
             return Claim(None, retry_after=max(left, 0.0) + 1.0)
         return Claim(None)
-    scenario_run = ScenarioRun.objects.select_related(
-        "run", "run__partner", "run__suite", "scenario"
-    ).get(pk=scenario_run_id)
+    scenario_run = (
+        ScenarioRun.objects.select_related("run", "run__partner", "run__suite", "scenario")
+        .defer("run__suite__sources", "run__suite__parsed")
+        .get(pk=scenario_run_id)
+    )
     if scenario_run.run.status == Run.Status.QUEUED:
         Run.objects.filter(pk=scenario_run.run_id, status=Run.Status.QUEUED).update(
             status=Run.Status.RUNNING, started_at=now
@@ -678,7 +690,7 @@ def run_execute_inline(
 ) -> Run:
     """Run every queued scenario of ``run`` in this process, persisting each as it finishes."""
     try:
-        suite = suite_parse(entry=run.suite.entry, sources=run.suite.sources)
+        suite = suite_of(run.suite)
     except engine_spec.SuiteInvalid as exc:
         run_fail(run=run, message=f"suite no longer parses: {exc}")
         run.refresh_from_db()
@@ -765,7 +777,7 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
         return claim
     run = scenario_run.run
     try:
-        suite = suite_parse(entry=run.suite.entry, sources=run.suite.sources)
+        suite = suite_of(run.suite)
     except engine_spec.SuiteInvalid as exc:
         scenario_mark(
             scenario_run=scenario_run,

@@ -11,3 +11,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("certdash")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Celery's Django fixup closes the database connection before and after every task unless this
+# is set; one scenario per task would then pay a new PostgreSQL connection each time. Django's
+# own CONN_MAX_AGE and health checks still retire stale connections.
+app.conf["CELERY_DB_REUSE_MAX"] = 500

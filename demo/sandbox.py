@@ -1170,7 +1170,7 @@ def _authenticate_webhook(request: web.Request, payload: bytes) -> None:
                 "Stripe-Signature test deliveries are accepted only when the sandbox runs in "
                 "Stripe test mode (--stripe-test-mode); sign the payload with X-Signature",
             )
-        if stripe_signature.strip() != STRIPE_TEST_SIGNATURE:
+        if stripe_signature != STRIPE_TEST_SIGNATURE:
             raise ApiError(
                 401,
                 "invalid_signature",

@@ -321,6 +321,28 @@ def test_redelivered_webhook_is_acknowledged_without_reprocessing(url: str) -> N
     assert stock(url, "WIDGET-001") == 49
 
 
+def test_concurrent_payments_charge_once(url: str) -> None:
+    """Requests racing for one order: one payment, whether they share a key or not."""
+
+    async def race(order_id: int, headers: dict[str, str]) -> list[tuple[int, Any]]:
+        async with aiohttp.ClientSession() as session:
+
+            async def one() -> tuple[int, Any]:
+                body = {"paymentMethod": "pm_test_visa"}
+                pay = f"{url}/v1/orders/{order_id}/pay"
+                async with session.post(pay, json=body, headers=headers) as response:
+                    return response.status, await response.json()
+
+            return await asyncio.gather(*(one() for _ in range(10)))
+
+    keyed = asyncio.run(race(new_order(url), {"Idempotency-Key": "race"}))
+    assert {status for status, _ in keyed} == {200}
+    assert len({body["payment"]["id"] for _, body in keyed}) == 1
+    unkeyed = asyncio.run(race(new_order(url), {}))
+    assert sorted(status for status, _ in unkeyed) == [200] + [409] * 9
+    assert stock(url, "WIDGET-001") == 48
+
+
 def test_job_is_done_on_the_third_poll(url: str) -> None:
     created = call(url, "POST", "/v1/jobs", {})
     assert (created.status, created.body["job"]["status"]) == (202, "running")
@@ -739,7 +761,8 @@ def test_postgres_reset_works_before_start_and_after_stop(pg_database: str) -> N
     with server:
         order_id = new_order(server.url)
         assert order_id == 11
-        assert call(server.url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "p"})
+        pay = call(server.url, "POST", f"/v1/orders/{order_id}/pay", {"paymentMethod": "p"})
+        assert pay.status == 200
     server.reset_state()  # stopped
     assert sql_rows(pg_database, "SELECT count(*) FROM orders") == [(0,)]
 
