@@ -534,8 +534,12 @@ def scenario_outcome_save(*, scenario_run: ScenarioRun, outcome: ScenarioOutcome
 def _count_finished(run_id: int, count: int) -> None:
     Run.objects.filter(pk=run_id).update(scenarios_done=F("scenarios_done") + count)
     run = Run.objects.select_for_update().get(pk=run_id)
-    if run.scenarios_done >= run.scenarios_total and not run.is_finished:
-        run_finalize(run=run)
+    if run.scenarios_done >= run.scenarios_total:
+        if not run.is_finished:
+            run_finalize(run=run)
+        elif run.status == Run.Status.CANCELLED:
+            # The scenarios that were already running when the run was cancelled are done now.
+            Run.objects.filter(pk=run_id).update(finished_at=timezone.now())
 
 
 def scenario_mark(*, scenario_run: ScenarioRun, status: str, message: str) -> bool:
@@ -577,16 +581,27 @@ def _sla_verdicts(run: Run, merged: Histogram | None) -> list[dict[str, Any]]:
     verdicts = []
     for sla in run.partner.slas.filter(kind="latency"):
         if merged is None or not merged.count:
-            verdicts.append({"sla": sla.name, "target_ms": sla.threshold_ms, "verdict": "no data"})
+            verdicts.append(
+                {
+                    "sla": sla.name,
+                    "target": sla.summary,
+                    "target_ms": sla.threshold_ms,
+                    "measured_ms": None,
+                    "samples": 0,
+                    "verdict": "no data",
+                }
+            )
             continue
         measured = round(merged.percentile(float(sla.percentile)), 3)
+        met = measured < sla.threshold_ms if sla.strict else measured <= sla.threshold_ms
         verdicts.append(
             {
                 "sla": sla.name,
                 "target_ms": sla.threshold_ms,
                 "measured_ms": measured,
                 "samples": merged.count,
-                "verdict": "met" if measured <= sla.threshold_ms else "missed",
+                "target": sla.summary,
+                "verdict": "met" if met else "missed",
             }
         )
     return verdicts
@@ -839,12 +854,14 @@ def run_cancel(*, run: Run, by: Any) -> Run:
         if locked.is_finished:
             return locked
         now = timezone.now()
-        ScenarioRun.objects.filter(run=locked, status=ScenarioRun.Status.QUEUED).update(
+        cancelled = ScenarioRun.objects.filter(run=locked, status=ScenarioRun.Status.QUEUED).update(
             status=ScenarioRun.Status.CANCELLED, finished_at=now
         )
         locked.status = Run.Status.CANCELLED
         locked.finished_at = now
-        locked.save(update_fields=["status", "finished_at"])
+        locked.scenarios_done = F("scenarios_done") + cancelled
+        locked.save(update_fields=["status", "finished_at", "scenarios_done"])
+        locked.refresh_from_db()
         audit_record(actor=by, action="run.cancel", partner=locked.partner, target=f"run {run.pk}")
     return locked
 
@@ -861,6 +878,10 @@ def schedule_save(
         raise RunInputError(f"no stored suite called '{suite_name}'")
     if every_days < 1:
         raise RunInputError("a schedule repeats every 1 day or more")
+    if not partner.endpoints.exists():
+        raise RunInputError(
+            f"{partner.external_id} has no sandbox endpoint yet: add one before scheduling runs"
+        )
     schedule, created = RecertificationSchedule.objects.update_or_create(
         partner=partner,
         suite_name=suite_name,

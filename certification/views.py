@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
@@ -15,7 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from certification import selectors, services
 from certification.engine.spec import SuiteInvalid
 from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
-from certification.models import RecertificationSchedule, Suite
+from certification.models import RecertificationSchedule, ScenarioRun, Suite
 from partners import access
 
 
@@ -137,7 +138,8 @@ def schedule_create(request: HttpRequest, partner_id: str) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"{schedule.suite_name} runs every {schedule.every_days} days; next on "
+                f"{schedule.suite_name} runs every {schedule.every_days} "
+                f"day{pluralize(schedule.every_days)}; next on "
                 f"{schedule.next_run_at:%Y-%m-%d %H:%M} UTC.",
             )
     else:
@@ -164,16 +166,24 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """The run page; its htmx poll gets only the live part and stops once the run is done."""
     run = access.run_for_user(request.user, run_id)
     scenario_runs = run.scenario_runs.select_related("scenario").prefetch_related("steps")
+    # A cancelled run is finished while scenarios already on a worker still complete: keep
+    # following it until nothing is queued or running.
+    live = (
+        not run.is_finished
+        or run.scenario_runs.filter(
+            status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING]
+        ).exists()
+    )
     context = {
         "run": run,
         "scenario_runs": scenario_runs,
+        "live": live,
         "can_cancel": access.can_start_runs(request.user) and not run.is_finished,
     }
     if request.htmx and request.htmx.target == "run-live":
         response = render(request, "certification/run_detail.html#run-live", context)
-        if run.is_finished:
-            stop = HttpResponseStopPolling(response.content)
-            return stop
+        if not live:
+            return HttpResponseStopPolling(response.content)
         return response
     return render(request, "certification/run_detail.html", context)
 

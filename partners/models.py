@@ -100,6 +100,9 @@ class SLA(models.Model):
     window_end = models.TimeField(null=True, blank=True)
     schedule = models.CharField(max_length=20, blank=True)
     retention_days = models.PositiveIntegerField(null=True, blank=True)
+    strict = models.BooleanField(
+        default=False, help_text="The target is exclusive ('<'): reaching it is a miss."
+    )
 
     objects = PartnerScopedQuerySet.as_manager()
 
@@ -147,6 +150,7 @@ class SLA(models.Model):
             window_end=self.window_end,
             schedule=self.schedule,
             retention_days=self.retention_days,
+            strict=self.strict,
         )
 
     @property

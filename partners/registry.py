@@ -494,6 +494,7 @@ def _sla_values(target: SLATarget) -> dict[str, Any]:
         "window_end": target.window_end,
         "schedule": target.schedule,
         "retention_days": target.retention_days,
+        "strict": target.strict,
     }
 
 

@@ -26,7 +26,7 @@ _UPTIME = re.compile(r"^uptime\s*(?:>=|≥)?\s*(?P<num>\d{1,3}(?:\.\d{1,4})?)\s*
 _FILE = re.compile(
     r"^file\s*@\s*(?P<start>\d{2}:\d{2})(?:\s*-\s*(?P<end>\d{2}:\d{2}))?\s*z\s+(?P<sched>[a-z]+)$"
 )
-_ACK = re.compile(r"^ack\s*(?:<=|<|≤)\s*(?P<num>\d+)\s*(?P<unit>ms|s|m|h)$")
+_ACK = re.compile(r"^ack\s*(?P<op><=|<|≤)\s*(?P<num>\d+)\s*(?P<unit>ms|s|m|h)$")
 _REPLAY = re.compile(r"^replay\s*(?P<num>\d+)\s*d$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
@@ -49,6 +49,7 @@ class SLATarget:
     window_end: time | None = None
     schedule: str = ""
     retention_days: int | None = None
+    strict: bool = False  # "<" rather than "<=": the target itself is a miss
 
 
 def _clock(fragment: str, value: str) -> time:
@@ -69,7 +70,9 @@ def _parse_one(fragment: str) -> SLATarget:
         if threshold != threshold.to_integral_value() or threshold <= 0:
             raise SLAParseError(text, "the latency target must be a positive whole number of ms")
         name = f"p{pct.normalize():f}"
-        return SLATarget(LATENCY, name, text, percentile=pct, threshold_ms=int(threshold))
+        return SLATarget(
+            LATENCY, name, text, percentile=pct, threshold_ms=int(threshold), strict=m["op"] == "<"
+        )
     if m := _UPTIME.match(lowered):
         pct = Decimal(m["num"])
         if not 0 < pct <= 100:
@@ -87,7 +90,7 @@ def _parse_one(fragment: str) -> SLATarget:
         threshold = int(m["num"]) * _UNIT_MS[m["unit"]]
         if threshold <= 0:
             raise SLAParseError(text, "the acknowledgement deadline must be positive")
-        return SLATarget(ACK, "ack", text, threshold_ms=threshold)
+        return SLATarget(ACK, "ack", text, threshold_ms=threshold, strict=m["op"] == "<")
     if m := _REPLAY.match(lowered):
         days = int(m["num"])
         if days <= 0:
@@ -117,8 +120,9 @@ def parse_sla_text(text: str) -> list[SLATarget]:
 
 def describe(target: SLATarget) -> str:
     """A human summary, e.g. ``p95 ≤ 300 ms`` or ``file daily 02:00–03:00 UTC``."""
+    below = "<" if target.strict else "≤"
     if target.kind == LATENCY:
-        return f"{target.name} ≤ {target.threshold_ms} ms"
+        return f"{target.name} {below} {target.threshold_ms} ms"
     if target.kind == UPTIME:
         return f"uptime ≥ {target.uptime_percent.normalize():f}%"
     if target.kind == FILE_WINDOW:
@@ -127,7 +131,7 @@ def describe(target: SLATarget) -> str:
             window += f"–{target.window_end:%H:%M}"
         return f"file {target.schedule} {window} UTC"
     if target.kind == ACK:
-        return f"ack ≤ {_human_ms(target.threshold_ms or 0)}"
+        return f"ack {below} {_human_ms(target.threshold_ms or 0)}"
     return f"replay {target.retention_days} d"
 
 

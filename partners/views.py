@@ -29,14 +29,16 @@ _UPLOAD_SESSION_KEY = "registry_upload"
 def partner_list(request: HttpRequest) -> HttpResponse:
     form = PartnerFilterForm(request.GET or None)
     partners = access.partners_visible_to(request.user).prefetch_related("slas")
-    if form.is_valid():
-        if q := form.cleaned_data["q"].strip():
+    if request.GET:
+        form.is_valid()  # a bad filter value is shown on the form; the valid ones still apply
+        data = form.cleaned_data
+        if q := data.get("q", "").strip():
             partners = partners.filter(
                 Q(name__icontains=q) | Q(external_id__icontains=q) | Q(contact_email__icontains=q)
             )
-        if status := form.cleaned_data["status"]:
+        if status := data.get("status"):
             partners = partners.filter(status=status)
-        if mode := form.cleaned_data["mode"]:
+        if mode := data.get("mode"):
             # JSON containment is not portable to SQLite; the registry is small enough to filter
             # the mode list in Python after the database has applied every other filter.
             partners = [p for p in partners if mode in p.modes]

@@ -35,6 +35,7 @@ from certification.engine.model import (
     Step,
     StepOutcome,
     Suite,
+    Timings,
     Wait,
 )
 from certification.engine.netpolicy import AddressPolicy
@@ -194,7 +195,7 @@ class ScenarioRunner:
             kind=scenario.kind,
             status=status,
             steps=outcomes,
-            duration_ms=(time.perf_counter() - started) * 1000,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
     async def run_step(self, index: int, step: Step) -> StepOutcome:
@@ -215,7 +216,7 @@ class ScenarioRunner:
             outcome.status = "error" if outcome.failure.kind in ERROR_KINDS else "failed"
         elif any(not a.passed for a in outcome.assertions):
             outcome.status = "failed"
-        outcome.duration_ms = (time.perf_counter() - started) * 1000
+        outcome.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self._mask(outcome)
         return outcome
 
@@ -270,7 +271,9 @@ class ScenarioRunner:
         exchange = await self.transport.send(prepared, endpoint=endpoint)
         outcome.request = exchange.request
         outcome.response = exchange.response
-        outcome.timings = exchange.timings
+        outcome.timings = Timings(
+            **{k: None if v is None else round(v, 3) for k, v in vars(exchange.timings).items()}
+        )
         if exchange.failure is not None:
             raise StepError(exchange.failure.kind, exchange.failure.message)
         return {

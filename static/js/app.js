@@ -27,3 +27,34 @@
   });
   document.addEventListener("DOMContentLoaded", sync);
 })();
+
+// Live run page: the poll replaces the run section every second; keep the scenarios and
+// exchanges the reader opened (or closed) as they were.
+(function () {
+  var state = null;
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    if (!e.detail.target || e.detail.target.id !== "run-live") return;
+    state = {};
+    e.detail.target.querySelectorAll("details[data-keep-open][id]").forEach(function (d) {
+      state[d.id] = d.open;
+    });
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!state) return;
+    Object.keys(state).forEach(function (id) {
+      var d = document.getElementById(id);
+      if (d) d.open = state[id];
+    });
+    state = null;
+  });
+})();
+
+// Endpoint form: hide the authentication box when the chosen kind needs no settings.
+document.addEventListener("change", function () {
+  var box = document.querySelector("fieldset.auth-box");
+  if (!box) return;
+  box.hidden = !box.querySelector(".auth-field:not([hidden])");
+});
+document.addEventListener("DOMContentLoaded", function () {
+  document.dispatchEvent(new Event("change"));
+});

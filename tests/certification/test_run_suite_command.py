@@ -69,9 +69,9 @@ def test_passing_run_exits_0_and_persists_every_step(
 def test_demo_suite_fails_with_exit_code_1_and_names_the_failing_check(
     acme_like: Partner, sandbox: Any, capsys: Any
 ) -> None:
-    with pytest.raises(CommandError) as excinfo:
+    with pytest.raises(SystemExit) as excinfo:
         _run(acme_like, str(DEMO_SUITE), sandbox)
-    assert excinfo.value.returncode == 1
+    assert excinfo.value.code == 1
     out = capsys.readouterr().out
     assert "FAIL B-105 Validation errors name the offending field" in out
     assert "response.body.field eq: path does not exist" in out
@@ -135,7 +135,7 @@ def test_junit_has_one_testcase_per_scenario_with_failures(
     acme_like: Partner, sandbox: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "junit.xml"
-    with pytest.raises(CommandError):
+    with pytest.raises(SystemExit):
         _run(acme_like, str(DEMO_SUITE), sandbox, "--junit", str(out))
     root = ET.fromstring(out.read_text())
     assert root.get("tests") == "8" and root.get("failures") == "1"
@@ -176,7 +176,15 @@ def test_scenario_error_makes_the_run_exit_2(
     partner_a: Partner, sandbox: Any, tmp_path: Path
 ) -> None:
     suite = _suite(tmp_path, PASSING.replace("url: /health", 'url: "/v1/{{undefinedThing}}"'))
-    with pytest.raises(CommandError) as excinfo:
+    with pytest.raises(SystemExit) as excinfo:
         _run(partner_a, suite, sandbox)
-    assert excinfo.value.returncode == 2
+    assert excinfo.value.code == 2
     assert Run.objects.get().status == "error"
+
+
+@pytest.mark.django_db
+def test_parallel_without_inline_is_refused(partner_a: Partner, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="--parallel applies to --inline") as excinfo:
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite",
+                     _suite(tmp_path), "--parallel", "2")  # fmt: skip
+    assert excinfo.value.returncode == 2

@@ -149,7 +149,7 @@ def test_unknown_export_format_is_404(qa_client: Client, run_a: Run) -> None:
 
 
 def test_qa_lead_schedules_recertification_and_sees_it_on_the_partner_page(
-    qa_client: Client, partner_a: Partner, suite: Suite
+    qa_client: Client, partner_a: Partner, endpoint_a: Endpoint, suite: Suite
 ) -> None:
     url = reverse("certification:schedule_create", args=[partner_a.external_id])
     response = qa_client.post(url, {"suite_name": "smoke", "every_days": 30}, follow=True)
@@ -175,9 +175,32 @@ def test_partner_user_cannot_schedule(
 
 
 def test_stopping_a_schedule_deletes_it(
-    qa_client: Client, partner_a: Partner, suite: Suite
+    qa_client: Client, partner_a: Partner, endpoint_a: Endpoint, suite: Suite
 ) -> None:
     schedule = services.schedule_save(partner=partner_a, suite_name="smoke", every_days=7, by="t")
     url = reverse("certification:schedule_delete", args=[partner_a.external_id, schedule.pk])
     qa_client.post(url)
     assert not partner_a.schedules.exists()
+
+
+def test_schedule_for_a_partner_without_endpoints_is_refused(
+    qa_client: Client, partner_a: Partner, suite: Suite
+) -> None:
+    url = reverse("certification:schedule_create", args=[partner_a.external_id])
+    response = qa_client.post(url, {"suite_name": "smoke", "every_days": 7}, follow=True)
+    assert "has no sandbox endpoint yet" in response.content.decode()
+    assert not partner_a.schedules.exists()
+
+
+def test_cancelled_run_keeps_polling_while_a_scenario_still_runs(
+    qa_client: Client, run_a: Run
+) -> None:
+    scenario_run = run_a.scenario_runs.get()
+    services.scenario_claim(scenario_run_id=scenario_run.pk, worker="w:1")
+    services.run_cancel(run=run_a, by="test")
+    response = qa_client.get(
+        reverse("certification:run_detail", args=[run_a.pk]),
+        headers={"HX-Request": "true", "HX-Target": "run-live"},
+    )
+    assert response.status_code == 200
+    assert "scenarios already on a worker are finishing" in response.content.decode()

@@ -74,3 +74,10 @@ def test_unparseable_fragment_is_named_in_the_error(text: str, fragment: str, re
         parse_sla_text(text)
     assert excinfo.value.fragment == fragment
     assert reason in str(excinfo.value)
+
+
+def test_strict_target_is_kept_and_shown_as_less_than() -> None:
+    strict, inclusive = parse_sla_text("p99 < 0.8s, p95<=300ms")
+    assert (strict.strict, inclusive.strict) == (True, False)
+    assert describe(strict) == "p99 < 800 ms"
+    assert describe(inclusive) == "p95 ≤ 300 ms"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.template.defaultfilters import pluralize
 
 from certification import selectors, services
 from certification.engine.model import ScenarioOutcome
@@ -62,7 +63,10 @@ class Command(BaseCommand):
             help="run in this process instead of on the Celery workers",
         )
         parser.add_argument(
-            "--parallel", type=int, default=4, help="scenarios at a time with --inline"
+            "--parallel",
+            type=int,
+            default=None,
+            help="with --inline: scenarios at a time (default 4); workers set their own",
         )
         parser.add_argument(
             "--timeout",
@@ -75,6 +79,12 @@ class Command(BaseCommand):
         parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["parallel"] is not None and not options["inline"]:
+            raise CommandError(
+                "--parallel applies to --inline runs; on the workers, each worker process runs "
+                "one scenario at a time (start more workers for more)",
+                returncode=2,
+            )
         partner = Partner.objects.filter(external_id=options["partner"]).first()
         if partner is None:
             raise CommandError(f"unknown partner '{options['partner']}'", returncode=2)
@@ -98,7 +108,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc), returncode=2) from None
         self.stdout.write(
             f"Run {run.pk}: suite '{suite.name}' v{suite.version} against {partner} "
-            f"({run.scenarios_total} scenarios)"
+            f"({run.scenarios_total} scenario{pluralize(run.scenarios_total)})"
         )
         run = self._execute(run, options)
         self._report(run, options)
@@ -127,7 +137,7 @@ class Command(BaseCommand):
     def _execute(self, run: Run, options: dict[str, Any]) -> Run:
         if options["inline"]:
             return services.run_execute_inline(
-                run=run, parallel=max(1, options["parallel"]), progress=self._progress
+                run=run, parallel=max(1, options["parallel"] or 4), progress=self._progress
             )
         return self._follow(run, timeout=options["timeout"])
 
@@ -181,10 +191,10 @@ class Command(BaseCommand):
             counts[status] = counts.get(status, 0) + 1
         for verdict in run.sla_verdicts:
             if verdict["verdict"] == "no data":
-                self.stdout.write(f"  SLA {verdict['sla']} <= {verdict['target_ms']} ms: no data")
+                self.stdout.write(f"  SLA {verdict['target']}: no data (no latency probe)")
             else:
                 self.stdout.write(
-                    f"  SLA {verdict['sla']} <= {verdict['target_ms']} ms: {verdict['verdict']} "
+                    f"  SLA {verdict['target']}: {verdict['verdict']} "
                     f"(measured {verdict['measured_ms']} ms over {verdict['samples']} requests)"
                 )
         if options["json"]:
@@ -195,8 +205,8 @@ class Command(BaseCommand):
         message = f"Run {run.pk} {run.status}: {summary}"
         if run.error:
             message += f" ({run.error})"
+        self.stdout.write(message)
         code = EXIT.get(run.status, 2)
-        if code == 0:
-            self.stdout.write(message)
-            return
-        raise CommandError(message, returncode=code)
+        if code:
+            # The run's outcome, not a command error: the summary above says it all.
+            raise SystemExit(code)
