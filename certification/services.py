@@ -472,6 +472,27 @@ def _insert_or_ignore(rows: list[StepResult]) -> None:
         cursor.executemany(sql, values)
 
 
+def _finish(finishing: list[tuple[ScenarioRun, ScenarioOutcome]], *, now: Any) -> None:
+    """Give locked, still open scenario runs their final status and duration."""
+    if connection.vendor == "postgresql":
+        # One pipelined statement per row is much cheaper there than a CASE over the batch.
+        table = ScenarioRun._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, duration_ms = %s, finished_at = %s WHERE id = %s",
+                [(o.status, o.duration_ms, now, sr.pk) for sr, o in finishing],
+            )
+        return
+    ScenarioRun.objects.filter(pk__in=[sr.pk for sr, _ in finishing]).update(
+        status=Case(*(When(pk=sr.pk, then=Value(o.status)) for sr, o in finishing)),
+        duration_ms=Case(
+            *(When(pk=sr.pk, then=Value(o.duration_ms)) for sr, o in finishing),
+            output_field=FloatField(),
+        ),
+        finished_at=now,
+    )
+
+
 def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> int:
     """Persist scenarios' results exactly once; returns how many scenarios this call finished.
 
@@ -496,15 +517,7 @@ def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome
         finishing = [(sr, o) for sr, o in items if sr.pk in open_ids]
         if not finishing:
             return 0
-        now = timezone.now()
-        ScenarioRun.objects.filter(pk__in=open_ids).update(
-            status=Case(*(When(pk=sr.pk, then=Value(o.status)) for sr, o in finishing)),
-            duration_ms=Case(
-                *(When(pk=sr.pk, then=Value(o.duration_ms)) for sr, o in finishing),
-                output_field=FloatField(),
-            ),
-            finished_at=now,
-        )
+        _finish(finishing, now=timezone.now())
         per_run: dict[int, int] = {}
         for scenario_run, _ in finishing:
             per_run[scenario_run.run_id] = per_run.get(scenario_run.run_id, 0) + 1
