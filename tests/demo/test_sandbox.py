@@ -8,11 +8,9 @@ PostgreSQL variants are skipped, unless the CI environment variable is set: then
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import selectors
 import socket
 import subprocess
@@ -20,7 +18,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -32,12 +29,10 @@ import aiohttp
 import pytest
 
 from demo.sandbox import SandboxServer
+from tests.pg import PG_ADMIN_URL, sql_rows, throwaway_database
 
 REPO = Path(__file__).resolve().parents[2]
 # The same knob as the dbQuery tests: a server where the tests may create and drop databases.
-PG_ADMIN_URL = os.environ.get(
-    "PARTNER_DB_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 TWO_WIDGETS = {
     "customerId": 1,
     "items": [{"sku": "WIDGET-001", "quantity": 1}, {"sku": "WIDGET-002", "quantity": 1}],
@@ -94,40 +89,9 @@ def charge_succeeded(event_id: str, order_id: int) -> bytes:
     return json.dumps(event).encode()
 
 
-@contextlib.contextmanager
-def throwaway_database(prefix: str = "sandbox_test") -> Iterator[str]:
-    """A new, empty database (dropped afterwards, connections or not); its URL."""
-    psycopg = pytest.importorskip("psycopg")
-    from psycopg import sql
-
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required when CI is set, but {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"PostgreSQL-backed sandbox needs PostgreSQL at {PG_ADMIN_URL}: {exc}")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield urlsplit(PG_ADMIN_URL)._replace(path=f"/{name}").geturl()
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def sql_rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
-
-
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
-    with throwaway_database() as database_url:
+    with throwaway_database("sandbox_test") as database_url:
         yield database_url
 
 
@@ -657,7 +621,7 @@ ORDER BY 1, 2
 
 
 def test_postgres_mode_gives_an_empty_database_the_seeds_schema_and_data() -> None:
-    with throwaway_database() as db, SandboxServer(database_url=db) as server:
+    with throwaway_database("sandbox_test") as db, SandboxServer(database_url=db) as server:
         sql_rows(db, "CREATE SCHEMA seed; SET search_path TO seed;" + SEED_DDL)
         tables = list(SEED_TABLES)
         for query in (COLUMNS_SQL, CONSTRAINTS_SQL):
@@ -678,7 +642,7 @@ def test_postgres_mode_gives_an_empty_database_the_seeds_schema_and_data() -> No
 
 
 def test_postgres_state_survives_a_restart() -> None:
-    with throwaway_database() as db:
+    with throwaway_database("sandbox_test") as db:
         with SandboxServer(database_url=db) as first:
             url = first.url
             order_id = new_order(url, TWO_WIDGETS)
@@ -768,7 +732,7 @@ def test_postgres_reset_works_before_start_and_after_stop(pg_database: str) -> N
 
 
 def test_lost_connection_is_replaced_and_a_vanished_database_is_a_503() -> None:
-    with throwaway_database() as db, SandboxServer(database_url=db) as server:
+    with throwaway_database("sandbox_test") as db, SandboxServer(database_url=db) as server:
         url = server.url
         terminated = sql_rows(
             db,

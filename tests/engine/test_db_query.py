@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,30 +12,22 @@ from certification.engine.model import EndpointConfig, RunContext
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
 from certification.engine.spec import parse_suite
-
-PG = os.environ.get("PARTNER_DB_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from tests.pg import throwaway_database
 
 
 @pytest.fixture(scope="module")
 def partner_db() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"partner_sandbox_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG}: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE TABLE products (sku text primary key, stock int, price numeric(10,2))")
-        conn.execute(
-            "INSERT INTO products VALUES ('WIDGET-001', 50, 9.99), ('GADGET-001', 5, 49.99)"
-        )
-    yield url
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    import psycopg
+
+    with throwaway_database("partner_sandbox") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE products (sku text primary key, stock int, price numeric(10,2))"
+            )
+            conn.execute(
+                "INSERT INTO products VALUES ('WIDGET-001', 50, 9.99), ('GADGET-001', 5, 49.99)"
+            )
+        yield url
 
 
 def _run(url: str, steps: str, *, writable: bool = False, timeout_ms: int = 30_000) -> Any:

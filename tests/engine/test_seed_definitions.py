@@ -12,16 +12,13 @@ check hosted-mock traffic, which this engine version does not evaluate: it says 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,12 +33,10 @@ from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
 from certification.engine.spec import load_suite_file
 from demo.sandbox import SandboxServer
+from tests.pg import sql_rows, throwaway_database
 
 DEFINITIONS = Path(__file__).resolve().parent / "suites" / "definitions"
 POLICY = AddressPolicy(["127.0.0.0/8"])
-PG_ADMIN_URL = os.environ.get(
-    "PARTNER_DB_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 NOT_EVALUATED = "not evaluated"
 
 
@@ -89,35 +84,6 @@ EXPECTED = [
 ]
 
 
-@contextlib.contextmanager
-def throwaway_database() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    from psycopg import sql
-
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required when CI is set, but {PG_ADMIN_URL}: {exc}")
-        pytest.skip(f"the seed definitions need PostgreSQL at {PG_ADMIN_URL}: {exc}")
-    name = f"seed_definitions_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield urlsplit(PG_ADMIN_URL)._replace(path=f"/{name}").geturl()
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def sql_rows(database_url: str, query: str) -> list[tuple[Any, ...]]:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        return conn.execute(query).fetchall()
-
-
 def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(
         url,
@@ -131,7 +97,7 @@ def post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[in
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    with throwaway_database() as url:
+    with throwaway_database("seed_definitions") as url:
         yield url
 
 
