@@ -30,11 +30,11 @@ run: install
 	$(PY) manage.py migrate --no-input
 	@trap 'kill 0' EXIT INT TERM; \
 	  $(PY) -m demo.sandbox --port $(SANDBOX_PORT) --api-key demo-sandbox-key & \
-	  $(PY) manage.py demo_setup --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --wait && \
-	  ($(PY) manage.py run_suite --partner p_001 --suite checkout-certification --inline || true) && \
+	  $(PY) manage.py demo_setup --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --wait || exit 1; \
+	  $(PY) manage.py run_suite --partner p_001 --suite checkout-certification --inline; \
 	  $(VENV)/bin/celery -A config worker --loglevel=INFO --pool=threads --concurrency=4 --logfile=var/worker.log & \
 	  $(VENV)/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule --logfile=var/beat.log & \
-	  echo "Dashboard on http://$(HOST):$(PORT)/  (worker log var/worker.log; Ctrl-C stops everything)" && \
+	  echo "Dashboard on http://$(HOST):$(PORT)/  (worker log var/worker.log; Ctrl-C stops everything)"; \
 	  $(PY) manage.py runserver $(HOST):$(PORT)
 
 worker: install
