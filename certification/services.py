@@ -314,6 +314,9 @@ def run_context(run: Run) -> RunContext:
         sla=_sla_context(partner),
         secrets=secrets,
         run_id=str(run.pk),
+        body_capture_bytes=settings.RESULT_BODY_CAPTURE_BYTES,
+        max_body_bytes=settings.RESPONSE_MAX_BYTES,
+        request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
     )
 
 

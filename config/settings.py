@@ -223,6 +223,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 
+# What a run records and accepts from a partner's sandbox.
+RESULT_BODY_CAPTURE_BYTES = env.int("RESULT_BODY_CAPTURE_BYTES", default=64 * 1024)
+RESPONSE_MAX_BYTES = env.int("RESPONSE_MAX_BYTES", default=10 * 1024 * 1024)
+REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)
+
 # A worker running a scenario renews its lease every SCENARIO_LEASE_SECONDS / 5; a scenario
 # whose lease has run out belongs to a worker that died and is queued again by the sweep that
 # Celery beat runs every STALLED_SWEEP_SECONDS.

@@ -188,3 +188,19 @@ def test_parallel_without_inline_is_refused(partner_a: Partner, tmp_path: Path) 
         call_command("run_suite", "--partner", partner_a.external_id, "--suite",
                      _suite(tmp_path), "--parallel", "2")  # fmt: skip
     assert excinfo.value.returncode == 2
+
+
+@pytest.mark.django_db
+def test_body_capture_cap_comes_from_the_settings(
+    partner_a: Partner, sandbox: Any, tmp_path: Path, settings: Any
+) -> None:
+    settings.RESULT_BODY_CAPTURE_BYTES = 10
+    suite = _suite(
+        tmp_path,
+        "name: cap\ntests:\n  - name: p\n    steps:\n"
+        "      - action: {type: httpRequest, method: GET, url: /v1/products/WIDGET-001}\n",
+    )
+    _run(partner_a, suite, sandbox)
+    response = StepResult.objects.get().response
+    assert response["truncated"] is True
+    assert len(response["body"]) <= 10 < response["body_size"]
