@@ -788,6 +788,16 @@ def start_run(
     return run
 
 
+def _give_up(scenario_run: ScenarioRun, *, attempts: int) -> bool:
+    """End a scenario whose worker kept dying, so that its run still finishes."""
+    return scenario_mark(
+        scenario_run=scenario_run,
+        status=ScenarioRun.Status.ERROR,
+        message=f"scenario {scenario_run.index} given up after {attempts} attempts: "
+        "the worker running it stopped each time",
+    )
+
+
 def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
     """Run one scenario of a run (the body of the Celery task).
 
@@ -799,12 +809,7 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
     if scenario_run is None:
         return claim
     if scenario_run.attempts > settings.SCENARIO_MAX_ATTEMPTS:
-        scenario_mark(
-            scenario_run=scenario_run,
-            status=ScenarioRun.Status.ERROR,
-            message=f"scenario {scenario_run.index} given up after "
-            f"{settings.SCENARIO_MAX_ATTEMPTS} attempts: the worker running it stopped each time",
-        )
+        _give_up(scenario_run, attempts=settings.SCENARIO_MAX_ATTEMPTS)
         return claim
     run = scenario_run.run
     try:
@@ -836,12 +841,7 @@ def scenarios_requeue_stalled() -> dict[str, int]:
     ).select_related("scenario")
     for scenario_run in stalled:
         if scenario_run.attempts >= settings.SCENARIO_MAX_ATTEMPTS:
-            if scenario_mark(
-                scenario_run=scenario_run,
-                status=ScenarioRun.Status.ERROR,
-                message=f"scenario {scenario_run.index} given up after "
-                f"{scenario_run.attempts} attempts: the worker running it stopped each time",
-            ):
+            if _give_up(scenario_run, attempts=scenario_run.attempts):
                 counts["given_up"] += 1
             continue
         moved = ScenarioRun.objects.filter(

@@ -11,12 +11,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling
 
 from certification import selectors, services
 from certification.engine.spec import SuiteInvalid
 from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
 from certification.models import RecertificationSchedule, ScenarioRun, Suite
+from config.http import redirect_after_post
 from partners import access
 
 
@@ -115,7 +116,7 @@ def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("partners:detail", partner_id=partner.external_id)
     url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_after_post(request, url)
 
 
 @login_required
@@ -196,7 +197,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
         raise PermissionDenied("Your role cannot cancel runs.")
     services.run_cancel(run=run, by=request.user)
     url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_after_post(request, url)
 
 
 @login_required

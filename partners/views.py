@@ -12,10 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from certification.forms import ScheduleForm, StartRunForm
 from certification.models import RecertificationSchedule
+from config.http import redirect_after_post
 from partners import access, services
 from partners.auth_schemes import AUTH_SCHEMES
 from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
@@ -158,7 +158,7 @@ def endpoint_delete(request: HttpRequest, partner_id: str, endpoint_id: str) -> 
     services.endpoint_delete(endpoint=endpoint, by=request.user)
     messages.success(request, f"Endpoint {endpoint.name} deleted.")
     url = reverse("partners:detail", kwargs={"partner_id": partner.external_id})
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_after_post(request, url)
 
 
 def _require_importer(request: HttpRequest) -> None:

@@ -18,16 +18,6 @@ EXIT = {Run.Status.PASSED: 0, Run.Status.FAILED: 1}
 MARK = {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "skipped": "SKIP", "cancelled": "CANC"}
 
 
-def first_problem(outcome: ScenarioOutcome) -> str:
-    for step in outcome.steps:
-        if step.failure is not None:
-            return f"{step.name}: {step.failure.kind}: {step.failure.message}"
-        for result in step.assertions:
-            if not result.passed:
-                return f"{step.name}: {result.path} {result.operator}: {result.message}"
-    return ""
-
-
 def first_problem_row(scenario_run: ScenarioRun) -> str:
     for step in scenario_run.steps.all():
         if step.failure:
@@ -126,13 +116,12 @@ class Command(BaseCommand):
         return suite
 
     def _progress(self, scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> None:
-        label = f"{outcome.code} {outcome.name}".strip()
-        line = f"  {MARK.get(outcome.status, outcome.status)} {label} ({outcome.kind}) "
-        line += f"{outcome.duration_ms:.0f} ms"
-        problem = first_problem(outcome)
-        if problem and outcome.status != "passed":
-            line += f"\n       {problem}"
-        self.stdout.write(line)
+        """Inline runs report a scenario once it is saved, from what was saved."""
+        self._progress_row(
+            ScenarioRun.objects.select_related("scenario", "run")
+            .prefetch_related("steps")
+            .get(pk=scenario_run.pk)
+        )
 
     def _execute(self, run: Run, options: dict[str, Any]) -> Run:
         if options["inline"]:
