@@ -91,7 +91,7 @@ def main() -> None:
 
     from bench.engine import SCENARIOS, workload_yaml
     from bench.sandbox_process import SandboxProcess
-    from certification import services
+    from certification import runs, suites
     from certification.models import Run
     from partners.models import Partner
 
@@ -99,7 +99,7 @@ def main() -> None:
     partner, _ = Partner.objects.get_or_create(
         external_id="p_bench", defaults={"name": "Bench", "modes": ["api"]}
     )
-    suite, _ = services.suite_store(
+    suite, _ = suites.suite_store(
         entry="bench.yaml", sources={"bench.yaml": workload_yaml()}, by="bench"
     )
     steps = SCENARIOS * 4
@@ -115,7 +115,7 @@ def main() -> None:
                 wait_until_consuming(count)
                 sandbox.prepare()
                 started = time.perf_counter()
-                run = services.start_run(
+                run = runs.start_run(
                     partner=partner,
                     suite=suite,
                     by="bench",

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from certification import selectors, services
+from certification import runs, selectors, suites
 from certification.engine.spec import SuiteInvalid
 from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
 from certification.models import RecertificationSchedule, ScenarioRun, Suite
@@ -59,7 +59,7 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         entry, source = form.cleaned_data["entry"], form.cleaned_data["source"]
         try:
-            suite, created = services.suite_store(
+            suite, created = suites.suite_store(
                 entry=entry, sources={entry: source}, by=request.user
             )
         except SuiteInvalid as exc:
@@ -109,10 +109,10 @@ def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
         messages.error(request, "Choose a suite to run.")
         return redirect("partners:detail", partner_id=partner.external_id)
     try:
-        run = services.start_run(
+        run = runs.start_run(
             partner=partner, suite=form.cleaned_data["suite"], by=request.user, trigger="web"
         )
-    except services.RunInputError as exc:
+    except runs.RunInputError as exc:
         messages.error(request, str(exc))
         return redirect("partners:detail", partner_id=partner.external_id)
     url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
@@ -128,13 +128,13 @@ def schedule_create(request: HttpRequest, partner_id: str) -> HttpResponse:
     form = ScheduleForm(request.POST)
     if form.is_valid():
         try:
-            schedule = services.schedule_save(
+            schedule = runs.schedule_save(
                 partner=partner,
                 suite_name=form.cleaned_data["suite_name"],
                 every_days=form.cleaned_data["every_days"],
                 by=request.user,
             )
-        except services.RunInputError as exc:
+        except runs.RunInputError as exc:
             messages.error(request, str(exc))
         else:
             messages.success(
@@ -157,7 +157,7 @@ def schedule_delete(request: HttpRequest, partner_id: str, schedule_id: int) -> 
     )
     if not access.can_schedule(request.user):
         raise PermissionDenied("Only QA leads can change schedules.")
-    services.schedule_delete(schedule=schedule, by=request.user)
+    runs.schedule_delete(schedule=schedule, by=request.user)
     messages.success(request, f"Stopped recertifying with {schedule.suite_name}.")
     return redirect("partners:detail", partner_id=partner.external_id)
 
@@ -195,7 +195,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = access.run_for_user(request.user, run_id)
     if not access.can_start_runs(request.user):
         raise PermissionDenied("Your role cannot cancel runs.")
-    services.run_cancel(run=run, by=request.user)
+    runs.run_cancel(run=run, by=request.user)
     url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
     return redirect_after_post(request, url)
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from django.core.management.base import CommandError, OutputWrapper
 
-from certification import services
+from certification import suites
 from certification.engine.spec import SuiteInvalid
 
 T = TypeVar("T")
@@ -26,9 +26,9 @@ def with_suite_file(
 ) -> T:
     """Read ``file`` and its ``$ref``s and call ``use(entry, sources)``, reporting every error."""
     try:
-        entry, sources = services.suite_sources_from_file(file)
+        entry, sources = suites.suite_sources_from_file(file)
         return use(entry, sources)
-    except services.SuiteSourceError as exc:
+    except suites.SuiteSourceError as exc:
         raise CommandError(str(exc), returncode=2) from None
     except SuiteInvalid as exc:
         for error in exc.errors:
@@ -41,6 +41,6 @@ def store_suite_file(file: Path, stderr: OutputWrapper, *, by: str) -> Any:
     return with_suite_file(
         file,
         stderr,
-        lambda entry, sources: services.suite_store(entry=entry, sources=sources, by=by),
+        lambda entry, sources: suites.suite_store(entry=entry, sources=sources, by=by),
         what="; nothing was stored",
     )

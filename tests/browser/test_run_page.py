@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from certification import services
+from certification import runs, suites
 from partners.models import Partner
 from tests import factories
 from tests.browser.conftest import login
@@ -22,8 +22,8 @@ def test_opened_scenario_stays_open_while_the_run_page_polls(
     page: Page, live_server: Any, partner_a: Partner
 ) -> None:
     factories.qa_lead()
-    suite, _ = services.suite_store(entry="slow.yaml", sources={"slow.yaml": SUITE}, by="test")
-    run = services.run_create(partner=partner_a, suite=suite, by="test")  # queued: page polls
+    suite, _ = suites.suite_store(entry="slow.yaml", sources={"slow.yaml": SUITE}, by="test")
+    run = runs.run_create(partner=partner_a, suite=suite, by="test")  # queued: page polls
     login(page, live_server, "qa")
     page.goto(f"{live_server.url}/runs/{run.pk}/")
     scenario = page.locator("#scenario-0")
@@ -42,11 +42,11 @@ def test_cancel_button_disappears_when_the_run_ends(
     page: Page, live_server: Any, partner_a: Partner
 ) -> None:
     factories.qa_lead()
-    suite, _ = services.suite_store(entry="slow.yaml", sources={"slow.yaml": SUITE}, by="test")
-    run = services.run_create(partner=partner_a, suite=suite, by="test")
+    suite, _ = suites.suite_store(entry="slow.yaml", sources={"slow.yaml": SUITE}, by="test")
+    run = runs.run_create(partner=partner_a, suite=suite, by="test")
     login(page, live_server, "qa")
     page.goto(f"{live_server.url}/runs/{run.pk}/")
     expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
-    services.run_cancel(run=run, by="test")  # ended elsewhere (another user, the workers)
+    runs.run_cancel(run=run, by="test")  # ended elsewhere (another user, the workers)
     expect(page.get_by_role("button", name="Cancel run")).to_have_count(0, timeout=5000)
     expect(page.locator("#run-live")).to_contain_text("Cancelled")

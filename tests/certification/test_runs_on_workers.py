@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from certification import services
+from certification import execution, results, runs, suites
 from certification.models import Run, ScenarioRun, StepResult, Suite
 from config.celery import app as celery_app
 from partners.models import Partner
@@ -37,12 +37,12 @@ tests:
 
 
 def _suite(text: str, name: str = "s.yaml") -> Suite:
-    suite, _ = services.suite_store(entry=name, sources={name: text}, by="test")
+    suite, _ = suites.suite_store(entry=name, sources={name: text}, by="test")
     return suite
 
 
 def _run(partner: Partner, suite: Suite, sandbox_url: str) -> Run:
-    return services.run_create(
+    return runs.run_create(
         partner=partner, suite=suite, by="test", endpoint_overrides={"api": sandbox_url}
     )
 
@@ -93,9 +93,9 @@ def test_a_scenario_task_run_twice_leaves_the_same_rows_as_once(
 ) -> None:
     run = _run(partner_a, _suite(SMOKE), sandbox.url)
     first = run.scenario_runs.get(index=0)
-    services.scenario_execute(scenario_run_id=first.pk, worker="w1")
+    execution.scenario_execute(scenario_run_id=first.pk, worker="w1")
     once = _rows(run)
-    claim = services.scenario_execute(scenario_run_id=first.pk, worker="w2")
+    claim = execution.scenario_execute(scenario_run_id=first.pk, worker="w2")
     assert claim.scenario_run is None and claim.retry_after == 0
     assert _rows(run) == once
     first.refresh_from_db()
@@ -114,8 +114,8 @@ def test_saving_the_same_outcome_twice_counts_the_scenario_once(
         name="health", code="B-900", kind="main", status="passed",
         steps=[StepOutcome(index=0, name="s", status="passed")],
     )  # fmt: skip
-    assert services.scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
-    assert not services.scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
+    assert results.scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
+    assert not results.scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
     run.refresh_from_db()
     assert run.scenarios_done == 1 and len(_rows(run)) == 1
 
@@ -126,8 +126,8 @@ def test_scenario_held_by_a_live_worker_is_retried_later_not_run_twice(
 ) -> None:
     run = _run(partner_a, _suite(SMOKE), sandbox.url)
     scenario_run = run.scenario_runs.get(index=0)
-    assert services.scenario_claim(scenario_run_id=scenario_run.pk, worker="w1").scenario_run
-    claim = services.scenario_execute(scenario_run_id=scenario_run.pk, worker="w2")
+    assert execution.scenario_claim(scenario_run_id=scenario_run.pk, worker="w1").scenario_run
+    claim = execution.scenario_execute(scenario_run_id=scenario_run.pk, worker="w2")
     assert claim.scenario_run is None
     assert 0 < claim.retry_after <= settings.SCENARIO_LEASE_SECONDS + 1
     assert not StepResult.objects.exists()
@@ -139,11 +139,11 @@ def test_scenario_of_a_dead_worker_is_taken_over_after_its_lease(
 ) -> None:
     run = _run(partner_a, _suite(SMOKE), sandbox.url)
     scenario_run = run.scenario_runs.get(index=0)
-    services.scenario_claim(scenario_run_id=scenario_run.pk, worker="dead")
+    execution.scenario_claim(scenario_run_id=scenario_run.pk, worker="dead")
     ScenarioRun.objects.filter(pk=scenario_run.pk).update(
         claimed_at=timezone.now() - timedelta(seconds=settings.SCENARIO_LEASE_SECONDS + 1)
     )
-    claim = services.scenario_execute(scenario_run_id=scenario_run.pk, worker="alive")
+    claim = execution.scenario_execute(scenario_run_id=scenario_run.pk, worker="alive")
     scenario_run.refresh_from_db()
     assert claim.scenario_run is not None
     assert (scenario_run.status, scenario_run.attempts) == ("passed", 2)
@@ -161,7 +161,7 @@ def test_sweep_requeues_stalled_scenarios_and_gives_up_after_three_attempts(
         status="running", attempts=settings.SCENARIO_MAX_ATTEMPTS, claimed_at=stale
     )
     with django_capture_on_commit_callbacks() as callbacks:
-        counts = services.scenarios_requeue_stalled()
+        counts = execution.scenarios_requeue_stalled()
     assert counts == {"requeued": 1, "resent": 0, "given_up": 1}
     assert len(callbacks) == 1
     retry.refresh_from_db()
@@ -175,8 +175,8 @@ def test_sweep_requeues_stalled_scenarios_and_gives_up_after_three_attempts(
 @pytest.mark.django_db
 def test_cancel_stops_queued_scenarios_from_running(partner_a: Partner, sandbox: Any) -> None:
     run = _run(partner_a, _suite(SMOKE), sandbox.url)
-    services.run_cancel(run=run, by="test")
-    claim = services.scenario_execute(scenario_run_id=run.scenario_runs.first().pk, worker="w")
+    runs.run_cancel(run=run, by="test")
+    claim = execution.scenario_execute(scenario_run_id=run.scenario_runs.first().pk, worker="w")
     assert claim.scenario_run is None and claim.retry_after == 0
     run.refresh_from_db()
     assert run.status == "cancelled" and not StepResult.objects.exists()
@@ -187,13 +187,13 @@ def test_due_schedule_starts_one_run_and_moves_to_the_next_date(
     partner_a: Partner, endpoint_a: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     _suite(SMOKE)
-    schedule = services.schedule_save(
+    schedule = runs.schedule_save(
         partner=partner_a, suite_name="smoke", every_days=30, by="test",
         first_run_at=timezone.now() - timedelta(minutes=1),
     )  # fmt: skip
     with django_capture_on_commit_callbacks() as callbacks:
-        started = services.recertifications_start_due()
-        again = services.recertifications_start_due()
+        started = runs.recertifications_start_due()
+        again = runs.recertifications_start_due()
     assert len(started) == 1 and again == []
     assert started[0].trigger == "schedule" and len(callbacks) == 1
     schedule.refresh_from_db()
@@ -255,7 +255,7 @@ def test_sigkilled_worker_loses_and_duplicates_no_step_result(
             2, queue=default_queue, pool="prefork", concurrency=2, beat=True, env=CRASH_ENV
         ) as (victim_worker, survivor, beat):
             ids = list(run.scenario_runs.values_list("pk", flat=True))
-            services._enqueue(ids)
+            runs._enqueue(ids)
             survivor.wait_for(
                 lambda: Run.objects.get(pk=run.pk).scenarios_done >= CRASH_SCENARIOS * progress,
                 timeout=60,

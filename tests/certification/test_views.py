@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from certification import services
+from certification import execution, runs, suites
 from certification.models import Run, Suite
 from partners.models import Endpoint, Partner
 
@@ -18,13 +18,13 @@ SUITE = (
 
 @pytest.fixture
 def suite(db: Any) -> Suite:
-    stored, _ = services.suite_store(entry="smoke.yaml", sources={"smoke.yaml": SUITE}, by="t")
+    stored, _ = suites.suite_store(entry="smoke.yaml", sources={"smoke.yaml": SUITE}, by="t")
     return stored
 
 
 @pytest.fixture
 def run_a(partner_a: Partner, suite: Suite) -> Run:
-    return services.run_create(partner=partner_a, suite=suite, by="test")
+    return runs.run_create(partner=partner_a, suite=suite, by="test")
 
 
 def test_qa_lead_uploads_a_valid_suite(qa_client: Client) -> None:
@@ -98,7 +98,7 @@ def test_run_poll_returns_only_the_live_fragment(qa_client: Client, run_a: Run) 
 
 
 def test_poll_of_a_finished_run_stops_polling(qa_client: Client, run_a: Run) -> None:
-    services.run_cancel(run=run_a, by="test")
+    runs.run_cancel(run=run_a, by="test")
     response = qa_client.get(
         reverse("certification:run_detail", args=[run_a.pk]),
         headers={"HX-Request": "true", "HX-Target": "run-live"},
@@ -110,7 +110,7 @@ def test_poll_of_a_finished_run_stops_polling(qa_client: Client, run_a: Run) -> 
 def test_partner_user_sees_their_run_but_not_another_partners(
     partner_a_client: Client, run_a: Run, partner_b: Partner, suite: Suite
 ) -> None:
-    run_b = services.run_create(partner=partner_b, suite=suite, by="test")
+    run_b = runs.run_create(partner=partner_b, suite=suite, by="test")
     assert (
         partner_a_client.get(reverse("certification:run_detail", args=[run_a.pk])).status_code
         == 200
@@ -177,7 +177,7 @@ def test_partner_user_cannot_schedule(
 def test_stopping_a_schedule_deletes_it(
     qa_client: Client, partner_a: Partner, endpoint_a: Endpoint, suite: Suite
 ) -> None:
-    schedule = services.schedule_save(partner=partner_a, suite_name="smoke", every_days=7, by="t")
+    schedule = runs.schedule_save(partner=partner_a, suite_name="smoke", every_days=7, by="t")
     url = reverse("certification:schedule_delete", args=[partner_a.external_id, schedule.pk])
     qa_client.post(url)
     assert not partner_a.schedules.exists()
@@ -196,8 +196,8 @@ def test_cancelled_run_keeps_polling_while_a_scenario_still_runs(
     qa_client: Client, run_a: Run
 ) -> None:
     scenario_run = run_a.scenario_runs.get()
-    services.scenario_claim(scenario_run_id=scenario_run.pk, worker="w:1")
-    services.run_cancel(run=run_a, by="test")
+    execution.scenario_claim(scenario_run_id=scenario_run.pk, worker="w:1")
+    runs.run_cancel(run=run_a, by="test")
     response = qa_client.get(
         reverse("certification:run_detail", args=[run_a.pk]),
         headers={"HX-Request": "true", "HX-Target": "run-live"},

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from certification import services
+from certification import runs, suites
 from certification.models import Run
 from partners.models import Endpoint, Partner
 from tests import factories
@@ -46,7 +46,7 @@ B_VALUES: dict[str, Callable[[Partner, Endpoint, Run], str]] = {
     "run_id": lambda partner, endpoint, run: str(run.pk),
     "fmt": lambda partner, endpoint, run: "json",
     "schedule_id": lambda partner, endpoint, run: str(
-        services.schedule_save(
+        runs.schedule_save(
             partner=partner, suite_name=run.suite.name, every_days=7, by="test"
         ).pk
     ),
@@ -60,13 +60,13 @@ GLOBAL_VALUES: dict[str, Callable[[Run], str]] = {
 
 @pytest.fixture
 def run_b(partner_b: Partner, endpoint_b: Endpoint, tmp_path: Any) -> Run:
-    suite, _ = services.suite_store(
+    suite, _ = suites.suite_store(
         entry="s.yaml",
         sources={"s.yaml": "name: s\ntests:\n  - name: a\n    steps:\n"
                  "      - action: {type: wait, ms: 1}\n"},
         by="test",
     )  # fmt: skip
-    return services.run_create(partner=partner_b, suite=suite, by="test")
+    return runs.run_create(partner=partner_b, suite=suite, by="test")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.template.defaultfilters import pluralize
 
-from certification import selectors, services
+from certification import execution, runs, selectors
 from certification.engine.model import ScenarioOutcome
 from certification.management.suite_files import store_suite_file
 from certification.models import Run, ScenarioRun
@@ -85,7 +85,7 @@ class Command(BaseCommand):
             if not sep or not name or not url:
                 raise CommandError(f"--endpoint {item}: expected NAME=URL", returncode=2)
             overrides[name] = url
-        create = services.run_create if options["inline"] else services.start_run
+        create = runs.run_create if options["inline"] else runs.start_run
         try:
             run = create(
                 partner=partner,
@@ -94,7 +94,7 @@ class Command(BaseCommand):
                 endpoint_overrides=overrides,
                 trigger="cli",
             )
-        except services.RunInputError as exc:
+        except runs.RunInputError as exc:
             raise CommandError(str(exc), returncode=2) from None
         self.stdout.write(
             f"Run {run.pk}: suite '{suite.name}' v{suite.version} against {partner} "
@@ -125,7 +125,7 @@ class Command(BaseCommand):
 
     def _execute(self, run: Run, options: dict[str, Any]) -> Run:
         if options["inline"]:
-            return services.run_execute_inline(
+            return execution.run_execute_inline(
                 run=run, parallel=max(1, options["parallel"] or 4), progress=self._progress
             )
         return self._follow(run, timeout=options["timeout"])

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from certification import services
+from certification import suites
 from certification.management.suite_files import located, with_suite_file
 
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         suite = with_suite_file(
             file,
             self.stderr,
-            lambda entry, sources: services.suite_parse(entry=entry, sources=sources),
+            lambda entry, sources: suites.suite_parse(entry=entry, sources=sources),
         )
         for warning in suite.warnings:
             self.stderr.write(f"warning: {located(file, warning)}")

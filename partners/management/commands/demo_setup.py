@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from certification.services import suite_sources_from_file, suite_store
+from certification.suites import suite_sources_from_file, suite_store
 from partners import access, services
 from partners.models import Endpoint, Membership, Partner
 from partners.registry import registry_import, registry_parse

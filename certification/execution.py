@@ -1,0 +1,356 @@
+"""Executing scenarios: the run context, claims and leases, inline runs, the stalled sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from certification.engine import spec as engine_spec
+from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
+from certification.engine.model import Suite as SuiteSpec
+from certification.engine.runner import run_suite
+from certification.models import (
+    Run,
+    ScenarioRun,
+    WorkerHeartbeat,
+)
+from certification.results import (
+    run_fail,
+    scenario_mark,
+    scenario_outcome_save,
+    scenario_outcomes_save,
+)
+from certification.runs import _enqueue
+from certification.suites import suite_of
+from partners import services as partner_services
+from partners.models import Endpoint, Partner
+from partners.urlguard import sandbox_policy
+
+
+def _sla_context(partner: Partner) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    for sla in partner.slas.all():
+        if sla.kind in ("latency", "ack"):
+            context[sla.name] = sla.threshold_ms
+        elif sla.kind == "uptime":
+            context[sla.name] = float(sla.uptime_percent)
+        elif sla.kind == "replay":
+            context[sla.name] = sla.retention_days
+        else:
+            context[sla.name] = f"{sla.window_start:%H:%M}"
+    return context
+
+
+_CONTEXTS: dict[int, tuple[float, RunContext]] = {}
+_CONTEXT_TTL_S = 30.0
+
+
+def run_context_cached(run: Run) -> RunContext:
+    """``run_context`` kept for a few seconds per run in this process: a worker executing many
+    scenarios of one run builds it (queries, decryption) once. Memory only, never stored."""
+    now = time.monotonic()
+    for key in [k for k, (at, _) in _CONTEXTS.items() if now - at > _CONTEXT_TTL_S]:
+        del _CONTEXTS[key]
+    if run.pk not in _CONTEXTS:
+        _CONTEXTS[run.pk] = (now, run_context(run))
+    return _CONTEXTS[run.pk][1]
+
+
+def run_context(run: Run) -> RunContext:
+    """Everything the engine needs, secrets decrypted. Never store or log the result."""
+    partner = run.partner
+    stored = {str(e.pk): e for e in Endpoint.objects.filter(partner=partner)}
+    endpoints: dict[str, EndpointConfig] = {}
+    secrets: dict[str, str] = {}
+    for name, snap in run.endpoints.items():
+        row = stored.get(snap.get("endpoint_id", ""))
+        endpoint_secrets = partner_services.endpoint_secrets(row) if row else {}
+        endpoints[name] = EndpointConfig(
+            name=name,
+            base_url=snap["base_url"],
+            auth_kind=snap.get("auth_kind", "none"),
+            auth_config=dict(snap.get("auth_config", {})),
+            secrets=endpoint_secrets,
+            kind=snap.get("kind", "http"),
+            writable=bool(snap.get("writable", False)),
+        )
+        for key, value in endpoint_secrets.items():
+            secrets[f"{name}.{key}"] = value
+    webhook = [w for w in partner.webhook_secrets.all() if w.secret_sealed]
+    if len(webhook) == 1:
+        from partners import crypto
+
+        secrets["webhook"] = crypto.open_secrets(
+            webhook[0].secret_sealed, aad=webhook[0].secrets_aad
+        )["secret"]
+    return RunContext(
+        endpoints=endpoints,
+        default_endpoint=run.default_endpoint or None,
+        partner={"id": partner.external_id, "name": partner.name},
+        sla=_sla_context(partner),
+        secrets=secrets,
+        run_id=str(run.pk),
+        body_capture_bytes=settings.RESULT_BODY_CAPTURE_BYTES,
+        max_body_bytes=settings.RESPONSE_MAX_BYTES,
+        request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
+    )
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.SCENARIO_LEASE_SECONDS)
+
+
+@dataclass(frozen=True)
+class Claim:
+    scenario_run: ScenarioRun | None
+    retry_after: float = 0.0  # > 0: another worker holds a live lease; try again then
+
+
+def scenario_claim(*, scenario_run_id: int, worker: str) -> Claim:
+    """Take a scenario run for execution with a conditional update.
+
+    Claimable: queued, or running under a lease that ran out (its worker died). Two workers
+    handed the same task cannot both win: the loser's update touches 0 rows. A finished or
+    cancelled scenario is never claimed again.
+    """
+    now = timezone.now()
+    claimable = Q(status=ScenarioRun.Status.QUEUED) | Q(
+        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - _lease()
+    )
+    claimed = ScenarioRun.objects.filter(claimable, pk=scenario_run_id).update(
+        status=ScenarioRun.Status.RUNNING,
+        claimed_by=worker,
+        claimed_at=now,
+        started_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if not claimed:
+        current = ScenarioRun.objects.filter(pk=scenario_run_id).values("status", "claimed_at")
+        row = current.first()
+        if row and row["status"] == ScenarioRun.Status.RUNNING and row["claimed_at"]:
+            left = (row["claimed_at"] + _lease() - now).total_seconds()
+            return Claim(None, retry_after=max(left, 0.0) + 1.0)
+        return Claim(None)
+    scenario_run = (
+        ScenarioRun.objects.select_related("run", "run__partner", "run__suite", "scenario")
+        .defer("run__suite__sources", "run__suite__parsed")
+        .get(pk=scenario_run_id)
+    )
+    if scenario_run.run.status == Run.Status.QUEUED:
+        Run.objects.filter(pk=scenario_run.run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, started_at=now
+        )
+    return Claim(scenario_run)
+
+
+class LeaseKeeper:
+    """Renews the lease of scenario runs being executed, from a thread of its own, so that a
+    long scenario (latency probes, polling, waits) is not taken for a dead one."""
+
+    def __init__(self, scenario_run_ids: Sequence[int], worker: str) -> None:
+        self.ids = list(scenario_run_ids)
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
+
+    def _renew(self) -> None:
+
+        interval = max(settings.SCENARIO_LEASE_SECONDS / 5, 0.2)
+        try:
+            while not self._stop.wait(interval):
+                ScenarioRun.objects.filter(
+                    pk__in=self.ids, status=ScenarioRun.Status.RUNNING, claimed_by=self.worker
+                ).update(claimed_at=timezone.now())
+        finally:
+            connection.close()
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _engine_batches(
+    suite: SuiteSpec, context: RunContext, indexes: Sequence[int], parallel: int
+) -> Iterator[list[tuple[int, ScenarioOutcome]]]:
+    """Run the engine on its own thread and yield here the outcomes that have finished, in
+    batches of whatever arrived while the caller saved the previous batch. The caller persists
+    them on its own thread and database connection."""
+    results: queue.Queue[tuple[int, ScenarioOutcome] | BaseException | None] = queue.Queue()
+
+    def work() -> None:
+        try:
+            asyncio.run(
+                run_suite(
+                    suite,
+                    context,
+                    policy=sandbox_policy(),
+                    scenarios=indexes,
+                    parallel=parallel,
+                    on_scenario=lambda i, o: results.put((i, o)),
+                )
+            )
+            results.put(None)
+        except BaseException as exc:  # handed to the caller's thread
+            results.put(exc)
+
+    thread = threading.Thread(target=work, name="engine", daemon=True)
+    thread.start()
+    done = False
+    while not done:
+        batch: list[tuple[int, ScenarioOutcome]] = []
+        item = results.get()
+        while True:
+            if item is None:
+                done = True
+                break
+            if isinstance(item, BaseException):
+                raise item
+            batch.append(item)
+            if len(batch) >= 100:
+                break
+            try:
+                item = results.get_nowait()
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
+    thread.join()
+
+
+def run_execute_inline(
+    *,
+    run: Run,
+    parallel: int = 1,
+    progress: Callable[[ScenarioRun, ScenarioOutcome], None] | None = None,
+) -> Run:
+    """Run every queued scenario of ``run`` in this process, persisting each as it finishes."""
+    try:
+        suite = suite_of(run.suite)
+    except engine_spec.SuiteInvalid as exc:
+        run_fail(run=run, message=f"suite no longer parses: {exc}")
+        run.refresh_from_db()
+        return run
+    context = run_context(run)
+    pending = {
+        sr.index: sr
+        for sr in run.scenario_runs.select_related("scenario").filter(
+            status=ScenarioRun.Status.QUEUED
+        )
+    }
+    now = timezone.now()
+    worker = f"inline@{socket.gethostname()}:{os.getpid()}"
+    run.scenario_runs.filter(pk__in=[sr.pk for sr in pending.values()]).update(
+        status=ScenarioRun.Status.RUNNING, claimed_by=worker, claimed_at=now, started_at=now,
+        attempts=F("attempts") + 1,
+    )  # fmt: skip
+    Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING, started_at=now
+    )
+    with LeaseKeeper([sr.pk for sr in pending.values()], worker):
+        for batch in _engine_batches(suite, context, sorted(pending), parallel):
+            scenario_outcomes_save(items=[(pending[i], outcome) for i, outcome in batch])
+            if progress is not None:
+                for index, outcome in batch:
+                    progress(pending[index], outcome)
+    run.refresh_from_db()
+    return run
+
+
+def heartbeat_record(*, hostname: str, nonce: str) -> WorkerHeartbeat:
+    beat, _ = WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname, defaults={"seen_at": timezone.now(), "nonce": nonce}
+    )
+    return beat
+
+
+def _give_up(scenario_run: ScenarioRun, *, attempts: int) -> bool:
+    """End a scenario whose worker kept dying, so that its run still finishes."""
+    return scenario_mark(
+        scenario_run=scenario_run,
+        status=ScenarioRun.Status.ERROR,
+        message=f"scenario {scenario_run.index} given up after {attempts} attempts: "
+        "the worker running it stopped each time",
+    )
+
+
+def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
+    """Run one scenario of a run (the body of the Celery task).
+
+    Safe to call again for the same scenario: a finished one is not claimed, one held by a live
+    worker answers ``retry_after``, and results are written exactly once.
+    """
+    claim = scenario_claim(scenario_run_id=scenario_run_id, worker=worker)
+    scenario_run = claim.scenario_run
+    if scenario_run is None:
+        return claim
+    if scenario_run.attempts > settings.SCENARIO_MAX_ATTEMPTS:
+        _give_up(scenario_run, attempts=settings.SCENARIO_MAX_ATTEMPTS)
+        return claim
+    run = scenario_run.run
+    try:
+        suite = suite_of(run.suite)
+    except engine_spec.SuiteInvalid as exc:
+        scenario_mark(
+            scenario_run=scenario_run,
+            status=ScenarioRun.Status.ERROR,
+            message=f"suite no longer parses: {exc}",
+        )
+        return claim
+    context = run_context_cached(run)
+    with LeaseKeeper([scenario_run.pk], worker):
+        (outcome,) = asyncio.run(
+            run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])
+        )
+    scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
+    return claim
+
+
+def scenarios_requeue_stalled() -> dict[str, int]:
+    """The periodic sweep: queue again the scenarios whose worker died (lease ran out) and the
+    queued ones whose message seems lost; give up on those that used all their attempts.
+    Each change is a conditional update, so sweeps on several machines do not collide."""
+    now = timezone.now()
+    counts = {"requeued": 0, "resent": 0, "given_up": 0}
+    stalled = ScenarioRun.objects.filter(
+        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - _lease()
+    ).select_related("scenario")
+    for scenario_run in stalled:
+        if scenario_run.attempts >= settings.SCENARIO_MAX_ATTEMPTS:
+            if _give_up(scenario_run, attempts=scenario_run.attempts):
+                counts["given_up"] += 1
+            continue
+        moved = ScenarioRun.objects.filter(
+            pk=scenario_run.pk,
+            status=ScenarioRun.Status.RUNNING,
+            claimed_at=scenario_run.claimed_at,
+        ).update(status=ScenarioRun.Status.QUEUED, queued_at=now, claimed_by="")
+        if moved:
+            counts["requeued"] += 1
+            transaction.on_commit(partial(_enqueue, [scenario_run.pk]))
+    lost = ScenarioRun.objects.filter(
+        status=ScenarioRun.Status.QUEUED,
+        queued_at__lt=now - timedelta(seconds=settings.QUEUED_RESEND_SECONDS),
+    ).values_list("pk", "queued_at")
+    for pk, queued_at in lost:
+        if ScenarioRun.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
+            counts["resent"] += 1
+            transaction.on_commit(partial(_enqueue, [pk]))
+    return counts

@@ -1,0 +1,240 @@
+"""Persisting results exactly once and finishing runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.db.models import Case, F, FloatField, Value, When
+from django.utils import timezone
+
+from certification.engine.histogram import Histogram
+from certification.engine.model import ScenarioOutcome
+from certification.models import (
+    Run,
+    ScenarioRun,
+    StepResult,
+)
+from certification.verdicts import _latency_rollup, _sla_verdicts
+from evidence.audit import audit_record
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies (the outcome is not used afterwards)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _step_rows(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> list[StepResult]:
+    return [
+        StepResult(
+            scenario_run=scenario_run,
+            step_index=step.index,
+            iteration=step.iteration,
+            name=step.name[:300],
+            status=step.status,
+            request=_plain(step.request),
+            response=_plain(step.response),
+            timings=_plain(step.timings),
+            assertions=_plain(step.assertions),
+            failure=_plain(step.failure),
+            extracted=step.extracted,
+            data=step.data,
+            latency=_plain(step.latency),
+            notes=step.notes,
+            started_at=step.started_at or None,
+            duration_ms=step.duration_ms,
+        )
+        for step in outcome.steps
+    ]
+
+
+_JSON_COLUMNS = (
+    "request", "response", "timings", "assertions", "failure", "extracted", "data", "latency",
+    "notes",
+)  # fmt: skip
+
+
+def _jsonb(value: Any) -> str | None:
+    # None stays SQL NULL, as the ORM stores it, so `isnull` lookups keep working.
+    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+
+
+def _insert_or_ignore(rows: list[StepResult]) -> None:
+    """Insert step results, skipping any already there (unique run/scenario/step/iteration).
+
+    On PostgreSQL this is one pipelined ``executemany`` with ``ON CONFLICT DO NOTHING``: the ORM's
+    bulk insert there goes through arrays of JSON text escaped in Python, several times slower
+    for results carrying request and response bodies.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        StepResult.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        return
+    columns = ["scenario_run_id", "step_index", "iteration", "name", "status", "started_at",
+               "duration_ms", *_JSON_COLUMNS]  # fmt: skip
+    placeholders = ", ".join("%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in columns)
+    sql = (
+        f"INSERT INTO {StepResult._meta.db_table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        "ON CONFLICT (scenario_run_id, step_index, iteration) DO NOTHING"
+    )
+    values = [
+        (
+            row.scenario_run_id, row.step_index, row.iteration, row.name, row.status,
+            row.started_at, row.duration_ms,
+            *(_jsonb(getattr(row, c)) for c in _JSON_COLUMNS),
+        )
+        for row in rows
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
+
+
+def _finish(finishing: list[tuple[ScenarioRun, ScenarioOutcome]], *, now: Any) -> None:
+    """Give locked, still open scenario runs their final status and duration."""
+    if connection.vendor == "postgresql":
+        # One pipelined statement per row is much cheaper there than a CASE over the batch.
+        table = ScenarioRun._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET status = %s, duration_ms = %s, finished_at = %s WHERE id = %s",
+                [(o.status, o.duration_ms, now, sr.pk) for sr, o in finishing],
+            )
+        return
+    ScenarioRun.objects.filter(pk__in=[sr.pk for sr, _ in finishing]).update(
+        status=Case(*(When(pk=sr.pk, then=Value(o.status)) for sr, o in finishing)),
+        duration_ms=Case(
+            *(When(pk=sr.pk, then=Value(o.duration_ms)) for sr, o in finishing),
+            output_field=FloatField(),
+        ),
+        finished_at=now,
+    )
+
+
+def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> int:
+    """Persist scenarios' results exactly once; returns how many scenarios this call finished.
+
+    Step rows are inserted with insert-or-ignore under their unique key, and each scenario is
+    moved to its final status only if it is still queued or running (checked under a row
+    lock), so saving the same outcome twice (a redelivered task) writes nothing the second time.
+    The call that finishes the last scenario of a run also finalizes the run.
+    """
+    if not items:
+        return 0
+    with transaction.atomic():
+        rows = [row for scenario_run, outcome in items for row in _step_rows(scenario_run, outcome)]
+        _insert_or_ignore(rows)
+        open_ids = set(
+            ScenarioRun.objects.select_for_update()
+            .filter(
+                pk__in=[sr.pk for sr, _ in items],
+                status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING],
+            )
+            .values_list("pk", flat=True)
+        )
+        finishing = [(sr, o) for sr, o in items if sr.pk in open_ids]
+        if not finishing:
+            return 0
+        _finish(finishing, now=timezone.now())
+        per_run: dict[int, int] = {}
+        for scenario_run, _ in finishing:
+            per_run[scenario_run.run_id] = per_run.get(scenario_run.run_id, 0) + 1
+        for run_id, count in per_run.items():
+            _count_finished(run_id, count)
+    return len(finishing)
+
+
+def scenario_outcome_save(*, scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> bool:
+    """Persist one scenario's results exactly once; True if this call finished the scenario.
+
+    The one-scenario form of ``scenario_outcomes_save`` (what each task does): the conditional
+    update itself decides who finishes the scenario, with no separate locking read.
+    """
+    with transaction.atomic():
+        _insert_or_ignore(_step_rows(scenario_run, outcome))
+        finished = ScenarioRun.objects.filter(
+            pk=scenario_run.pk,
+            status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING],
+        ).update(status=outcome.status, duration_ms=outcome.duration_ms, finished_at=timezone.now())
+        if not finished:
+            return False
+        _count_finished(scenario_run.run_id, 1)
+    return True
+
+
+def _count_finished(run_id: int, count: int) -> None:
+    Run.objects.filter(pk=run_id).update(scenarios_done=F("scenarios_done") + count)
+    run = Run.objects.select_for_update().get(pk=run_id)
+    if run.scenarios_done >= run.scenarios_total:
+        if not run.is_finished:
+            run_finalize(run=run)
+        elif run.status == Run.Status.CANCELLED:
+            # The scenarios that were already running when the run was cancelled are done now.
+            Run.objects.filter(pk=run_id).update(finished_at=timezone.now())
+
+
+def scenario_mark(*, scenario_run: ScenarioRun, status: str, message: str) -> bool:
+    """Finish a scenario without results (cancelled, or given up after repeated crashes)."""
+    outcome = ScenarioOutcome(
+        name=scenario_run.scenario.name,
+        code=scenario_run.scenario.code,
+        kind=scenario_run.scenario.kind,
+        status=status,  # type: ignore[arg-type]
+        steps=[],
+    )
+    saved = scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
+    if saved and message:
+        Run.objects.filter(pk=scenario_run.run_id, error="").update(error=message[:2000])
+    return saved
+
+
+def run_finalize(*, run: Run) -> Run:
+    """Verdict, merged latency histograms and SLA verdicts. Call inside a transaction holding
+    the run's row lock."""
+    statuses = set(run.scenario_runs.values_list("status", flat=True))
+    if run.status == Run.Status.CANCELLED or statuses == {ScenarioRun.Status.CANCELLED}:
+        status = Run.Status.CANCELLED
+    elif ScenarioRun.Status.ERROR in statuses:
+        status = Run.Status.ERROR
+    elif ScenarioRun.Status.FAILED in statuses:
+        status = Run.Status.FAILED
+    elif statuses <= {ScenarioRun.Status.PASSED}:
+        status = Run.Status.PASSED
+    else:
+        status = Run.Status.FAILED
+    latency = _latency_rollup(run)
+    merged = Histogram.from_dict(latency["histogram"]) if latency else None
+    run.status = status
+    run.latency = latency
+    run.sla_verdicts = _sla_verdicts(run, merged)
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "latency", "sla_verdicts", "finished_at"])
+    audit_record(
+        actor="system",
+        action="run.finish",
+        partner=run.partner,
+        target=f"run {run.pk}",
+        data={"status": status, "sla": run.sla_verdicts},
+    )
+    return run
+
+
+def run_fail(*, run: Run, message: str) -> None:
+    """An error that prevented the run (e.g. its suite no longer parses)."""
+    with transaction.atomic():
+        ScenarioRun.objects.filter(
+            run=run, status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING]
+        ).update(status=ScenarioRun.Status.ERROR, finished_at=timezone.now())
+        Run.objects.filter(pk=run.pk).update(
+            status=Run.Status.ERROR, error=message[:2000], finished_at=timezone.now()
+        )

@@ -1,0 +1,222 @@
+"""Starting, cancelling and scheduling runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from certification.models import (
+    RecertificationSchedule,
+    Run,
+    ScenarioRun,
+    Suite,
+)
+from evidence.audit import audit_record
+from partners.models import Endpoint, Partner
+from partners.urlguard import check_sandbox_url
+
+
+class RunInputError(ValueError):
+    """Bad input to a run (an endpoint override, a missing endpoint); nothing was created."""
+
+
+def _snapshot(partner: Partner, overrides: dict[str, str]) -> tuple[dict[str, Any], str]:
+    endpoints: dict[str, Any] = {}
+    default = ""
+    for endpoint in Endpoint.objects.filter(partner=partner):
+        endpoints[endpoint.name] = {
+            "base_url": endpoint.base_url,
+            "kind": endpoint.kind,
+            "auth_kind": endpoint.auth_kind,
+            "auth_config": endpoint.auth_config,
+            "writable": endpoint.writable,
+            "endpoint_id": str(endpoint.pk),
+            "source": "partner",
+        }
+        if endpoint.is_default:
+            default = endpoint.name
+    for name, url in overrides.items():
+        kind = "postgresql" if url.startswith(("postgres://", "postgresql://")) else "http"
+        try:
+            check_sandbox_url(url, kind=kind)
+        except Exception as exc:
+            messages = getattr(exc, "messages", [str(exc)])
+            raise RunInputError(f"--endpoint {name}={url}: {' '.join(messages)}") from None
+        base = endpoints.get(name, {"auth_kind": "none", "auth_config": {}, "writable": False})
+        endpoints[name] = {**base, "base_url": url, "kind": kind, "source": "override"}
+    if not default and overrides:
+        default = next(iter(overrides))
+    return endpoints, default
+
+
+@transaction.atomic
+def run_create(
+    *,
+    partner: Partner,
+    suite: Suite,
+    by: Any,
+    endpoint_overrides: dict[str, str] | None = None,
+    trigger: str = "manual",
+) -> Run:
+    """Create a queued run with one queued scenario run per scenario of the suite."""
+    endpoints, default = _snapshot(partner, endpoint_overrides or {})
+    scenarios = list(suite.scenarios.order_by("index"))
+    run = Run.objects.create(
+        partner=partner,
+        suite=suite,
+        endpoints=endpoints,
+        default_endpoint=default,
+        trigger=trigger,
+        scenarios_total=len(scenarios),
+        created_by=by if getattr(by, "is_authenticated", False) else None,
+    )
+    ScenarioRun.objects.bulk_create(
+        ScenarioRun(run=run, scenario=s, index=s.index) for s in scenarios
+    )
+    audit_record(
+        actor=by,
+        action="run.create",
+        partner=partner,
+        target=f"run {run.pk}",
+        data={
+            "suite": str(suite),
+            "endpoints": {n: e["base_url"] for n, e in endpoints.items()},
+            "trigger": trigger,
+        },
+    )
+    return run
+
+
+def _enqueue(scenario_run_ids: list[int]) -> None:
+    from certification.tasks import run_scenario
+
+    for scenario_run_id in scenario_run_ids:
+        run_scenario.delay(scenario_run_id)
+
+
+def start_run(
+    *,
+    partner: Partner,
+    suite: Suite,
+    by: Any,
+    endpoint_overrides: dict[str, str] | None = None,
+    trigger: str = "manual",
+) -> Run:
+    """Create a run and queue one task per scenario once the run is committed."""
+    with transaction.atomic():
+        run = run_create(
+            partner=partner,
+            suite=suite,
+            by=by,
+            endpoint_overrides=endpoint_overrides,
+            trigger=trigger,
+        )
+        ids = list(run.scenario_runs.values_list("pk", flat=True))
+        transaction.on_commit(lambda: _enqueue(ids))
+    return run
+
+
+def run_cancel(*, run: Run, by: Any) -> Run:
+    """Stop queued scenarios and mark the run cancelled; scenarios already running finish."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.is_finished:
+            return locked
+        now = timezone.now()
+        cancelled = ScenarioRun.objects.filter(run=locked, status=ScenarioRun.Status.QUEUED).update(
+            status=ScenarioRun.Status.CANCELLED, finished_at=now
+        )
+        locked.status = Run.Status.CANCELLED
+        locked.finished_at = now
+        locked.scenarios_done = F("scenarios_done") + cancelled
+        locked.save(update_fields=["status", "finished_at", "scenarios_done"])
+        locked.refresh_from_db()
+        audit_record(actor=by, action="run.cancel", partner=locked.partner, target=f"run {run.pk}")
+    return locked
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+@transaction.atomic
+def schedule_save(
+    *, partner: Partner, suite_name: str, every_days: int, by: Any, first_run_at: Any = None
+) -> RecertificationSchedule:
+    """Create or change the recertification schedule of a partner and suite."""
+    if not Suite.objects.filter(name=suite_name).exists():
+        raise RunInputError(f"no stored suite called '{suite_name}'")
+    if every_days < 1:
+        raise RunInputError("a schedule repeats every 1 day or more")
+    if not partner.endpoints.exists():
+        raise RunInputError(
+            f"{partner.external_id} has no sandbox endpoint yet: add one before scheduling runs"
+        )
+    schedule, created = RecertificationSchedule.objects.update_or_create(
+        partner=partner,
+        suite_name=suite_name,
+        defaults={
+            "every_days": every_days,
+            "enabled": True,
+            "next_run_at": first_run_at or timezone.now() + timedelta(days=every_days),
+            "created_by": by if getattr(by, "is_authenticated", False) else None,
+        },
+    )
+    audit_record(
+        actor=by,
+        action="schedule.create" if created else "schedule.update",
+        partner=partner,
+        target=str(schedule),
+        data={"every_days": every_days, "next_run_at": schedule.next_run_at},
+    )
+    return schedule
+
+
+@transaction.atomic
+def schedule_delete(*, schedule: RecertificationSchedule, by: Any) -> None:
+    audit_record(actor=by, action="schedule.delete", partner=schedule.partner, target=str(schedule))
+    schedule.delete()
+
+
+def recertifications_start_due() -> list[Run]:
+    """Start a run for every enabled schedule that is due, once each: the schedule is moved
+    to its next date by a conditional update, so two beat processes cannot both start it."""
+    now = timezone.now()
+    started = []
+    due = RecertificationSchedule.objects.filter(enabled=True, next_run_at__lte=now)
+    for schedule in due.select_related("partner"):
+        suite = Suite.objects.filter(name=schedule.suite_name).order_by("-version").first()
+        with transaction.atomic():
+            moved = RecertificationSchedule.objects.filter(
+                pk=schedule.pk, next_run_at=schedule.next_run_at
+            ).update(next_run_at=now + timedelta(days=schedule.every_days))
+            if not moved:
+                continue
+            if suite is None:
+                audit_record(
+                    actor="celery beat",
+                    action="schedule.skip",
+                    partner=schedule.partner,
+                    target=str(schedule),
+                    data={"reason": "the suite no longer exists"},
+                )
+                continue
+            try:
+                run = start_run(
+                    partner=schedule.partner, suite=suite, by="celery beat", trigger="schedule"
+                )
+            except RunInputError as exc:
+                audit_record(
+                    actor="celery beat",
+                    action="schedule.skip",
+                    partner=schedule.partner,
+                    target=str(schedule),
+                    data={"reason": str(exc)},
+                )
+                continue
+            RecertificationSchedule.objects.filter(pk=schedule.pk).update(last_run=run)
+            started.append(run)
+    return started
