@@ -37,6 +37,7 @@ from certification.results import (
 from certification.runs import _enqueue
 from certification.suites import suite_of
 from partners import services as partner_services
+from partners.crypto import SecretDecryptionError
 from partners.models import Endpoint, Partner
 from partners.urlguard import sandbox_policy
 
@@ -248,7 +249,12 @@ def run_execute_inline(
         run_fail(run=run, message=f"suite no longer parses: {exc}")
         run.refresh_from_db()
         return run
-    context = run_context(run)
+    try:
+        context = run_context(run)
+    except SecretDecryptionError as exc:
+        run_fail(run=run, message=f"cannot read the endpoint secrets: {exc}")
+        run.refresh_from_db()
+        return run
     pending = {
         sr.index: sr
         for sr in run.scenario_runs.select_related("scenario").filter(
@@ -314,7 +320,16 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
             message=f"suite no longer parses: {exc}",
         )
         return claim
-    context = run_context_cached(run)
+    try:
+        context = run_context_cached(run)
+    except SecretDecryptionError as exc:
+        # Not a crash to retry: every attempt would fail the same way until the key is back.
+        scenario_mark(
+            scenario_run=scenario_run,
+            status=ScenarioRun.Status.ERROR,
+            message=f"cannot read the endpoint secrets: {exc}",
+        )
+        return claim
     with LeaseKeeper([scenario_run.pk], worker):
         (outcome,) = asyncio.run(
             run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from certification.engine.spec import MAX_SUITE_BYTES
+from certification.engine.spec import MAX_SUITE_BYTES, SuiteInvalid, check_suite_bytes
 from certification.models import Suite
 
 
@@ -21,22 +21,21 @@ class SuiteUploadForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
+        """``entry`` and ``source``: the file's name and text, checked as files on disk are
+        (size cap, UTF-8), with the same ``file:line:column`` messages."""
         data = super().clean()
         upload = data.get("file")
         if upload is not None:
-            if upload.size > MAX_SUITE_BYTES:
-                raise forms.ValidationError(
-                    f"{upload.name} is {upload.size} bytes; the limit is {MAX_SUITE_BYTES}."
-                )
-            data["entry"] = upload.name
-            data["source"] = upload.read().decode("utf-8", errors="replace")
+            entry, content = upload.name, upload.read(MAX_SUITE_BYTES + 1)
         elif data.get("text", "").strip():
-            if len(data["text"].encode()) > MAX_SUITE_BYTES:
-                raise forms.ValidationError(f"The text is larger than {MAX_SUITE_BYTES} bytes.")
-            data["entry"] = "pasted.yaml"
-            data["source"] = data["text"]
+            entry, content = "pasted.yaml", data["text"]
         else:
             raise forms.ValidationError("Choose a file or paste the suite.")
+        try:
+            data["source"] = check_suite_bytes(content, filename=entry)
+        except SuiteInvalid as exc:
+            raise forms.ValidationError([str(error) for error in exc.errors]) from None
+        data["entry"] = entry
         return data
 
 

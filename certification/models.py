@@ -68,9 +68,17 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     ERROR = "error", "Error"
     CANCELLED = "cancelled", "Cancelled"
+    # Scenarios only: a check could not be evaluated. Never passed; the run then fails.
+    UNEVALUATED = "unevaluated", "Not evaluated"
 
 
-FINISHED_STATUSES = (RunStatus.PASSED, RunStatus.FAILED, RunStatus.ERROR, RunStatus.CANCELLED)
+FINISHED_STATUSES = (
+    RunStatus.PASSED,
+    RunStatus.FAILED,
+    RunStatus.ERROR,
+    RunStatus.CANCELLED,
+    RunStatus.UNEVALUATED,
+)
 
 
 class Run(models.Model):
@@ -88,8 +96,13 @@ class Run(models.Model):
     error = models.TextField(blank=True)
     scenarios_total = models.PositiveIntegerField(default=0)
     scenarios_done = models.PositiveIntegerField(default=0)
-    latency = models.JSONField(default=dict, blank=True)
+    latency = models.JSONField(
+        default=dict, blank=True, help_text="Per endpoint: merged successful probe samples."
+    )
     sla_verdicts = models.JSONField(default=list, blank=True)
+    reasons = models.JSONField(
+        default=list, blank=True, help_text="Why a finished run did not pass, one line each."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -158,6 +171,7 @@ class StepResult(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
         ERROR = "error", "Error"
+        UNEVALUATED = "unevaluated", "Not evaluated"
 
     scenario_run = models.ForeignKey(ScenarioRun, on_delete=models.CASCADE, related_name="steps")
     step_index = models.PositiveIntegerField()

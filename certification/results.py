@@ -12,14 +12,14 @@ from django.db import connection, transaction
 from django.db.models import Case, F, FloatField, Value, When
 from django.utils import timezone
 
-from certification.engine.histogram import Histogram
 from certification.engine.model import ScenarioOutcome
 from certification.models import (
     Run,
     ScenarioRun,
     StepResult,
 )
-from certification.verdicts import _latency_rollup, _sla_verdicts
+from certification.verdicts import failing_reasons
+from certification.verdicts import run_evaluate as verdicts_of
 from evidence.audit import audit_record
 
 
@@ -201,30 +201,49 @@ def scenario_mark(*, scenario_run: ScenarioRun, status: str, message: str) -> bo
 def run_finalize(*, run: Run) -> Run:
     """Verdict, merged latency histograms and SLA verdicts. Call inside a transaction holding
     the run's row lock."""
-    statuses = set(run.scenario_runs.values_list("status", flat=True))
-    if run.status == Run.Status.CANCELLED or statuses == {ScenarioRun.Status.CANCELLED}:
+    counts: dict[str, int] = {}
+    for value in run.scenario_runs.values_list("status", flat=True):
+        counts[value] = counts.get(value, 0) + 1
+    statuses = set(counts)
+    S = ScenarioRun.Status
+    latency, verdicts = verdicts_of(run)
+    reasons = []
+    for value, label in (
+        (S.ERROR, "errored"),
+        (S.FAILED, "failed"),
+        (S.UNEVALUATED, "had checks that were not evaluated"),
+    ):
+        if counts.get(value):
+            reasons.append(f"{counts[value]} scenario{'s' if counts[value] > 1 else ''} {label}")
+    reasons += failing_reasons(verdicts)
+    if run.status == Run.Status.CANCELLED or statuses == {S.CANCELLED}:
         status = Run.Status.CANCELLED
-    elif ScenarioRun.Status.ERROR in statuses:
+    elif S.ERROR in statuses:
         status = Run.Status.ERROR
-    elif ScenarioRun.Status.FAILED in statuses:
-        status = Run.Status.FAILED
-    elif statuses <= {ScenarioRun.Status.PASSED}:
+    elif statuses <= {S.PASSED} and not reasons:
         status = Run.Status.PASSED
     else:
+        # Failed scenarios, unevaluated checks, or an SLA missed or without enough samples.
         status = Run.Status.FAILED
-    latency = _latency_rollup(run)
-    merged = Histogram.from_dict(latency["histogram"]) if latency else None
     run.status = status
     run.latency = latency
-    run.sla_verdicts = _sla_verdicts(run, merged)
+    run.sla_verdicts = verdicts
+    run.reasons = reasons
     run.finished_at = timezone.now()
-    run.save(update_fields=["status", "latency", "sla_verdicts", "finished_at"])
+    run.save(update_fields=["status", "latency", "sla_verdicts", "reasons", "finished_at"])
     audit_record(
         actor="system",
         action="run.finish",
         partner=run.partner,
         target=f"run {run.pk}",
-        data={"status": status, "sla": run.sla_verdicts},
+        data={
+            "status": status,
+            "reasons": reasons,
+            "sla": [
+                {k: v[k] for k in ("sla", "endpoint", "measured", "samples", "verdict")}
+                for v in verdicts
+            ],
+        },
     )
     return run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import transaction
 from django.db.models import F
@@ -24,7 +25,18 @@ class RunInputError(ValueError):
     """Bad input to a run (an endpoint override, a missing endpoint); nothing was created."""
 
 
-def _snapshot(partner: Partner, overrides: dict[str, str]) -> tuple[dict[str, Any], str]:
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
+
+
+def _snapshot(
+    partner: Partner, overrides: dict[str, str], *, keep_auth: bool
+) -> tuple[dict[str, Any], str]:
     endpoints: dict[str, Any] = {}
     default = ""
     for endpoint in Endpoint.objects.filter(partner=partner):
@@ -41,29 +53,46 @@ def _snapshot(partner: Partner, overrides: dict[str, str]) -> tuple[dict[str, An
             default = endpoint.name
     for name, url in overrides.items():
         kind = "postgresql" if url.startswith(("postgres://", "postgresql://")) else "http"
+        if urlsplit(url).password is not None:
+            raise RunInputError(
+                f"--endpoint {name}=...: the URL carries a password; give it to the endpoint's "
+                "secret instead (manage.py endpoint_set)"
+            )
         try:
             check_sandbox_url(url, kind=kind)
         except Exception as exc:
             messages = getattr(exc, "messages", [str(exc)])
             raise RunInputError(f"--endpoint {name}={url}: {' '.join(messages)}") from None
-        base = endpoints.get(name, {"auth_kind": "none", "auth_config": {}, "writable": False})
+        stored = endpoints.get(name)
+        base = {"auth_kind": "none", "auth_config": {}, "writable": False}
+        if stored is not None:
+            same_origin = _origin(stored["base_url"]) == _origin(url)
+            if same_origin or keep_auth:
+                base = stored
+            else:
+                # The stored credentials are for the stored host: never sent to another one
+                # unless the caller says so.
+                base = {**base, "writable": stored["writable"], "auth_dropped": True}
         endpoints[name] = {**base, "base_url": url, "kind": kind, "source": "override"}
     if not default and overrides:
         default = next(iter(overrides))
     return endpoints, default
 
 
-@transaction.atomic
 def run_create(
     *,
     partner: Partner,
     suite: Suite,
     by: Any,
     endpoint_overrides: dict[str, str] | None = None,
+    keep_auth: bool = False,
     trigger: str = "manual",
 ) -> Run:
-    """Create a queued run with one queued scenario run per scenario of the suite."""
-    endpoints, default = _snapshot(partner, endpoint_overrides or {})
+    """Create a queued run with one queued scenario run per scenario of the suite.
+
+    An override that points endpoint NAME at another origin drops NAME's credentials unless
+    ``keep_auth`` is set."""
+    endpoints, default = _snapshot(partner, endpoint_overrides or {}, keep_auth=keep_auth)
     scenarios = list(suite.scenarios.order_by("index"))
     run = Run.objects.create(
         partner=partner,
@@ -104,6 +133,7 @@ def start_run(
     suite: Suite,
     by: Any,
     endpoint_overrides: dict[str, str] | None = None,
+    keep_auth: bool = False,
     trigger: str = "manual",
 ) -> Run:
     """Create a run and queue one task per scenario once the run is committed."""
@@ -113,6 +143,7 @@ def start_run(
             suite=suite,
             by=by,
             endpoint_overrides=endpoint_overrides,
+            keep_auth=keep_auth,
             trigger=trigger,
         )
         ids = list(run.scenario_runs.values_list("pk", flat=True))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -17,37 +16,16 @@ from certification.models import (
 from evidence.audit import audit_record
 
 
-class SuiteSourceError(Exception):
-    """A suite file could not be read (the message names the file)."""
-
-
 def suite_sources_from_file(path: Path) -> tuple[str, dict[str, str]]:
-    """Read a suite file and every file it ``$ref``s, keyed by path relative to its folder."""
-    root = path.parent
-    entry = path.name
-    sources: dict[str, str] = {}
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SuiteSourceError(f"{path}: cannot read: {exc.strerror}") from None
-    if len(raw) > engine_spec.MAX_SUITE_BYTES:
-        raise SuiteSourceError(f"{path}: larger than {engine_spec.MAX_SUITE_BYTES} bytes")
-    sources[entry] = raw.decode("utf-8", errors="replace")
+    """Read a suite file and every file it ``$ref``s, keyed by path relative to its folder.
 
-    def loader(ref: str) -> str:
-        relative = PurePosixPath(ref)
-        if relative.is_absolute():
-            raise OSError(f"absolute path {ref}")
-        text = (root / relative).read_bytes().decode("utf-8", errors="replace")
-        sources[str(relative)] = text
-        return text
-
-    # Parsing collects the $ref'd files. A valid result is kept for the caller's own parse of
-    # the same sources; errors surface (and are reported) again when the caller parses them.
-    with contextlib.suppress(engine_spec.SuiteInvalid):
-        parsed = engine_spec.parse_suite(sources[entry], filename=entry, loader=loader)
-        _remember((entry, engine_spec.suite_fingerprint(sources)), parsed)
-    return entry, sources
+    The engine's reader (``read_suite_sources``) does the reading, with its size cap, UTF-8 and
+    regular-file checks, and parses the suite: it raises ``SuiteInvalid`` with every error. The
+    parse is kept for the caller's own ``suite_parse`` of the same sources.
+    """
+    read = engine_spec.read_suite_sources(path)
+    _remember((read.entry, engine_spec.suite_fingerprint(read.sources)), read.suite)
+    return read.entry, read.sources
 
 
 _PARSED: dict[tuple[str, str], SuiteSpec] = {}

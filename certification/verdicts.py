@@ -1,61 +1,314 @@
-"""Latency roll-ups and SLA verdicts of a run."""
+"""Latency roll-ups and SLA verdicts of a run, per SLA and endpoint.
+
+The rule, documented in docs/runs.md:
+
+- A latency sample is a successful exchange of a latency probe (status in ``expectStatus``);
+  failures and unexpected statuses are errors. Samples are merged per endpoint, never across
+  endpoints, so a fast endpoint cannot hide a slow one.
+- An SLA with a scope applies to that endpoint; one without applies to each HTTP endpoint of
+  the run separately (and to any other origin a probe measured).
+- Each (SLA, endpoint) gets one of ``met``, ``missed``, ``insufficient samples`` or
+  ``not measured``:
+
+  * latency (``p95<=300ms``): ``missed`` when the endpoint was probed and nothing succeeded,
+    or when the measured percentile is over the target. ``met`` only when the samples show,
+    with 95 % confidence, that the percentile is within the target: with ``k`` of ``n``
+    samples over the target, ``P(Binomial(n, 1 - p) <= k) <= 0.05``. With no sample over the
+    target that needs ``n >= ln(0.05) / ln(p)`` samples: 59 for p95, 299 for p99, 2,995 for
+    p99.9. Otherwise ``insufficient samples``.
+  * availability (``uptime 99.9%``): the success ratio of the endpoint's probe requests.
+    ``missed`` when it is below the target; ``met`` when ``P(Binomial(n, 1 - target) <= f)
+    <= 0.05`` for ``f`` failures of ``n`` requests (with none failed, 2,995 requests for
+    99.9 %, about 3 / (1 - target)); otherwise ``insufficient samples``.
+  * anything the run cannot measure (file windows, ack deadlines, replay retention), and an
+    SLA whose endpoint no probe reached: ``not measured``.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from certification.engine.histogram import Histogram
-from certification.models import (
-    Run,
-    StepResult,
-)
+from partners.sla import LATENCY, UPTIME, SLATarget, describe
+
+MET, MISSED, INSUFFICIENT, NOT_MEASURED = "met", "missed", "insufficient samples", "not measured"
+FAILING_VERDICTS = frozenset({MISSED, INSUFFICIENT})
+CONFIDENCE = 0.95
+PERCENTILE_METHOD = "nearest rank over a log histogram (0.1 % relative resolution)"
+
+_UNMEASURABLE = {
+    "file_window": "file delivery windows are not measured by runs yet",
+    "ack": "acknowledgement deadlines are not measured by runs yet",
+    "replay": "replay retention is not measured by runs yet",
+}
 
 
-def _latency_rollup(run: Run) -> dict[str, Any]:
-    merged = Histogram()
-    for latency in StepResult.objects.filter(
-        scenario_run__run=run, latency__isnull=False
-    ).values_list("latency", flat=True):
-        if latency and latency.get("histogram"):
-            merged.merge(Histogram.from_dict(latency["histogram"]))
-    if not merged.count:
-        return {}
-    return {
-        "requests": merged.count,
-        "p50": round(merged.percentile(50), 3),
-        "p90": round(merged.percentile(90), 3),
-        "p95": round(merged.percentile(95), 3),
-        "p99": round(merged.percentile(99), 3),
-        "max": round(merged.max, 3),
-        "histogram": merged.to_dict(),
-    }
+@dataclass
+class EndpointRollup:
+    """Every probe of one endpoint in a run, merged."""
+
+    requests: int = 0
+    ok: int = 0
+    errors_by_kind: dict[str, int] | None = None
+    histogram: Histogram | None = None
+
+    def add(self, latency: Mapping[str, Any]) -> None:
+        self.requests += int(latency.get("requests", 0))
+        self.ok += int(latency.get("ok", 0))
+        kinds = self.errors_by_kind if self.errors_by_kind is not None else {}
+        for kind, n in (latency.get("errors_by_kind") or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + int(n)
+        self.errors_by_kind = kinds
+        if latency.get("histogram"):
+            merged = self.histogram or Histogram()
+            self.histogram = merged.merge(Histogram.from_dict(latency["histogram"]))
+
+    @property
+    def errors(self) -> int:
+        return self.requests - self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        h = self.histogram if self.histogram is not None and self.histogram.count else None
+
+        def pct(value: float) -> float | None:
+            return round(h.percentile(value), 3) if h else None
+
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors": self.errors,
+            "errors_by_kind": dict(sorted((self.errors_by_kind or {}).items())),
+            "success_ratio": round(self.ok / self.requests, 6) if self.requests else None,
+            "p50": pct(50),
+            "p90": pct(90),
+            "p95": pct(95),
+            "p99": pct(99),
+            "max": round(h.max, 3) if h else None,
+            "histogram": (h or Histogram()).to_dict(),
+        }
 
 
-def _sla_verdicts(run: Run, merged: Histogram | None) -> list[dict[str, Any]]:
-    verdicts = []
-    for sla in run.partner.slas.filter(kind="latency"):
-        if merged is None or not merged.count:
+def rollup_by_endpoint(latencies: Iterable[Mapping[str, Any]]) -> dict[str, EndpointRollup]:
+    """Merge probe summaries (``LatencySummary`` as stored) per endpoint."""
+    rollups: dict[str, EndpointRollup] = {}
+    for latency in latencies:
+        if not latency or "endpoint" not in latency:
+            continue  # not a probe summary of this format
+        rollups.setdefault(str(latency["endpoint"]), EndpointRollup()).add(latency)
+    return rollups
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (n may be large)."""
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    total = 0.0
+    for i in range(k + 1):
+        log_term = (
+            math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+            + i * log_p + (n - i) * log_q
+        )  # fmt: skip
+        total += math.exp(log_term)
+    return min(total, 1.0)
+
+
+def min_samples(allowed_fraction: float) -> int:
+    """Fewest samples, none of them over the target, that show a rate of misses below
+    ``allowed_fraction`` with 95 % confidence: the smallest ``n`` with (1 - a)^n <= 0.05."""
+    if allowed_fraction >= 1.0:
+        return 1
+    return math.ceil(math.log(1 - CONFIDENCE) / math.log1p(-allowed_fraction) - 1e-9)
+
+
+def _proven(bad: int, n: int, allowed_fraction: float) -> bool:
+    return n > 0 and binomial_cdf(bad, n, allowed_fraction) <= 1 - CONFIDENCE
+
+
+@dataclass
+class Verdict:
+    sla: str
+    kind: str
+    endpoint: str
+    target: str
+    verdict: str
+    measured: float | None = None
+    unit: str = ""
+    samples: int = 0
+    requests: int = 0
+    errors: int = 0
+    over_target: int | None = None
+    min_samples: int | None = None
+    rule: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _errors_text(rollup: EndpointRollup) -> str:
+    kinds = rollup.errors_by_kind or {}
+    return ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"
+
+
+def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | None) -> Verdict:
+    assert target.percentile is not None and target.threshold_ms is not None
+    pct = float(target.percentile)
+    allowed = 1 - pct / 100
+    needed = min_samples(allowed)
+    below = "<" if target.strict else "<="
+    verdict = Verdict(
+        sla=target.base_name,
+        kind=LATENCY,
+        endpoint=endpoint,
+        target=describe(target),
+        verdict=NOT_MEASURED,
+        unit="ms",
+        min_samples=needed,
+        rule=(
+            f"{target.name} of the successful probe samples of this endpoint {below} "
+            f"{target.threshold_ms} ms; met needs 95% confidence (at least {needed} samples "
+            f"when none is over the target)"
+        ),
+    )
+    if rollup is None or rollup.requests == 0:
+        verdict.reason = "no latency probe reached this endpoint in this run"
+        return verdict
+    verdict.requests, verdict.errors = rollup.requests, rollup.errors
+    histogram = rollup.histogram
+    n = histogram.count if histogram is not None else 0
+    verdict.samples = n
+    if histogram is None or n == 0:
+        verdict.verdict = MISSED
+        verdict.reason = (
+            f"no successful response: all {rollup.requests} requests failed "
+            f"({_errors_text(rollup)})"
+        )
+        return verdict
+    measured = round(histogram.percentile(pct), 3)
+    over = histogram.count_over(target.threshold_ms, inclusive=target.strict)
+    verdict.measured, verdict.over_target = measured, over
+    late = measured >= target.threshold_ms if target.strict else measured > target.threshold_ms
+    if late:
+        verdict.verdict = MISSED
+        verdict.reason = (
+            f"{target.name} {measured} ms over {n} samples is above {target.threshold_ms} ms"
+        )
+    elif _proven(over, n, allowed):
+        verdict.verdict = MET
+    else:
+        verdict.verdict = INSUFFICIENT
+        verdict.reason = (
+            f"{n} successful samples ({over} over the target) cannot show {target.name} "
+            f"{below} {target.threshold_ms} ms with 95% confidence; probe at least {needed} "
+            "requests"
+        )
+    if rollup.errors and verdict.verdict == MET:
+        verdict.reason = f"{rollup.errors} failed requests are not samples ({_errors_text(rollup)})"
+    return verdict
+
+
+def uptime_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | None) -> Verdict:
+    assert target.uptime_percent is not None
+    goal = float(target.uptime_percent)
+    allowed = 1 - goal / 100
+    needed = min_samples(allowed)
+    verdict = Verdict(
+        sla=target.base_name,
+        kind=UPTIME,
+        endpoint=endpoint,
+        target=describe(target),
+        verdict=NOT_MEASURED,
+        unit="%",
+        min_samples=needed,
+        rule=(
+            f"successful share of this endpoint's probe requests >= {goal:g}%; met needs 95% "
+            f"confidence (at least {needed} requests when none failed)"
+        ),
+    )
+    if rollup is None or rollup.requests == 0:
+        verdict.reason = "no latency probe reached this endpoint in this run"
+        return verdict
+    n, failures = rollup.requests, rollup.errors
+    verdict.requests = verdict.samples = n
+    verdict.errors = verdict.over_target = failures
+    verdict.measured = round(100 * rollup.ok / n, 4)
+    if rollup.ok / n < goal / 100:
+        verdict.verdict = MISSED
+        verdict.reason = (
+            f"{failures} of {n} requests failed ({_errors_text(rollup)}): "
+            f"{verdict.measured}% < {goal:g}%"
+        )
+    elif _proven(failures, n, allowed):
+        verdict.verdict = MET
+    else:
+        verdict.verdict = INSUFFICIENT
+        verdict.reason = (
+            f"{n} requests with {failures} failed cannot show {goal:g}% with 95% confidence; "
+            f"probe at least {needed} requests"
+        )
+    return verdict
+
+
+def sla_verdicts(
+    slas: Iterable[tuple[SLATarget, str]],
+    *,
+    endpoints: Iterable[str],
+    rollups: Mapping[str, EndpointRollup],
+) -> list[Verdict]:
+    """One verdict per (SLA, endpoint). ``slas`` pairs a target with its scope (an endpoint
+    name, or "" for every endpoint); ``endpoints`` are the run's HTTP endpoints."""
+    every = list(dict.fromkeys([*endpoints, *rollups]))
+    verdicts: list[Verdict] = []
+    for target, scope in slas:
+        if target.kind not in (LATENCY, UPTIME):
             verdicts.append(
-                {
-                    "sla": sla.name,
-                    "target": sla.summary,
-                    "target_ms": sla.threshold_ms,
-                    "measured_ms": None,
-                    "samples": 0,
-                    "verdict": "no data",
-                }
+                Verdict(
+                    sla=target.base_name,
+                    kind=target.kind,
+                    endpoint=scope,
+                    target=describe(target),
+                    verdict=NOT_MEASURED,
+                    reason=_UNMEASURABLE.get(target.kind, "not measured by runs"),
+                )
             )
             continue
-        measured = round(merged.percentile(float(sla.percentile)), 3)
-        met = measured < sla.threshold_ms if sla.strict else measured <= sla.threshold_ms
-        verdicts.append(
-            {
-                "sla": sla.name,
-                "target_ms": sla.threshold_ms,
-                "measured_ms": measured,
-                "samples": merged.count,
-                "target": sla.summary,
-                "verdict": "met" if met else "missed",
-            }
-        )
+        judge = latency_verdict if target.kind == LATENCY else uptime_verdict
+        names = [scope] if scope else every
+        if not names:
+            verdicts.append(judge(target, "", None))
+            verdicts[-1].reason = "the partner has no HTTP endpoint in this run"
+            continue
+        for name in names:
+            verdicts.append(judge(target, name, rollups.get(name)))
     return verdicts
+
+
+def failing_reasons(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Why these verdicts fail a run (``missed`` and ``insufficient samples``)."""
+    return [
+        f"SLA {v['target']} on {v['endpoint'] or 'the partner'}: {v['verdict']}"
+        + (f" ({v['reason']})" if v.get("reason") else "")
+        for v in verdicts
+        if v["verdict"] in FAILING_VERDICTS
+    ]
+
+
+def run_evaluate(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's per-endpoint latency roll-up and its SLA verdicts, from its stored probes."""
+    from certification.models import StepResult
+
+    latencies = StepResult.objects.filter(scenario_run__run=run, latency__isnull=False).values_list(
+        "latency", flat=True
+    )
+    rollups = rollup_by_endpoint(latencies)
+    http = [name for name, e in run.endpoints.items() if e.get("kind", "http") == "http"]
+    slas = [(sla.target, sla.endpoint) for sla in run.partner.slas.all()]
+    verdicts = sla_verdicts(slas, endpoints=http, rollups=rollups)
+    latency = {name: rollup.to_dict() for name, rollup in rollups.items()}
+    return latency, [v.to_dict() for v in verdicts]

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from certification import runs, selectors, suites
+from certification.access import run_for_user, runs_visible_to
 from certification.engine.spec import SuiteInvalid
 from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
 from certification.models import RecertificationSchedule, ScenarioRun, Suite
@@ -70,7 +71,7 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
             else:
                 messages.info(request, f"{suite.name} v{suite.version} already has this content.")
             return redirect("certification:suite_detail", suite_id=suite.pk)
-    status = 400 if errors else 200
+    status = 400 if errors or form.errors else 200
     return render(
         request, "certification/suite_upload.html", {"form": form, "errors": errors}, status=status
     )
@@ -94,7 +95,7 @@ def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = access.runs_visible_to(request.user).select_related("partner", "suite")[:200]
+    runs = runs_visible_to(request.user).select_related("partner", "suite")[:200]
     return render(request, "certification/run_list.html", {"runs": runs})
 
 
@@ -165,7 +166,7 @@ def schedule_delete(request: HttpRequest, partner_id: str, schedule_id: int) -> 
 @login_required
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     """The run page; its htmx poll gets only the live part and stops once the run is done."""
-    run = access.run_for_user(request.user, run_id)
+    run = run_for_user(request.user, run_id)
     scenario_runs = run.scenario_runs.select_related("scenario").prefetch_related("steps")
     # A cancelled run is finished while scenarios already on a worker still complete: keep
     # following it until nothing is queued or running.
@@ -192,7 +193,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = access.run_for_user(request.user, run_id)
+    run = run_for_user(request.user, run_id)
     if not access.can_start_runs(request.user):
         raise PermissionDenied("Your role cannot cancel runs.")
     runs.run_cancel(run=run, by=request.user)
@@ -202,7 +203,7 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 def run_export(request: HttpRequest, run_id: int, fmt: str) -> HttpResponse:
-    run = access.run_for_user(request.user, run_id)
+    run = run_for_user(request.user, run_id)
     if fmt == "json":
         body = json.dumps(selectors.run_as_json(run), indent=2)
         response = HttpResponse(body, content_type="application/json")

@@ -8,12 +8,16 @@ laptop with no services: SQLite under ``var/`` and a file-system Celery broker.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from certification.engine.netpolicy import parse_networks
+from partners.crypto import parse_key_ring
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -39,9 +43,29 @@ def _required(name: str) -> str:
 _DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
 _DEV_ENCRYPTION_KEYS = "dev:ZGV2LW9ubHktaW5zZWN1cmUtZW5jcnlwdGlvbi1rZXk="
 
+
+def _ids_of_dev_encryption_key(spec: str) -> list[str]:
+    """Key ids in a key ring (already checked by ``parse_key_ring``) whose key is the
+    development key, whatever id it is filed under."""
+    dev_key = base64.b64decode(_DEV_ENCRYPTION_KEYS.partition(":")[2])
+    entries = (entry.strip().partition(":") for entry in spec.split(","))
+    return [kid for kid, _, b64 in entries if b64 and base64.b64decode(b64) == dev_key]
+
+
 if PRODUCTION:
     SECRET_KEY = _required("SECRET_KEY")
+    if SECRET_KEY == _DEV_SECRET_KEY:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is the published development key; set a secret one when APP_ENV=production"
+        )
     SECRETS_ENCRYPTION_KEYS = _required("SECRETS_ENCRYPTION_KEYS")
+    parse_key_ring(SECRETS_ENCRYPTION_KEYS)
+    if _dev_ids := _ids_of_dev_encryption_key(SECRETS_ENCRYPTION_KEYS):
+        raise ImproperlyConfigured(
+            f"SECRETS_ENCRYPTION_KEYS holds the published development key (key id "
+            f"{', '.join(map(repr, _dev_ids))}); generate a real one with "
+            "`manage.py new_encryption_key` when APP_ENV=production"
+        )
     DEBUG = env.bool("DEBUG", default=False)
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
     if not ALLOWED_HOSTS:
@@ -58,9 +82,45 @@ SANDBOX_ALLOWED_NETWORKS = env.str(
     "SANDBOX_ALLOWED_NETWORKS", default="" if PRODUCTION else "127.0.0.0/8,::1/128"
 )
 try:
-    parse_networks(SANDBOX_ALLOWED_NETWORKS)
+    _sandbox_networks = parse_networks(SANDBOX_ALLOWED_NETWORKS)
 except ValueError as exc:
     raise ImproperlyConfigured(f"SANDBOX_ALLOWED_NETWORKS: {exc}") from None
+
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _whole_families_covered(
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> list[str]:
+    """The address families (``"IPv4"``, ``"IPv6"``) that ``networks`` cover entirely, alone
+    (``0.0.0.0/0``) or together (``0.0.0.0/1`` with ``128.0.0.0/1``). IPv4-mapped IPv6
+    networks count as the IPv4 networks they spell, since a connection to one reaches the
+    other."""
+    v4: list[ipaddress.IPv4Network] = []
+    v6: list[ipaddress.IPv6Network] = []
+    for network in networks:
+        if isinstance(network, ipaddress.IPv4Network):
+            v4.append(network)
+            continue
+        v6.append(network)
+        if network.subnet_of(_IPV4_MAPPED):
+            mapped = int(network.network_address) & 0xFFFFFFFF
+            v4.append(ipaddress.IPv4Network((mapped, network.prefixlen - 96)))
+        elif _IPV4_MAPPED.subnet_of(network):
+            v4.append(ipaddress.IPv4Network("0.0.0.0/0"))
+    return [
+        family
+        for family, nets in (("IPv4", v4), ("IPv6", v6))
+        if any(net.prefixlen == 0 for net in ipaddress.collapse_addresses(nets))
+    ]
+
+
+if PRODUCTION and (_covered := _whole_families_covered(_sandbox_networks)):
+    raise ImproperlyConfigured(
+        f"SANDBOX_ALLOWED_NETWORKS covers every {' and every '.join(_covered)} address "
+        f"({SANDBOX_ALLOWED_NETWORKS!r}), which would let partner URLs reach loopback, "
+        "private and cloud metadata addresses; list only the networks sandboxes live in"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -71,6 +131,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "partners",
     "certification",
     "evidence",
@@ -85,6 +146,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a login refused for lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if PRODUCTION:
@@ -137,6 +200,35 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "partners:list"
 LOGOUT_REDIRECT_URL = "login"
+
+# Failed logins (django-axes, see partners/login_throttling.py). After LOGIN_FAILURE_LIMIT
+# failures for one username from one address, that username is refused from that address for
+# LOGIN_COOLOFF_MINUTES, even with the right password; each attempt while locked starts the
+# wait again, and a successful login resets the count. Locking the pair rather than the
+# username alone keeps an attacker from locking a user out everywhere. Behind reverse proxies
+# the connecting address is the proxy's: TRUSTED_PROXY_COUNT says how many proxies append to
+# X-Forwarded-For, or every user would share one address.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first, so a locked-out login is never tried
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_COOLOFF_MINUTES = env.int("LOGIN_COOLOFF_MINUTES", default=15)
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+for _name, _value, _least in (
+    ("LOGIN_FAILURE_LIMIT", LOGIN_FAILURE_LIMIT, 1),
+    ("LOGIN_COOLOFF_MINUTES", LOGIN_COOLOFF_MINUTES, 1),
+    ("TRUSTED_PROXY_COUNT", TRUSTED_PROXY_COUNT, 0),
+):
+    if _value < _least:
+        raise ImproperlyConfigured(f"{_name} must be at least {_least}, not {_value}")
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "partners.login_throttling.client_ip"
+AXES_LOCKOUT_CALLABLE = "partners.login_throttling.lockout_response"
+AXES_VERBOSE = False  # no banner on every manage.py command and worker start
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

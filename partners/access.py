@@ -96,23 +96,6 @@ def can_import_registry(user: Any) -> bool:
     return sees_all_partners(user) and user.has_perm("partners.import_registry")
 
 
-def runs_visible_to(user: Any) -> QuerySet:
-    from certification.models import Run
-
-    return Run.objects.visible_to(user)
-
-
-def run_for_user(user: Any, run_id: int | str) -> Any:
-    """The run if the user may see it; 404 otherwise."""
-    try:
-        pk = int(run_id)
-    except (TypeError, ValueError):
-        raise Http404("No such run") from None
-    return get_object_or_404(
-        runs_visible_to(user).select_related("partner", "suite", "created_by"), pk=pk
-    )
-
-
 def can_start_runs(user: Any) -> bool:
     return user.has_perm("certification.add_run")
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from partners.models import (
     SLA,
@@ -11,6 +12,7 @@ from partners.models import (
     RetryPolicy,
     WebhookSecret,
 )
+from partners.secret_rules import display_url
 
 
 class SLAInline(admin.TabularInline):
@@ -34,12 +36,21 @@ class SLAAdmin(admin.ModelAdmin):
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
-    """Secrets are sealed and not editable here; use the endpoint page to replace them."""
+    """Read-mostly: endpoints are added and their URL and secrets changed on the partner page or
+    with ``manage.py endpoint_set``, which validate them; secrets are sealed and never shown,
+    and a URL shows no password."""
 
-    list_display = ["partner", "name", "base_url", "auth_kind", "is_default"]
+    list_display = ["partner", "name", "shown_base_url", "auth_kind", "is_default"]
     list_filter = ["auth_kind"]
-    exclude = ["secrets_sealed"]
-    readonly_fields = ["secrets_status"]
+    exclude = ["secrets_sealed", "base_url"]
+    readonly_fields = ["shown_base_url", "secrets_status"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Base URL")
+    def shown_base_url(self, obj: Endpoint) -> str:
+        return display_url(obj.base_url)
 
     @admin.display(description="Secrets")
     def secrets_status(self, obj: Endpoint) -> str:
@@ -48,8 +59,18 @@ class EndpointAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookSecret)
 class WebhookSecretAdmin(admin.ModelAdmin):
-    list_display = ["partner", "endpoint_url", "window_s"]
-    exclude = ["secret_sealed"]
+    """Webhook secrets come from the registry import, which validates and seals them."""
+
+    list_display = ["partner", "shown_endpoint_url", "window_s"]
+    exclude = ["secret_sealed", "endpoint_url"]
+    readonly_fields = ["shown_endpoint_url"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Endpoint URL")
+    def shown_endpoint_url(self, obj: WebhookSecret) -> str:
+        return display_url(obj.endpoint_url)
 
 
 @admin.register(RetryPolicy)

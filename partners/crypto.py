@@ -20,11 +20,24 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from certification.engine.masking import MIN_SAVED_SECRET_LENGTH
+
 _VERSION = "v1"
 
 
 class SecretDecryptionError(Exception):
     """The ciphertext does not decrypt with any known key for this row."""
+
+
+class SecretUnavailable(SecretDecryptionError):
+    """The secret was sealed with a key that is no longer configured: it cannot be read until
+    that key is put back in ``SECRETS_ENCRYPTION_KEYS`` or the secret is entered again."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"secret sealed with key {key_id!r}, which is not in SECRETS_ENCRYPTION_KEYS"
+        )
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,10 @@ class KeyRing:
             version, kid, payload = token.split(".", 2)
         except ValueError:
             raise SecretDecryptionError("not a sealed secret") from None
-        if version != _VERSION or kid not in self.keys:
-            raise SecretDecryptionError(f"unknown key id {kid!r}")
+        if version != _VERSION:
+            raise SecretDecryptionError(f"unknown sealing format {version!r}")
+        if kid not in self.keys:
+            raise SecretUnavailable(kid)
         try:
             raw = base64.urlsafe_b64decode(payload)
             return self.keys[kid].decrypt(raw[:12], raw[12:], aad.encode()).decode()
@@ -95,17 +110,37 @@ def key_ring() -> KeyRing:
     return _ring_for(settings.SECRETS_ENCRYPTION_KEYS)
 
 
+def seal_text(plaintext: str, *, aad: str) -> str:
+    """Encrypt any text bound to ``aad`` (the owning row) with the active key."""
+    return key_ring().encrypt(plaintext, aad=aad)
+
+
+def open_text(token: str, *, aad: str) -> str:
+    """Decrypt what ``seal_text`` sealed. Raises ``SecretUnavailable`` when its key is gone and
+    ``SecretDecryptionError`` when it does not belong to ``aad``."""
+    return key_ring().decrypt(token, aad=aad)
+
+
 def seal_secrets(values: dict[str, str], *, aad: str) -> str:
-    """Encrypt a dict of secrets bound to ``aad`` (the owning row); empty dict -> empty string."""
+    """Encrypt a dict of secrets bound to ``aad`` (the owning row); empty dict -> empty string.
+
+    Callers check the length of each secret first and report it on the field; this refusal is
+    the last line, so that no path stores a secret too short to be masked reliably.
+    """
     if not values:
         return ""
-    return key_ring().encrypt(json.dumps(values, sort_keys=True), aad=aad)
+    short = sorted(name for name, value in values.items() if len(value) < MIN_SAVED_SECRET_LENGTH)
+    if short:
+        raise ValueError(
+            f"secrets shorter than {MIN_SAVED_SECRET_LENGTH} characters: {', '.join(short)}"
+        )
+    return seal_text(json.dumps(values, sort_keys=True), aad=aad)
 
 
 def open_secrets(token: str, *, aad: str) -> dict[str, str]:
     if not token:
         return {}
-    return json.loads(key_ring().decrypt(token, aad=aad))
+    return json.loads(open_text(token, aad=aad))
 
 
 def new_key() -> str:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 
-from partners.auth_schemes import ALL_CONFIG_FIELDS, ALL_SECRET_FIELDS, AUTH_SCHEMES
+from certification.engine.auth_kinds import ALL_CONFIG_FIELDS, ALL_SECRET_FIELDS, CHOICES, SCHEMES
 from partners.models import NAME_VALIDATOR, Endpoint, Partner
 
 
@@ -24,7 +24,10 @@ class EndpointForm(forms.Form):
     base_url = forms.CharField(
         label="Base URL",
         max_length=500,
-        help_text="http(s)://host[:port][/path], or postgres://user@host:5432/db for a database.",
+        help_text=(
+            "http(s)://host[:port][/path], or postgres://user@host:5432/db for a database "
+            "(no password in the URL: it goes in the Database password field)."
+        ),
     )
     writable = forms.BooleanField(
         required=False,
@@ -36,7 +39,7 @@ class EndpointForm(forms.Form):
         label="Default endpoint",
         help_text="Used for scenario URLs starting with '/'.",
     )
-    auth_kind = forms.ChoiceField(label="Authentication", choices=Endpoint.AuthKind.choices)
+    auth_kind = forms.ChoiceField(label="Authentication", choices=CHOICES)
 
     def __init__(self, *args: Any, stored_secrets: set[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,7 +87,7 @@ class EndpointForm(forms.Form):
     def _kinds_using(name: str, part: str) -> str:
         return " ".join(
             kind
-            for kind, scheme in AUTH_SCHEMES.items()
+            for kind, scheme in SCHEMES.items()
             if any(f.name == name for f in getattr(scheme, part))
         )
 

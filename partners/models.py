@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
+from certification.engine import auth_kinds
 from partners import sla as sla_grammar
 
 EXTERNAL_ID_VALIDATOR = RegexValidator(
@@ -90,7 +91,9 @@ class SLA(models.Model):
         REPLAY = sla_grammar.REPLAY, "Replay retention"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="slas")
-    name = models.CharField(max_length=20, help_text="p95, uptime, file, ack or replay.")
+    name = models.CharField(
+        max_length=80, help_text="p95, uptime, file, ack or replay; p95@orders when scoped."
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     text = models.CharField(max_length=100, help_text="The registry text it was parsed from.")
     percentile = models.DecimalField(max_digits=4, decimal_places=2, null=True, blank=True)
@@ -102,6 +105,11 @@ class SLA(models.Model):
     retention_days = models.PositiveIntegerField(null=True, blank=True)
     strict = models.BooleanField(
         default=False, help_text="The target is exclusive ('<'): reaching it is a miss."
+    )
+    endpoint = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The endpoint this SLA applies to; blank: each endpoint separately.",
     )
 
     objects = PartnerScopedQuerySet.as_manager()
@@ -151,6 +159,7 @@ class SLA(models.Model):
             schedule=self.schedule,
             retention_days=self.retention_days,
             strict=self.strict,
+            endpoint=self.endpoint,
         )
 
     @property
@@ -162,17 +171,9 @@ class Endpoint(models.Model):
     """A named sandbox endpoint of a partner: base URL plus how to authenticate to it.
 
     Non-secret auth settings live in ``auth_config``; secrets live only in ``secrets_sealed``,
-    encrypted with the row's id as associated data (see ``partners.crypto``).
+    encrypted with the row's id as associated data (see ``partners.crypto``). The auth kinds
+    and their fields are ``certification.engine.auth_kinds.SCHEMES``.
     """
-
-    class AuthKind(models.TextChoices):
-        NONE = "none", "None"
-        API_KEY = "api_key", "API key"
-        BEARER = "bearer", "Bearer token"
-        OAUTH2 = "oauth2_client_credentials", "OAuth2 client credentials"
-        HMAC = "hmac", "HMAC request signing"
-        MTLS = "mtls", "mTLS client certificate"
-        DB_PASSWORD = "db_password", "Database password"
 
     class Kind(models.TextChoices):
         HTTP = "http", "HTTP(S) API"
@@ -192,7 +193,7 @@ class Endpoint(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="Used for scenario URLs that start with '/'."
     )
-    auth_kind = models.CharField(max_length=30, choices=AuthKind.choices, default=AuthKind.NONE)
+    auth_kind = models.CharField(max_length=30, choices=auth_kinds.CHOICES, default="none")
     auth_config = models.JSONField(default=dict, blank=True)
     secrets_sealed = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -306,3 +307,29 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.partner.external_id}"
+
+
+class RegistryUpload(models.Model):
+    """Registry CSVs previewed and waiting for the importer to confirm them.
+
+    The files may hold webhook secrets, so they are kept sealed (``partners.crypto``, bound to
+    the token) and only briefly: the row is deleted when it is confirmed or cancelled, and
+    expired rows are deleted whenever another preview is stored or confirmed.
+    """
+
+    token = models.CharField(max_length=64, primary_key=True, editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    files_sealed = models.TextField(editable=False)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["expires_at"]
+
+    def __str__(self) -> str:
+        return f"registry upload by {self.uploaded_by} until {self.expires_at:%H:%M}"
+
+    @property
+    def secrets_aad(self) -> str:
+        return f"partners.registryupload:{self.pk}"

@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.db import transaction
 
+from certification.engine.masking import MIN_SAVED_SECRET_LENGTH
 from certification.engine.netpolicy import parse_host_literal
 from evidence.audit import audit_record
 from partners import crypto
@@ -31,6 +32,7 @@ from partners.models import (
     RetryPolicy,
     WebhookSecret,
 )
+from partners.secret_rules import has_inline_password
 from partners.sla import SLAParseError, SLATarget, parse_sla_text
 from partners.urlguard import sandbox_policy
 
@@ -218,6 +220,12 @@ def _required(row: dict[str, str], column: str) -> str:
 
 
 def _check_webhook_url(value: str) -> str:
+    if has_inline_password(value):
+        # Not echoed: the value holds a password.
+        raise RowInvalid(
+            "endpoint: the URL holds a password (user:password@host); remove it, a URL is "
+            "stored and shown in clear"
+        )
     try:
         URLValidator(schemes=["http", "https"])(value)
     except ValidationError:
@@ -288,15 +296,26 @@ def _partner_row(row: dict[str, str], line: str) -> PartnerRow:
     return parsed
 
 
+def _secret(value: str) -> str | None:
+    secret = value.strip()
+    if secret in MASKED_SECRETS:
+        return None
+    if len(secret) < MIN_SAVED_SECRET_LENGTH:
+        raise RowInvalid(
+            f"secret: too short; a secret needs at least {MIN_SAVED_SECRET_LENGTH} characters "
+            "(write *** to keep the stored one)"
+        )
+    return secret
+
+
 def _webhook_secret_row(row: dict[str, str], line: str) -> WebhookSecretRow:
     checks = _Checks()
-    secret = row["secret"].strip()
     endpoint = checks.take(_required, row, "endpoint")
     parsed = WebhookSecretRow(
         line=line,
         partner_id=checks.take(_required, row, "partner_id"),
         endpoint_url=endpoint and checks.take(_check_webhook_url, endpoint),
-        secret=None if secret in MASKED_SECRETS else secret,
+        secret=checks.take(_secret, row["secret"]),
         window_s=checks.take(_int, row["window_s"], "window_s", low=1, high=86400),
     )
     checks.done()
@@ -495,6 +514,7 @@ def _sla_values(target: SLATarget) -> dict[str, Any]:
         "schedule": target.schedule,
         "retention_days": target.retention_days,
         "strict": target.strict,
+        "endpoint": target.endpoint,
     }
 
 
@@ -503,9 +523,11 @@ def _secret_differs(row: WebhookSecretRow, existing: WebhookSecret | None) -> bo
         return False
     if existing is None or not existing.secret_sealed:
         return True
-    return crypto.open_secrets(existing.secret_sealed, aad=existing.secrets_aad) != {
-        "secret": row.secret
-    }
+    try:
+        stored = crypto.open_secrets(existing.secret_sealed, aad=existing.secrets_aad)
+    except crypto.SecretDecryptionError:
+        return True  # the new value replaces one that can no longer be read
+    return stored != {"secret": row.secret}
 
 
 def _apply(plan: RegistryPlan, *, write: bool) -> list[Change]:

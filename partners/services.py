@@ -8,11 +8,23 @@ from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from certification.engine.auth_kinds import SCHEMES, kinds_for
 from evidence.audit import audit_record
 from partners import access, crypto
-from partners.auth_schemes import AUTH_KINDS_FOR, AUTH_SCHEMES
-from partners.models import Endpoint, Partner
+from partners.models import NAME_VALIDATOR, Endpoint, Partner
+from partners.secret_rules import display_url, short_secret_message
 from partners.urlguard import check_sandbox_url
+
+__all__ = [
+    "ROLE_PERMISSIONS",
+    "display_url",
+    "endpoint_delete",
+    "endpoint_save",
+    "endpoint_secret_names",
+    "endpoint_secrets",
+    "roles_sync",
+    "secrets_rotate",
+]
 
 _MODELS = ("partner", "sla", "endpoint", "webhooksecret", "retrypolicy", "fieldmapping")
 _VIEW_RUNS = [
@@ -70,11 +82,15 @@ def roles_sync(*, using: str = "default") -> None:
 
 
 def endpoint_secrets(endpoint: Endpoint) -> dict[str, str]:
-    """Decrypted secrets of an endpoint. Only the transport should need these."""
+    """Decrypted secrets of an endpoint. Only the transport should need these.
+
+    Raises ``crypto.SecretUnavailable`` when they were sealed with a key no longer configured.
+    """
     return crypto.open_secrets(endpoint.secrets_sealed, aad=endpoint.secrets_aad)
 
 
 def endpoint_secret_names(endpoint: Endpoint) -> set[str]:
+    """Which secrets are stored. Raises like ``endpoint_secrets``."""
     return set(endpoint_secrets(endpoint)) if endpoint.secrets_sealed else set()
 
 
@@ -96,13 +112,22 @@ def endpoint_save(
     """Create or update an endpoint.
 
     ``new_secrets`` holds only the secrets being replaced; secrets not named there keep their
-    stored value. Secrets the auth kind does not use are dropped. Raises ``ValidationError``
-    keyed by field name.
+    stored value. Secrets the auth kind does not use are dropped. Every secret kept must be at
+    least ``MIN_SAVED_SECRET_LENGTH`` characters, and the URL must not hold a password. Raises
+    ``ValidationError`` keyed by field name, with every problem found; nothing is written then.
     """
-    scheme = AUTH_SCHEMES[auth_kind]
     errors: dict[str, list[str]] = {}
-    if auth_kind not in AUTH_KINDS_FOR[kind]:
+    if kind not in Endpoint.Kind.values:
+        raise ValidationError({"kind": [f"Unknown endpoint kind '{kind}'."]})
+    if auth_kind not in SCHEMES:
+        raise ValidationError({"auth_kind": [f"Unknown auth kind '{auth_kind}'."]})
+    scheme = SCHEMES[auth_kind]
+    if auth_kind not in kinds_for(kind):
         errors["auth_kind"] = [f"{auth_kind} does not apply to a {kind} endpoint."]
+    try:
+        NAME_VALIDATOR(name)
+    except ValidationError as exc:
+        errors["name"] = exc.messages
     try:
         check_sandbox_url(base_url, kind=kind)
     except ValidationError as exc:
@@ -121,13 +146,28 @@ def endpoint_save(
         except ValidationError as exc:
             errors["token_url"] = exc.messages
 
-    secrets = endpoint_secrets(endpoint) if endpoint is not None else {}
+    secrets: dict[str, str] = {}
+    unreadable = ""
+    if endpoint is not None:
+        try:
+            secrets = endpoint_secrets(endpoint)
+        except crypto.SecretDecryptionError as exc:
+            # Entering every secret again replaces what can no longer be read.
+            unreadable = str(exc)
     replaced = sorted(k for k, v in new_secrets.items() if v)
     secrets.update({k: v for k, v in new_secrets.items() if v})
     secrets = {f.name: secrets[f.name] for f in scheme.secrets if f.name in secrets}
     for field in scheme.secrets:
-        if field.required and not secrets.get(field.name):
-            errors[field.name] = [f"{field.label} is required for this auth kind."]
+        value = secrets.get(field.name, "")
+        if not value:
+            if field.required and unreadable:
+                errors[field.name] = [
+                    f"The stored {field.label} cannot be read ({unreadable}); enter it again."
+                ]
+            elif field.required:
+                errors[field.name] = [f"{field.label} is required for this auth kind."]
+        elif problem := short_secret_message(field.label, value, stored=field.name not in replaced):
+            errors[field.name] = [problem]
 
     creating = endpoint is None
     if creating:
@@ -158,7 +198,7 @@ def endpoint_save(
         partner=partner,
         target=str(endpoint),
         data={
-            "base_url": base_url,
+            "base_url": display_url(base_url),
             "auth_kind": auth_kind,
             "kind": kind,
             "writable": endpoint.writable,
@@ -179,6 +219,8 @@ def secrets_rotate() -> int:
     """Re-encrypt every sealed secret under the active key; returns how many rows changed."""
     from partners.models import WebhookSecret
 
+    # A row sealed with a key no longer configured raises ``crypto.SecretUnavailable`` and the
+    # whole rotation rolls back: dropping that key first was the mistake to report.
     ring = crypto.key_ring()
     changed = 0
     with transaction.atomic():

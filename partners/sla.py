@@ -7,12 +7,15 @@ Grammar, one target per comma-separated fragment (case-insensitive, spaces optio
 - file window ``file@02:00Z daily``, ``file@02:00-03:00Z weekdays`` (UTC)
 - ack         ``ack<=15m``, ``ack<=90s``, ``ack<=2h``
 - replay      ``replay 30d``
+
+A latency or uptime target may name the endpoint it applies to: ``p95<=300ms on orders``
+(its name is then ``p95@orders``). Without one it applies to each endpoint separately.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import time
 from decimal import Decimal
 
@@ -28,6 +31,7 @@ _FILE = re.compile(
 )
 _ACK = re.compile(r"^ack\s*(?P<op><=|<|≤)\s*(?P<num>\d+)\s*(?P<unit>ms|s|m|h)$")
 _REPLAY = re.compile(r"^replay\s*(?P<num>\d+)\s*d$")
+_SCOPE = re.compile(r"^(?P<target>.*?)\s+on\s+(?P<endpoint>[a-z0-9][a-z0-9_\-]{0,39})$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
@@ -50,6 +54,12 @@ class SLATarget:
     schedule: str = ""
     retention_days: int | None = None
     strict: bool = False  # "<" rather than "<=": the target itself is a miss
+    endpoint: str = ""  # the endpoint it applies to; "" for each endpoint separately
+
+    @property
+    def base_name(self) -> str:
+        """``p95`` for ``p95@orders``."""
+        return self.name.partition("@")[0]
 
 
 def _clock(fragment: str, value: str) -> time:
@@ -57,6 +67,18 @@ def _clock(fragment: str, value: str) -> time:
     if hours > 23 or minutes > 59:
         raise SLAParseError(fragment, f"{value} is not a time of day (00:00 to 23:59)")
     return time(hours, minutes)
+
+
+def _parse_scoped(fragment: str) -> SLATarget:
+    text = fragment.strip()
+    scoped = _SCOPE.match(text.lower())
+    if scoped is None:
+        return _parse_one(text)
+    target = _parse_one(text[: len(scoped["target"])])
+    if target.kind not in (LATENCY, UPTIME):
+        raise SLAParseError(text, "only latency and uptime targets apply to one endpoint")
+    endpoint = scoped["endpoint"]
+    return replace(target, name=f"{target.name}@{endpoint}", endpoint=endpoint, text=text)
 
 
 def _parse_one(fragment: str) -> SLATarget:
@@ -110,7 +132,7 @@ def parse_sla_text(text: str) -> list[SLATarget]:
     for fragment in text.split(","):
         if not fragment.strip():
             continue
-        target = _parse_one(fragment)
+        target = _parse_scoped(fragment)
         if target.name in seen:
             raise SLAParseError(fragment.strip(), f"a second '{target.name}' target in one row")
         seen.add(target.name)
@@ -121,10 +143,11 @@ def parse_sla_text(text: str) -> list[SLATarget]:
 def describe(target: SLATarget) -> str:
     """A human summary, e.g. ``p95 ≤ 300 ms`` or ``file daily 02:00–03:00 UTC``."""
     below = "<" if target.strict else "≤"
+    scope = f" on {target.endpoint}" if target.endpoint else ""
     if target.kind == LATENCY:
-        return f"{target.name} {below} {target.threshold_ms} ms"
+        return f"{target.base_name} {below} {target.threshold_ms} ms{scope}"
     if target.kind == UPTIME:
-        return f"uptime ≥ {target.uptime_percent.normalize():f}%"
+        return f"uptime ≥ {target.uptime_percent.normalize():f}%{scope}"
     if target.kind == FILE_WINDOW:
         window = f"{target.window_start:%H:%M}"
         if target.window_end:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from certification.engine.netpolicy import AddressPolicy, ResolvedTarget, UrlRefused, parse_networks
+from partners.secret_rules import INLINE_DB_PASSWORD_MESSAGE, has_inline_password
 
 
 @cache
@@ -30,11 +31,14 @@ def _host_part(netloc: str) -> str:
 def check_sandbox_url(url: str, *, kind: str = "http") -> ResolvedTarget:
     """Resolve the URL's host and refuse it unless every address is allowed.
 
-    ``kind`` is the endpoint kind: ``http`` takes http(s) URLs, ``postgresql`` postgres:// URLs.
+    ``kind`` is the endpoint kind: ``http`` takes http(s) URLs, ``postgresql`` postgres:// URLs
+    without a password (it belongs in the endpoint's sealed secrets). Neither may hold one.
     Raises ``ValidationError`` with a message fit for a form. Passing here is not the whole guard:
     the transport checks the address it connects to again, because DNS can change in between.
     """
     if kind == "postgresql":
+        if has_inline_password(url):
+            raise ValidationError(INLINE_DB_PASSWORD_MESSAGE, code="inline_password")
         parts = urlsplit(url)
         if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
             raise ValidationError(

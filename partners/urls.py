@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.partner_list, name="list"),
     path("import/", views.registry_import_upload, name="registry_import"),
     path("import/confirm/", views.registry_import_confirm, name="registry_import_confirm"),
+    path("import/cancel/", views.registry_import_cancel, name="registry_import_cancel"),
     path("<str:partner_id>/", views.partner_detail, name="detail"),
     path("<str:partner_id>/endpoints/new/", views.endpoint_create, name="endpoint_create"),
     path(

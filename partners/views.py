@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import base64
-import secrets as pysecrets
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,16 +10,22 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from certification.access import runs_visible_to
+from certification.engine.auth_kinds import kinds_for
 from certification.forms import ScheduleForm, StartRunForm
 from certification.models import RecertificationSchedule
 from config.http import redirect_after_post
-from partners import access, services
-from partners.auth_schemes import AUTH_SCHEMES
+from partners import access, crypto, services
 from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
 from partners.models import Endpoint, Partner
 from partners.registry import registry_import, registry_parse, registry_preview
-
-_UPLOAD_SESSION_KEY = "registry_upload"
+from partners.registry_uploads import (
+    UploadGone,
+    registry_upload_discard,
+    registry_upload_hold,
+    registry_upload_take,
+)
+from partners.secret_rules import display_url
 
 
 @login_required
@@ -53,7 +56,10 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
     partner = access.partner_for_user(request.user, partner_id)
     endpoints = list(Endpoint.objects.visible_to(request.user).filter(partner=partner))
     for endpoint in endpoints:
-        endpoint.secret_names = sorted(services.endpoint_secret_names(endpoint))
+        try:
+            endpoint.secret_names = sorted(services.endpoint_secret_names(endpoint))
+        except crypto.SecretDecryptionError as exc:
+            endpoint.secret_names, endpoint.secret_error = [], str(exc)
         endpoint.config_items = sorted(endpoint.auth_config.items())
     context = {
         "partner": partner,
@@ -61,9 +67,7 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
         "endpoints": endpoints,
         "webhook_secrets": partner.webhook_secrets.all(),
         "can_manage_endpoints": access.can_manage_endpoints(request.user),
-        "runs": access.runs_visible_to(request.user)
-        .filter(partner=partner)
-        .select_related("suite")[:20],
+        "runs": runs_visible_to(request.user).filter(partner=partner).select_related("suite")[:20],
         "can_start_runs": access.can_start_runs(request.user),
         "start_form": StartRunForm(),
         "schedules": RecertificationSchedule.objects.visible_to(request.user)
@@ -83,7 +87,13 @@ def _require_endpoint_manager(request: HttpRequest) -> None:
 def _endpoint_form_page(
     request: HttpRequest, partner: Partner, endpoint: Endpoint | None
 ) -> HttpResponse:
-    stored = services.endpoint_secret_names(endpoint) if endpoint else set()
+    stored: set[str] = set()
+    secret_error = ""
+    if endpoint is not None:
+        try:
+            stored = services.endpoint_secret_names(endpoint)
+        except crypto.SecretDecryptionError as exc:
+            secret_error = str(exc)
     if request.method == "POST":
         form = EndpointForm(request.POST, stored_secrets=stored)
         if form.is_valid():
@@ -114,7 +124,9 @@ def _endpoint_form_page(
             "name": endpoint.name,
             "kind": endpoint.kind,
             "writable": endpoint.writable,
-            "base_url": endpoint.base_url,
+            # A password stored before URLs had to be free of one is not shown; saving the
+            # masked URL is refused and says where the password goes.
+            "base_url": display_url(endpoint.base_url),
             "is_default": endpoint.is_default,
             "auth_kind": endpoint.auth_kind,
             **endpoint.auth_config,
@@ -127,7 +139,8 @@ def _endpoint_form_page(
         "partner": partner,
         "endpoint": endpoint,
         "form": form,
-        "auth_kinds": list(AUTH_SCHEMES),
+        "secret_error": secret_error,
+        "auth_kinds_for": {kind: kinds_for(kind) for kind in Endpoint.Kind.values},
     }
     return render(request, "partners/endpoint_form.html", context)
 
@@ -180,13 +193,8 @@ def registry_import_upload(request: HttpRequest) -> HttpResponse:
             plan = registry_parse(files)
             context["plan"] = plan
             if not plan.errors:
-                token = pysecrets.token_urlsafe(16)
-                request.session[_UPLOAD_SESSION_KEY] = {
-                    "token": token,
-                    "files": [[name, base64.b64encode(data).decode()] for name, data in files],
-                }
                 context["changes"] = registry_preview(plan)
-                context["token"] = token
+                context["token"] = registry_upload_hold(files=files, by=request.user)
     else:
         form = RegistryUploadForm(max_bytes=max_bytes)
     context["form"] = form
@@ -198,18 +206,17 @@ def registry_import_upload(request: HttpRequest) -> HttpResponse:
 @require_POST
 def registry_import_confirm(request: HttpRequest) -> HttpResponse:
     _require_importer(request)
-    upload = request.session.get(_UPLOAD_SESSION_KEY)
-    if not upload or upload.get("token") != request.POST.get("token"):
-        messages.error(request, "That preview has expired; upload the files again.")
+    try:
+        files = registry_upload_take(token=request.POST.get("token", ""), by=request.user)
+    except UploadGone as exc:
+        messages.error(request, str(exc))
         return redirect("partners:registry_import")
-    files = [(name, base64.b64decode(data)) for name, data in upload["files"]]
     plan = registry_parse(files)
     if plan.errors:
         # The database changed since the preview (e.g. a partner was deleted).
         messages.error(request, "The files no longer import cleanly; upload them again.")
         return redirect("partners:registry_import")
     changes = registry_import(plan=plan, by=request.user)
-    del request.session[_UPLOAD_SESSION_KEY]
     counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "delete")}
     messages.success(
         request,
@@ -217,3 +224,12 @@ def registry_import_confirm(request: HttpRequest) -> HttpResponse:
         f"{counts['delete']} deleted.",
     )
     return redirect("partners:list")
+
+
+@login_required
+@require_POST
+def registry_import_cancel(request: HttpRequest) -> HttpResponse:
+    _require_importer(request)
+    if registry_upload_discard(token=request.POST.get("token", ""), by=request.user):
+        messages.info(request, "Import cancelled; the uploaded files were deleted.")
+    return redirect("partners:registry_import")

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from urllib.parse import quote_plus, urlencode
 
+from .auth_kinds import SCHEMES
 from .model import EndpointConfig
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
     "verify_signature",
 ]
 
-AUTH_KINDS = ("none", "api_key", "bearer", "oauth2_client_credentials", "hmac", "mtls")
+AUTH_KINDS = tuple(SCHEMES)
 
 DEFAULT_API_KEY_HEADER = "X-API-Key"
 DEFAULT_SIGNATURE_HEADER = "X-Signature"

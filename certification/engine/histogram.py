@@ -72,6 +72,16 @@ class Histogram:
                 return min(max(_bucket_value(index), self.min), self.max)
         return self.max
 
+    def count_over(self, threshold_ms: float, *, inclusive: bool = False) -> int:
+        """How many samples exceed ``threshold_ms`` (or reach it, with ``inclusive``), read
+        with the same bucket values as :meth:`percentile`, so the two never disagree."""
+        over = 0
+        for index, n in self.counts.items():
+            value = min(max(_bucket_value(index), self.min), self.max)
+            if value > threshold_ms or (inclusive and value == threshold_ms):
+                over += n
+        return over
+
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0

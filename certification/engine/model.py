@@ -42,7 +42,9 @@ ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 BodyKind = Literal["json", "form", "raw"]
-StepStatus = Literal["passed", "failed", "skipped", "error"]
+# "unevaluated": a check the engine could not evaluate (e.g. a ``match`` group before captured
+# traffic exists). Never counted as passed; shown amber.
+StepStatus = Literal["passed", "failed", "skipped", "error", "unevaluated"]
 
 
 @dataclass(frozen=True)
@@ -236,20 +238,33 @@ class Capture:
 
 @dataclass
 class RequestRecord(Capture):
+    """The request as it went on the wire: the final hop's method, URL and headers (the
+    endpoint's auth included), after redirects."""
+
     method: str = ""
     url: str = ""
 
 
 @dataclass
+class RedirectHop:
+    """One redirect followed: the URL that was requested and the status it answered with."""
+
+    status: int
+    url: str
+
+
+@dataclass
 class ResponseRecord(Capture):
     status: int | None = None
+    redirects: list[RedirectHop] = field(default_factory=list)
 
 
 @dataclass
 class Failure:
     """Why a step could not complete. ``kind`` is one of: timeout, too_large, connection_reset,
     tls_error, refused, dns, blocked_address, redirect_limit, bad_url, undefined_variable,
-    invalid_response, db_error, error."""
+    invalid_response, db_error, no_success (a latency probe none of whose requests succeeded),
+    error."""
 
     kind: str
     message: str
@@ -263,20 +278,30 @@ class AssertionResult:
     actual: Any
     passed: bool
     message: str = ""
+    evaluated: bool = True  # False: could not be checked; then ``passed`` is False too
 
 
 @dataclass
 class LatencySummary:
+    """What a latency probe measured. Only successful exchanges (a response whose status is
+    in ``expectStatus``) are latency samples; everything else is an error, counted by kind
+    (``refused``, ``timeout``, ``status 404`` ...) and never part of the percentiles, which
+    are ``None`` when no request succeeded."""
+
+    endpoint: str  # the endpoint name, or the URL's origin when no endpoint matched
     requests: int
+    ok: int
     errors: int
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
+    success_ratio: float | None
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
     wall_ms: float
-    status: dict[str, int] = field(default_factory=dict)
-    histogram: dict[str, Any] = field(default_factory=dict)  # histogram.Histogram.to_dict()
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    status: dict[str, int] = field(default_factory=dict)  # every status received, ok or not
+    histogram: dict[str, Any] = field(default_factory=dict)  # successful samples only
 
 
 @dataclass

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -22,6 +22,7 @@ from certification.engine.masking import Masker
 from certification.engine.model import (
     MISSING,
     UNSAFE_METHODS,
+    AssertionGroup,
     AssertionResult,
     DbQuery,
     EndpointConfig,
@@ -34,6 +35,7 @@ from certification.engine.model import (
     ScenarioOutcome,
     Step,
     StepOutcome,
+    StepStatus,
     Suite,
     Timings,
     Wait,
@@ -187,8 +189,7 @@ class ScenarioRunner:
             outcomes.append(outcome)
             if outcome.status in ("failed", "error") and not step.continue_on_failure:
                 stopped = True
-        statuses = {o.status for o in outcomes}
-        status = "error" if "error" in statuses else "failed" if "failed" in statuses else "passed"
+        status = worst_status(o.status for o in outcomes)
         return ScenarioOutcome(
             name=scenario.name,
             code=scenario.code,
@@ -214,8 +215,10 @@ class ScenarioRunner:
             outcome.failure = Failure("error", f"{type(exc).__name__}: {exc}")
         if outcome.failure is not None:
             outcome.status = "error" if outcome.failure.kind in ERROR_KINDS else "failed"
-        elif any(not a.passed for a in outcome.assertions):
+        elif any(not a.passed and a.evaluated for a in outcome.assertions):
             outcome.status = "failed"
+        elif any(not a.evaluated for a in outcome.assertions):
+            outcome.status = "unevaluated"
         outcome.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         self._mask(outcome)
         return outcome
@@ -276,18 +279,21 @@ class ScenarioRunner:
         )
         if exchange.failure is not None:
             raise StepError(exchange.failure.kind, exchange.failure.message)
+        # What went on the wire (final hop, auth included), not what the step asked for.
+        sent = exchange.sent
         return {
             "response": {
                 "status": exchange.status,
                 "headers": exchange.headers,
                 "body": _body_value(exchange),
                 "timeMs": exchange.timings.total_ms,
+                "redirects": [{"status": h.status, "url": h.url} for h in exchange.hops],
             },
             "request": {
-                "method": prepared.method,
-                "url": prepared.url,
-                "headers": prepared.headers,
-                "body": _request_body_value(prepared.body),
+                "method": sent.method if sent else prepared.method,
+                "url": sent.url if sent else prepared.url,
+                "headers": sent.headers if sent else prepared.headers,
+                "body": _request_body_value(sent.body if sent else prepared.body),
             },
         }
 
@@ -321,24 +327,25 @@ class ScenarioRunner:
     async def _probe(self, probe: LatencyProbe, outcome: StepOutcome) -> dict[str, Any]:
         prepared, endpoint = self._prepare(-1, probe.request)
         prepared.headers.pop("Idempotency-Key", None)
+        # Only successful exchanges are latency samples: a refused connection answers fast
+        # and a 404 is no measure of the endpoint's latency.
         histogram = Histogram()
         statuses: dict[str, int] = {}
-        errors = 0
-        failures: dict[str, int] = {}
+        errors_by_kind: dict[str, int] = {}
         expect = set(probe.expect_status)
         send = self.transport.send
 
         def account(exchange: Exchange, elapsed_ms: float) -> None:
-            nonlocal errors
-            histogram.record(elapsed_ms)
             if exchange.failure is not None:
-                errors += 1
-                failures[exchange.failure.kind] = failures.get(exchange.failure.kind, 0) + 1
-                return
-            key = str(exchange.status)
-            statuses[key] = statuses.get(key, 0) + 1
-            if exchange.status not in expect:
-                errors += 1
+                kind = exchange.failure.kind
+            else:
+                key = str(exchange.status)
+                statuses[key] = statuses.get(key, 0) + 1
+                if exchange.status in expect:
+                    histogram.record(elapsed_ms)
+                    return
+                kind = f"status {exchange.status}"
+            errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
 
         started = time.perf_counter()
         if probe.rate:
@@ -370,22 +377,40 @@ class ScenarioRunner:
             workers = min(probe.concurrency or 1, probe.requests)
             await asyncio.gather(*(worker() for _ in range(workers)))
         wall_ms = (time.perf_counter() - started) * 1000
+        ok = histogram.count
+        errors = probe.requests - ok
+
+        def pct(value: float) -> float | None:
+            return round(histogram.percentile(value), 3) if ok else None
+
         summary = LatencySummary(
-            requests=histogram.count,
+            endpoint=endpoint.name if endpoint is not None else _origin(prepared.url),
+            requests=probe.requests,
+            ok=ok,
             errors=errors,
-            p50=round(histogram.percentile(50), 3),
-            p90=round(histogram.percentile(90), 3),
-            p95=round(histogram.percentile(95), 3),
-            p99=round(histogram.percentile(99), 3),
-            max=round(histogram.max, 3),
+            success_ratio=round(ok / probe.requests, 6) if probe.requests else None,
+            p50=pct(50),
+            p90=pct(90),
+            p95=pct(95),
+            p99=pct(99),
+            max=round(histogram.max, 3) if ok else None,
             wall_ms=round(wall_ms, 3),
+            errors_by_kind=dict(sorted(errors_by_kind.items())),
             status=statuses,
             histogram=histogram.to_dict(),
         )
         outcome.latency = summary
-        if failures:
+        if errors:
             outcome.notes.append(
-                "failed requests: " + ", ".join(f"{k} x{v}" for k, v in sorted(failures.items()))
+                f"{errors} of {probe.requests} requests failed and are not latency samples: "
+                + ", ".join(f"{k} x{v}" for k, v in summary.errors_by_kind.items())
+            )
+        if probe.requests and not ok:
+            raise StepError(
+                "no_success",
+                f"no successful response: all {probe.requests} requests failed ("
+                + ", ".join(f"{k} x{v}" for k, v in summary.errors_by_kind.items())
+                + ")",
             )
         return {
             "latency": {
@@ -394,8 +419,15 @@ class ScenarioRunner:
                 "p95": summary.p95,
                 "p99": summary.p99,
                 "max": summary.max,
+                "requests": probe.requests,
+                "ok": ok,
+                "successRatio": summary.success_ratio,
             },
-            "errors": {"rate": errors / max(histogram.count, 1), "count": errors},
+            "errors": {
+                "rate": errors / probe.requests if probe.requests else 0.0,
+                "count": errors,
+                "byKind": summary.errors_by_kind,
+            },
             "status": statuses,
         }
 
@@ -427,10 +459,9 @@ class ScenarioRunner:
 
     def _check(self, step: Step, root: dict[str, Any], outcome: StepOutcome) -> None:
         scope = self._scope()
-        deferred = 0
         for group in step.groups:
             if group.match is not None:
-                deferred += 1
+                self._not_evaluated(group, outcome)
                 continue
             for assertion in group.assertions:
                 actual = resolve(root, parse_path(assertion.path))
@@ -446,10 +477,29 @@ class ScenarioRunner:
                         message=message,
                     )
                 )
-        if deferred:
-            outcome.notes.append(
-                f"{deferred} assertion group(s) with 'match' not evaluated: they check traffic "
-                "captured by hosted mocks, which this version does not serve"
+
+    @staticmethod
+    def _not_evaluated(group: AssertionGroup, outcome: StepOutcome) -> None:
+        """A ``match`` group checks captured traffic, which this version does not record: each
+        of its checks is reported as not evaluated, so the step cannot pass."""
+        reason = (
+            "not evaluated: 'match' checks traffic captured by hosted mocks, which this "
+            "version does not serve"
+        )
+        checks = [(a.path, a.operator, a.value) for a in group.assertions]
+        if group.count is not None:
+            checks.append(("count", group.count.operator, group.count.value))
+        for path, operator, value in checks or [("match", "", None)]:
+            outcome.assertions.append(
+                AssertionResult(
+                    path=path,
+                    operator=operator,
+                    expected=None if value is MISSING else value,
+                    actual=None,
+                    passed=False,
+                    message=reason,
+                    evaluated=False,
+                )
             )
 
     def _extract(self, step: Step, root: dict[str, Any], outcome: StepOutcome) -> None:
@@ -470,6 +520,22 @@ class ScenarioRunner:
         outcome.data = mask(outcome.data)
         if outcome.failure is not None:
             outcome.failure.message = mask(outcome.failure.message)
+
+
+_SEVERITY = {"error": 4, "failed": 3, "unevaluated": 2, "passed": 1, "skipped": 0}
+
+
+def worst_status(statuses: Iterable[str]) -> StepStatus:
+    """A scenario's status from its steps': error, then failed, then unevaluated; passed only
+    when every step passed (skipped steps follow a failure, so they never stand alone)."""
+    worst = max(statuses, key=lambda s: _SEVERITY.get(s, 4), default="passed")
+    return "passed" if worst == "skipped" else worst  # type: ignore[return-value]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]  # never the userinfo
+    return f"{parts.scheme}://{host}" if host else url
 
 
 def context_secrets(context: RunContext) -> list[str]:

@@ -77,9 +77,12 @@ __all__ = [
     "MAX_SUITE_BYTES",
     "SpecError",
     "SuiteInvalid",
+    "SuiteSources",
+    "check_suite_bytes",
     "load_suite_file",
     "parse_path",
     "parse_suite",
+    "read_suite_sources",
     "suite_fingerprint",
     "template_names",
 ]
@@ -137,9 +140,9 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "latencyProbe": ("latency", "errors", "status"),
 }
 MATCH_ROOTS = ("request", "response")
-_RESPONSE_FIELDS = ("status", "headers", "body", "timeMs")
+_RESPONSE_FIELDS = ("status", "headers", "body", "timeMs", "redirects")
 _REQUEST_FIELDS = ("method", "url", "headers", "body")
-_LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "max")
+_LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "max", "requests", "ok", "successRatio")
 _ERRORS_FIELDS = ("rate", "count")
 
 # Items that Dokkimi uses to describe the system under test (services, databases). They have a
@@ -370,20 +373,76 @@ def parse_suite(
     return suite
 
 
+def check_suite_bytes(data: str | bytes, *, filename: str) -> str:
+    """The text of one suite file, checked as every suite file is before parsing: at most
+    ``MAX_SUITE_BYTES`` (counted in UTF-8) and valid UTF-8 (a byte-order mark is dropped).
+
+    Files read from disk and uploaded bytes both pass through here. Raises ``SuiteInvalid``: a
+    file that is too large at line 1, column 1; invalid UTF-8 at the line and column of the
+    offending byte, naming the byte and its offset.
+    """
+    file = _normalise(filename)
+    size = _size(data)
+    if abs(size) > MAX_SUITE_BYTES:
+        raise SuiteInvalid([SpecError(file, 1, 1, _too_large("the suite file", size))])
+    text = _decode(data, file)
+    if isinstance(text, SpecError):
+        raise SuiteInvalid([text])
+    return text
+
+
+@dataclass(frozen=True)
+class SuiteSources:
+    """A suite read from files: ``sources`` maps each file's name to its text, ``entry`` names
+    the suite's own file among them, ``suite`` is the parsed suite."""
+
+    entry: str
+    sources: dict[str, str]
+    suite: Suite
+
+
+def read_suite_sources(path: str | os.PathLike[str]) -> SuiteSources:
+    """Read a suite file and every file it ``$ref``s, keyed by path relative to its folder (so
+    the same files give the same sources wherever they are), and parse it.
+
+    Every file is read as ``load_suite_file`` reads it: regular files only, at most
+    ``MAX_SUITE_BYTES``, valid UTF-8. Raises ``SuiteInvalid`` with every error, files named
+    relative to the suite's folder.
+    """
+    file = Path(path)
+    return _read_files(file.parent.as_posix(), file.name)
+
+
 def load_suite_file(path: str | os.PathLike[str]) -> Suite:
-    """Read a suite from disk; ``$ref`` paths are read relative to the including file.
+    """Read a suite from disk (as ``read_suite_sources`` does) and return it parsed.
 
     Errors name files as ``path`` was given (plus the resolved ``$ref`` paths). A top file that
     cannot be read is reported as a ``SuiteInvalid`` too, at line 1, column 1.
     """
-    file = Path(path).as_posix()
+    return _read_files("", Path(path).as_posix()).suite
+
+
+def _read_files(folder: str, entry: str) -> SuiteSources:
+    """Read and parse ``entry``, reading it and its ``$ref``s under ``folder`` ("" for none)."""
+    entry = _normalise(entry)
+    raw: dict[str, bytes] = {}
+
+    def loader(name: str) -> bytes:
+        data = _read_capped(posixpath.join(folder, name) if folder else name)
+        raw[name] = data
+        return data
+
     try:
-        data = _read_capped(file)
+        data = loader(entry)
     except OSError as exc:
+        shown = entry if folder in ("", ".") else f"{folder}/{entry}"
         raise SuiteInvalid(
-            [SpecError(file, 1, 1, f"cannot read '{file}': {_reason(exc)}")]
+            [SpecError(entry, 1, 1, f"cannot read '{shown}': {_reason(exc)}")]
         ) from None
-    return parse_suite(data, filename=file, loader=_read_capped)
+    suite = parse_suite(data, filename=entry, loader=loader)
+    # The parse checked every file read: none is too large or not UTF-8.
+    sources = {name: data.decode("utf-8-sig") for name, data in raw.items()}
+    return SuiteSources(entry=entry, sources=sources, suite=suite)
 
 
 def _read_capped(path: str) -> bytes:
@@ -523,19 +582,6 @@ class _Parser:
         return unique
 
     # ------------------------------------------------------------------ text and YAML
-
-    def decode(self, data: str | bytes, file: str) -> str | None:
-        """Bytes are UTF-8 (a BOM is dropped); errors at the offending byte."""
-        if isinstance(data, str):
-            return data
-        try:
-            return data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            line_start = data.rfind(b"\n", 0, exc.start) + 1
-            column = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
-            self.err(Pos(file, line, column), "", f"not valid UTF-8 (byte 0x{data[exc.start]:02x})")
-            return None
 
     def compose(self, text: str, file: str) -> _Y | None:
         """YAML text -> positioned tree, or None (errors recorded).
@@ -783,12 +829,10 @@ class _Parser:
     # ------------------------------------------------------------------ suite
 
     def read_suite(self, data: str | bytes, file: str) -> Suite | None:
-        size = _size(data)
-        if abs(size) > MAX_SUITE_BYTES:
-            self.err(Pos(file, 1, 1), "", _too_large("the suite file", size))
-            return None
-        text = self.decode(data, file)
-        if text is None:
+        try:
+            text = check_suite_bytes(data, filename=file)
+        except SuiteInvalid as exc:
+            self.errors.extend(exc.errors)
             return None
         root = self.compose(text, file)
         if root is None or root.refused:
@@ -984,8 +1028,9 @@ class _Parser:
         size = _size(data)
         if abs(size) > MAX_SUITE_BYTES:
             return None, ("large", size)
-        text = self.decode(data, resolved)
-        if text is None:
+        text = _decode(data, resolved)
+        if isinstance(text, SpecError):
+            self.errors.append(text)
             return None, None
         return self.compose(text, resolved), None
 
@@ -1713,6 +1758,23 @@ class _Parser:
 
 def _normalise(path: str) -> str:
     return posixpath.normpath(path) if path else path
+
+
+def _decode(data: str | bytes, file: str) -> str | SpecError:
+    """Bytes are UTF-8 (a BOM is dropped); the error is at the offending byte."""
+    if isinstance(data, str):
+        return data
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        line_start = body.rfind(b"\n", 0, exc.start) + 1
+        column = len(body[line_start : exc.start].decode("utf-8", "replace")) + 1
+        offset = exc.start + len(data) - len(body)
+        return SpecError(
+            file, line, column, f"not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {offset})"
+        )
 
 
 def _size(data: str | bytes) -> int:

@@ -63,6 +63,7 @@ from .model import (
     MISSING,
     EndpointConfig,
     Failure,
+    RedirectHop,
     RequestRecord,
     ResponseRecord,
     RunContext,
@@ -102,6 +103,14 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass
+class SentRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+
+
+@dataclass
 class Exchange:
     """What happened to one :class:`PreparedRequest`.
 
@@ -109,7 +118,9 @@ class Exchange:
     and ``response`` is ``None`` when nothing was received). When ``failure`` is set the step
     failed; ``status``/``headers``/``body`` then hold whatever had arrived. After redirects,
     ``request``/``response``/``status`` describe the final hop and ``redirects`` lists the
-    URLs followed, in order.
+    URLs followed, in order; ``hops`` gives each redirect answered (status and requested URL).
+    ``sent`` is what went on the wire in the final hop, unmasked (method, URL, every header
+    including the endpoint's auth), for assertions; never store it.
     """
 
     request: RequestRecord | None
@@ -120,6 +131,8 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names, unmasked
     body: bytes = b""  # full decoded body, unmasked (empty with record=False)
     redirects: list[str] = field(default_factory=list)
+    hops: list[RedirectHop] = field(default_factory=list)
+    sent: SentRequest | None = None
     _json: Any = field(default=_UNPARSED, repr=False, compare=False)
 
     def json(self) -> Any:
@@ -219,7 +232,8 @@ class _Progress:
 
     __slots__ = (
         "started", "method", "url", "headers", "body", "hop", "response", "status",
-        "response_headers", "sent_headers", "chunks", "received", "redirects", "reading",
+        "response_headers", "sent_headers", "chunks", "received", "redirects", "hops",
+        "reading",
     )  # fmt: skip
 
     def __init__(self, request: PreparedRequest) -> None:
@@ -240,6 +254,7 @@ class _Progress:
         self.chunks: list[bytes] = []
         self.received = 0
         self.redirects: list[str] = []
+        self.hops: list[RedirectHop] = []
         self.reading = False
 
 
@@ -767,6 +782,7 @@ class Transport:
                 assert auth is not None
                 auth.resign(headers, body)  # the signature covered the body just dropped
             progress.redirects.append(str(next_url))
+            progress.hops.append(RedirectHop(status=status, url=str(url)))
             url = next_url
 
         # The body, inline rather than in its own coroutine (see _perform).
@@ -832,6 +848,7 @@ class Transport:
                 failure=failure,
                 status=progress.status,
                 redirects=progress.redirects,
+                hops=progress.hops,
             )
         masker = self._masker
         sent = progress.sent_headers if progress.sent_headers is not None else progress.headers
@@ -856,6 +873,7 @@ class Transport:
             )
             response_record = ResponseRecord(
                 status=progress.status,
+                redirects=[RedirectHop(h.status, masker.mask(h.url)) for h in progress.hops],
                 headers=masker.mask_headers(headers),
                 body=text,
                 body_size=size,
@@ -871,6 +889,8 @@ class Transport:
             headers=progress.response_headers,
             body=body,
             redirects=progress.redirects,
+            hops=progress.hops,
+            sent=SentRequest(progress.method, progress.url, sent_headers, progress.body),
         )
 
 

@@ -24,12 +24,12 @@ def located(file: Path, message: str) -> str:
 def with_suite_file(
     file: Path, stderr: OutputWrapper, use: Callable[[str, dict[str, str]], T], *, what: str = ""
 ) -> T:
-    """Read ``file`` and its ``$ref``s and call ``use(entry, sources)``, reporting every error."""
+    """Read ``file`` and its ``$ref``s and call ``use(entry, sources)``, reporting every error:
+    those of reading (a file that cannot be read, is too large or is not UTF-8) as well as those
+    of the suite, all as ``file:line:column: message``."""
     try:
         entry, sources = suites.suite_sources_from_file(file)
         return use(entry, sources)
-    except suites.SuiteSourceError as exc:
-        raise CommandError(str(exc), returncode=2) from None
     except SuiteInvalid as exc:
         for error in exc.errors:
             stderr.write(located(file, str(error)))

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from certification.engine.spec import MAX_SUITE_BYTES
 from certification.models import Suite
 
 DEMO_SUITE = Path(settings.BASE_DIR) / "demo" / "suites" / "checkout.yaml"
@@ -29,6 +30,7 @@ tests:
       - name: no action here
         extract: {a: response.body.a}
 """
+MINIMAL_TESTS = "tests:\n  - name: t\n    steps:\n      - action: {type: wait, ms: 1}\n"
 
 
 def test_validate_suite_accepts_the_demo_suite(capsys: Any) -> None:
@@ -97,3 +99,68 @@ def test_missing_file_is_exit_code_2() -> None:
     with pytest.raises(CommandError) as excinfo:
         call_command("validate_suite", "nope.yaml")
     assert excinfo.value.returncode == 2
+
+
+def test_validate_suite_refuses_a_latin1_byte_naming_the_file_line_and_byte(
+    tmp_path: Path, capsys: Any
+) -> None:
+    path = tmp_path / "cafe.yaml"
+    path.write_bytes(b"name: caf\xe9\n" + MINIMAL_TESTS.encode())
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("validate_suite", str(path))
+
+    assert excinfo.value.returncode == 2
+    assert f"{tmp_path}/cafe.yaml:1:10: not valid UTF-8 (byte 0xe9 at offset 9)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_validate_suite_refuses_a_bad_byte_in_a_referenced_file(
+    tmp_path: Path, capsys: Any
+) -> None:
+    (tmp_path / "a.yaml").write_text("name: s\nitems:\n  - $ref: m.yaml\n" + MINIMAL_TESTS)
+    (tmp_path / "m.yaml").write_bytes(b"type: MOCK\nname: caf\xe9\nmockTarget: a\nmockPath: /\n")
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("validate_suite", str(tmp_path / "a.yaml"))
+
+    assert excinfo.value.returncode == 2
+    assert f"{tmp_path}/m.yaml:2:10: not valid UTF-8 (byte 0xe9 at offset 20)" in (
+        capsys.readouterr().err
+    )
+
+
+def test_validate_suite_applies_the_size_cap_to_referenced_files(
+    tmp_path: Path, capsys: Any
+) -> None:
+    (tmp_path / "a.yaml").write_text("name: s\nitems:\n  - $ref: big.yaml\n" + MINIMAL_TESTS)
+    (tmp_path / "big.yaml").write_bytes(b"#" * (2 * MAX_SUITE_BYTES))
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("validate_suite", str(tmp_path / "a.yaml"))
+
+    assert excinfo.value.returncode == 2
+    assert f"{tmp_path}/a.yaml:3:11: item 1: 'big.yaml' is too large" in capsys.readouterr().err
+
+
+@pytest.mark.django_db
+def test_load_suite_stores_nothing_when_a_file_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "cafe.yaml"
+    path.write_bytes(b"name: caf\xe9\n" + MINIMAL_TESTS.encode())
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("load_suite", str(path))
+
+    assert excinfo.value.returncode == 2
+    assert not Suite.objects.exists()
+
+
+def test_missing_file_names_it_with_exit_code_2(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "nope.yaml"
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("validate_suite", str(path))
+
+    assert excinfo.value.returncode == 2
+    assert f"{path}:1:1: cannot read '{path}': no such file" in capsys.readouterr().err

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
 from certification import execution, runs, suites
+from certification.engine.spec import MAX_SUITE_BYTES
 from certification.models import Run, Suite
 from partners.models import Endpoint, Partner
 
@@ -48,6 +53,38 @@ def test_billion_laughs_upload_is_refused(qa_client: Client) -> None:
     bomb = 'a: &a ["lol","lol"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b]\n'
     response = qa_client.post(reverse("certification:suite_upload"), {"text": bomb})
     assert "anchors and aliases are not allowed" in response.content.decode()
+
+
+def test_upload_refuses_a_latin1_byte_with_the_validators_message(
+    qa_client: Client, tmp_path: Path, capsys: Any
+) -> None:
+    content = b"name: caf\xe9\n" + SUITE.split("\n", 1)[1].encode()
+    (tmp_path / "cafe.yaml").write_bytes(content)
+    with pytest.raises(CommandError):
+        call_command("validate_suite", str(tmp_path / "cafe.yaml"))
+    message = "cafe.yaml:1:10: not valid UTF-8 (byte 0xe9 at offset 9)"
+
+    response = qa_client.post(
+        reverse("certification:suite_upload"), {"file": SimpleUploadedFile("cafe.yaml", content)}
+    )
+
+    assert capsys.readouterr().err.splitlines()[0] == f"{tmp_path}/{message}"
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Suite.objects.exists()
+
+
+def test_upload_larger_than_the_cap_is_refused_as_on_disk(qa_client: Client) -> None:
+    big = SimpleUploadedFile("big.yaml", b"#" * (2 * MAX_SUITE_BYTES))
+
+    response = qa_client.post(reverse("certification:suite_upload"), {"file": big})
+
+    assert response.status_code == 400
+    assert (
+        f"big.yaml:1:1: the suite file is too large ({MAX_SUITE_BYTES + 1:,} bytes; the limit "
+        f"is {MAX_SUITE_BYTES:,} bytes)"
+    ) in response.content.decode()
+    assert not Suite.objects.exists()
 
 
 def test_partner_user_cannot_upload_suites(partner_a_client: Client) -> None:

@@ -2,16 +2,20 @@
 
 ``partner_app()`` is a well- and badly-behaved partner sandbox in one aiohttp application;
 ``serve_raw`` is a bare asyncio TCP server for misbehaviour aiohttp's server will not produce
-(a reset mid-response). ``make_pki`` issues a throw-away CA, server and client certificates.
+(a reset mid-response). ``encoding_echo_app()`` echoes a request back in every encoding an
+echo server might use. ``make_pki`` issues a throw-away CA, server and client certificates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import gzip
+import html
 import ipaddress
 import json
+import re
 import socket
 import ssl
 from collections import Counter
@@ -20,6 +24,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from aiohttp import web
 from cryptography import x509
@@ -228,6 +233,70 @@ def partner_app() -> web.Application:
     app.router.add_get("/api", _api)
     app.router.add_route("*", "/signed", _signed)
     app.router.add_get("/close", _close)
+    return app
+
+
+# ------------------------------------------------------------------- the encoding echo
+
+
+_LOWER_HEX = re.compile("%[0-9A-F]{2}")
+
+
+def _u_json(value: Any) -> str:
+    """JSON with every character of every string written ``\\uXXXX`` (a paranoid encoder)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_u_json(k)}: {_u_json(v)}" for k, v in value.items()) + "}"
+    data = str(value).encode("utf-16-be", "surrogatepass")
+    units = (int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    return '"' + "".join(f"\\u{unit:04X}" for unit in units) + '"'
+
+
+async def _echo_encoded(request: web.Request) -> web.Response:
+    """Echoes the request's headers, query and body back the ways echo servers do: as JSON
+    (Node-style, PHP-style with escaped slashes, every character \\u-escaped), as a JSON
+    document inside a JSON string (httpbin's ``data``), HTML-escaped, percent-encoded, hex
+    and base64; and the credential headers back in response headers, hex, base64 and JSON."""
+    body = await request.read()
+    echoed = {
+        "headers": dict(request.headers),
+        "query": request.query_string,  # as sent, percent-encoded
+        "args": dict(request.query),
+        "url": str(request.url),
+        "body": body.decode("utf-8", errors="replace"),
+    }
+    document = json.dumps(echoed)
+    php = document.replace("/", "\\/")
+    data = document.encode("utf-8")
+    fields = {
+        "node": json.dumps(echoed, ensure_ascii=False),
+        "php": php,
+        "unicode": _u_json(echoed),
+        "as_string": json.dumps(document),
+        "php_as_string": json.dumps(php).replace("/", "\\/"),
+        # An HTML page of the request inside a JSON string (an error page, or an API
+        # returning rendered HTML); the body is left out, which would be a 4th encoding.
+        "html": json.dumps(html.escape(json.dumps({**echoed, "body": ""}))),
+        "percent": json.dumps(quote(document, safe="")),
+        "form": json.dumps(_LOWER_HEX.sub(lambda m: m.group(0).lower(), quote_plus(document))),
+        "hex": json.dumps(data.hex()),
+        "HEX": json.dumps(data.hex().upper()),
+        "base64": json.dumps(base64.b64encode(data).decode()),
+        "base64url": json.dumps(base64.urlsafe_b64encode(b"?" + data).decode().rstrip("=")),
+    }
+    text = "{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}"
+    headers = {"X-Echo-Query": request.query_string}
+    for name in ("Authorization", "X-Partner-Key"):
+        value = request.headers.get(name, "")
+        headers[f"X-Echo-{name}"] = value
+        headers[f"X-Echo-{name}-Hex"] = value.encode().hex()
+        headers[f"X-Echo-{name}-Base64"] = base64.b64encode(value.encode()).decode()
+        headers[f"X-Echo-{name}-Json"] = json.dumps(value).replace("/", "\\/")
+    return web.Response(text=text, content_type="application/json", headers=headers)
+
+
+def encoding_echo_app() -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/echo-encoded", _echo_encoded)
     return app
 
 

@@ -17,6 +17,7 @@ from certification.engine.model import EndpointConfig, RunContext, ScenarioOutco
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
 from certification.engine.spec import parse_suite
+from tests.engine.servers import closed_port
 
 POLICY = AddressPolicy(["127.0.0.0/8"])
 DEMO_SUITE = Path(__file__).resolve().parents[2] / "demo" / "suites" / "checkout.yaml"
@@ -316,16 +317,47 @@ tests:
     assert latency.p50 >= 5
 
 
-def test_probe_counts_unexpected_statuses_as_errors(sandbox: Any) -> None:
+def test_probe_counts_unexpected_statuses_as_errors_not_samples(sandbox: Any) -> None:
     text = _one_step(
         "          type: latencyProbe\n          method: GET\n          url: /v1/status/503\n"
         "          requests: 10\n          concurrency: 2",
+        "",
+    )
+    (outcome,) = _run(text, _context(sandbox.url))
+    step = outcome.steps[0]
+    assert step.status == "failed"
+    assert step.failure.kind == "no_success" and "status 503 x10" in step.failure.message
+    latency = step.latency
+    assert (latency.requests, latency.ok, latency.errors) == (10, 0, 10)
+    assert latency.errors_by_kind == {"status 503": 10}
+    assert latency.p95 is None and latency.histogram["count"] == 0
+
+
+def test_probe_percentiles_come_from_successful_responses_only(sandbox: Any) -> None:
+    text = _one_step(
+        "          type: latencyProbe\n          method: GET\n          url: /health\n"
+        "          requests: 10\n          concurrency: 2\n          expectStatus: [200]",
         "        assertions:\n          - assertions:\n"
-        "              - {path: errors.rate, operator: eq, value: 1}\n"
-        "              - {path: status.503, operator: eq, value: 10}",
+        "              - {path: latency.ok, operator: eq, value: 10}\n"
+        "              - {path: errors.count, operator: eq, value: 0}\n"
+        "              - {path: latency.successRatio, operator: eq, value: 1}",
     )
     (outcome,) = _run(text, _context(sandbox.url))
     assert outcome.status == "passed", outcome.steps[0].assertions
+    assert outcome.steps[0].latency.histogram["count"] == 10
+
+
+def test_probe_against_a_refused_port_has_no_latency_samples() -> None:
+    text = _one_step(
+        "          type: latencyProbe\n          method: GET\n          url: /health\n"
+        "          requests: 5\n          concurrency: 1",
+        "",
+    )
+    (outcome,) = _run(text, _context(f"http://127.0.0.1:{closed_port()}"))
+    latency = outcome.steps[0].latency
+    assert (latency.ok, latency.errors, latency.p95) == (0, 5, None)
+    assert latency.errors_by_kind == {"refused": 5}
+    assert outcome.status == "failed"
 
 
 def test_secrets_are_masked_in_captures_and_assertion_values(sandbox: Any) -> None:

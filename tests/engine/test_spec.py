@@ -41,9 +41,11 @@ from certification.engine.spec import (
     MAX_SUITE_BYTES,
     SpecError,
     SuiteInvalid,
+    check_suite_bytes,
     load_suite_file,
     parse_path,
     parse_suite,
+    read_suite_sources,
     suite_fingerprint,
     template_names,
 )
@@ -699,7 +701,7 @@ def test_deep_nesting_is_refused_without_recursion() -> None:
 
 def test_invalid_utf8_is_reported_at_the_byte() -> None:
     assert errors(b"name: s\ndescription: caf\xe9\n") == [
-        "suite.yaml:2:17: not valid UTF-8 (byte 0xe9)"
+        "suite.yaml:2:17: not valid UTF-8 (byte 0xe9 at offset 24)"
     ]
 
 
@@ -1187,10 +1189,11 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
             "or status",
         ),
         ("respons.status", "did you mean 'response'?"),
-        ("response", "'response' needs a field: status, headers, body or timeMs"),
+        ("response", "'response' needs a field: status, headers, body, timeMs or redirects"),
         (
             "response.code",
-            "unknown field 'response.code'; response has status, headers, body or timeMs",
+            "unknown field 'response.code'; response has status, headers, body, timeMs or "
+            "redirects",
         ),
         ("response.statu", "did you mean 'status'?"),
         ("response.status.x", "'response.status' is a single value and has no fields"),
@@ -2067,6 +2070,96 @@ def test_load_suite_file_reads_no_more_than_the_cap(tmp_path: Path) -> None:
         load_suite_file(top)
 
     assert f"({MAX_SUITE_BYTES + 1:,} bytes;" in str(info.value)
+
+
+# ----------------------------------------------------------------------------- read_suite_sources
+
+
+def test_read_suite_sources_keys_files_relative_to_the_suites_folder(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "defs").mkdir()
+    mock = "type: MOCK\nname: m\nmockTarget: a\nmockPath: /\n"
+    (tmp_path / "shared" / "m.yaml").write_text(mock)
+    top = tmp_path / "defs" / "a.yaml"
+    text = "name: s\nitems:\n  - $ref: ../shared/m.yaml\n" + MINIMAL_TESTS
+    top.write_bytes(b"\xef\xbb\xbf" + text.encode())
+
+    read = read_suite_sources(top)
+
+    assert read.entry == "a.yaml"
+    assert read.sources == {"a.yaml": text, "../shared/m.yaml": mock}
+    assert read.suite.mocks[0].pos == Pos("../shared/m.yaml", 1, 1)
+    assert parse_suite(text, filename="a.yaml", loader=read.sources.__getitem__) == read.suite
+
+
+def test_read_suite_sources_reports_a_bad_byte_in_a_referenced_file_at_the_byte(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.yaml").write_text("name: s\nitems:\n  - $ref: m.yaml\n" + MINIMAL_TESTS)
+    (tmp_path / "m.yaml").write_bytes(b"type: MOCK\nname: caf\xe9\nmockTarget: a\nmockPath: /\n")
+
+    with pytest.raises(SuiteInvalid) as info:
+        read_suite_sources(tmp_path / "a.yaml")
+
+    assert [str(error) for error in info.value.errors] == [
+        "m.yaml:2:10: not valid UTF-8 (byte 0xe9 at offset 20)"
+    ]
+
+
+def test_read_suite_sources_caps_referenced_files_and_reads_no_more(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("name: s\nitems:\n  - $ref: big.yaml\n" + MINIMAL_TESTS)
+    (tmp_path / "big.yaml").write_bytes(b"#" * (3 * MAX_SUITE_BYTES))
+
+    with pytest.raises(SuiteInvalid) as info:
+        read_suite_sources(tmp_path / "a.yaml")
+
+    assert [str(error) for error in info.value.errors] == [
+        f"a.yaml:3:11: item 1: 'big.yaml' is too large ({MAX_SUITE_BYTES + 1:,} bytes; "
+        f"the limit is {MAX_SUITE_BYTES:,} bytes)"
+    ]
+
+
+def test_read_suite_sources_names_a_missing_file_as_given(tmp_path: Path) -> None:
+    with pytest.raises(SuiteInvalid) as info:
+        read_suite_sources(tmp_path / "nope.yaml")
+
+    assert [str(error) for error in info.value.errors] == [
+        f"nope.yaml:1:1: cannot read '{tmp_path.as_posix()}/nope.yaml': no such file"
+    ]
+
+
+# ----------------------------------------------------------------------------- check_suite_bytes
+
+
+def test_check_suite_bytes_returns_the_text_without_a_byte_order_mark() -> None:
+    assert check_suite_bytes(b"\xef\xbb\xbfname: s\n", filename="s.yaml") == "name: s\n"
+    assert check_suite_bytes("name: é\n", filename="s.yaml") == "name: é\n"
+
+
+def test_check_suite_bytes_reports_invalid_utf8_at_the_line_column_and_offset() -> None:
+    with pytest.raises(SuiteInvalid) as info:
+        check_suite_bytes(b"name: s\ndescription: caf\xe9\n", filename="up/s.yaml")
+
+    assert str(info.value) == "up/s.yaml:2:17: not valid UTF-8 (byte 0xe9 at offset 24)"
+
+
+def test_check_suite_bytes_does_not_count_a_byte_order_mark_as_a_column() -> None:
+    with pytest.raises(SuiteInvalid) as info:
+        check_suite_bytes(b"\xef\xbb\xbfname: caf\xe9\n", filename="s.yaml")
+
+    assert str(info.value) == "s.yaml:1:10: not valid UTF-8 (byte 0xe9 at offset 12)"
+
+
+def test_check_suite_bytes_refuses_more_than_the_cap_in_utf8_bytes() -> None:
+    text = "é" * (MAX_SUITE_BYTES // 2 + 1)
+
+    with pytest.raises(SuiteInvalid) as info:
+        check_suite_bytes(text, filename="s.yaml")
+
+    assert str(info.value) == (
+        f"s.yaml:1:1: the suite file is too large ({MAX_SUITE_BYTES + 2:,} bytes; the limit is "
+        f"{MAX_SUITE_BYTES:,} bytes)"
+    )
 
 
 # ----------------------------------------------------------------------------- fingerprint

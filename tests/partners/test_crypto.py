@@ -5,10 +5,12 @@ import os
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import override_settings
 
 from partners import crypto, services
-from partners.crypto import SecretDecryptionError, parse_key_ring
+from partners.crypto import SecretDecryptionError, SecretUnavailable, parse_key_ring
 from partners.models import Endpoint
 
 
@@ -78,3 +80,43 @@ def test_bad_key_configuration_fails_loudly(spec: str, message: str) -> None:
 def test_empty_secrets_are_stored_as_nothing() -> None:
     assert crypto.seal_secrets({}, aad="x") == ""
     assert crypto.open_secrets("", aad="x") == {}
+
+
+def test_secret_sealed_with_a_dropped_key_names_that_key() -> None:
+    old = parse_key_ring(f"k0:{_key()}")
+    token = old.encrypt("s3cret-value", aad="row-1")
+    with pytest.raises(SecretUnavailable) as excinfo:
+        parse_key_ring(f"k1:{_key()}").decrypt(token, aad="row-1")
+    assert excinfo.value.key_id == "k0"
+    assert str(excinfo.value) == (
+        "secret sealed with key 'k0', which is not in SECRETS_ENCRYPTION_KEYS"
+    )
+    assert isinstance(excinfo.value, SecretDecryptionError)
+
+
+def test_endpoint_secrets_under_a_dropped_key_raise_secret_unavailable(
+    endpoint_a: Endpoint,
+) -> None:
+    with override_settings(SECRETS_ENCRYPTION_KEYS=f"gone:{_key()}"):
+        endpoint_a.secrets_sealed = crypto.seal_secrets(
+            {"api_key": "alpha-key-SECRET-value"}, aad=endpoint_a.secrets_aad
+        )
+    with pytest.raises(SecretUnavailable, match="'gone'"):
+        services.endpoint_secrets(endpoint_a)
+
+
+def test_rotation_with_a_dropped_key_fails_naming_it_and_changes_nothing(
+    endpoint_a: Endpoint,
+) -> None:
+    before = Endpoint.objects.get(pk=endpoint_a.pk).secrets_sealed
+    with (
+        override_settings(SECRETS_ENCRYPTION_KEYS=f"new:{_key()}"),
+        pytest.raises(CommandError, match="which is not in SECRETS_ENCRYPTION_KEYS"),
+    ):
+        call_command("rotate_secrets")
+    assert Endpoint.objects.get(pk=endpoint_a.pk).secrets_sealed == before
+
+
+def test_a_secret_shorter_than_the_minimum_is_never_sealed() -> None:
+    with pytest.raises(ValueError, match="shorter than 8 characters: api_key"):
+        crypto.seal_secrets({"api_key": "1234567"}, aad="x")

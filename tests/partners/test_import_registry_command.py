@@ -8,8 +8,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.core.serializers import serialize
+from django.test import override_settings
 
 from evidence.models import AuditEvent
+from partners import crypto
 from partners.models import SLA, FieldMapping, Partner, RetryPolicy, WebhookSecret
 
 DEMO = Path(settings.BASE_DIR) / "demo" / "registry"
@@ -218,3 +220,51 @@ def test_command_line_exits_with_code_2_and_prints_file_and_line(tmp_path: Path)
     assert result.returncode == 2
     assert f"{path}:2: mode: unknown mode 'Carrier pigeon'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.django_db
+def test_webhook_secret_shorter_than_8_characters_is_refused(tmp_path: Path, capsys: Any) -> None:
+    call_command("import_registry", str(DEMO / "partners.csv"))
+    path = _write(
+        tmp_path,
+        "hooks.csv",
+        "partner_id,endpoint,secret,window_s\np_001,https://a.example/h,whsec_1,300\n",
+    )
+    with pytest.raises(CommandError):
+        call_command("import_registry", path)
+    err = capsys.readouterr().err
+    assert f"{path}:2: secret: too short; a secret needs at least 8 characters" in err
+    assert "whsec_1" not in err
+    assert not WebhookSecret.objects.exists()
+
+
+@pytest.mark.django_db
+def test_webhook_endpoint_with_a_password_is_refused_without_echoing_it(
+    tmp_path: Path, capsys: Any
+) -> None:
+    call_command("import_registry", str(DEMO / "partners.csv"))
+    path = _write(
+        tmp_path,
+        "hooks.csv",
+        "partner_id,endpoint,secret,window_s\n"
+        "p_001,https://hook:pw-SECRET-1@a.example/h,whsec_123,300\n",
+    )
+    with pytest.raises(CommandError):
+        call_command("import_registry", path)
+    err = capsys.readouterr().err
+    assert f"{path}:2: endpoint: the URL holds a password (user:password@host)" in err
+    assert "pw-SECRET-1" not in err
+    assert not WebhookSecret.objects.exists()
+
+
+@pytest.mark.django_db
+def test_webhook_secret_under_a_dropped_key_is_replaced_by_a_new_import(tmp_path: Path) -> None:
+    call_command("import_registry", str(DEMO / "partners.csv"))
+    header = "partner_id,endpoint,secret,window_s\n"
+    first = _write(tmp_path, "a.csv", header + "p_001,https://a.example/h,whsec_old_1,300\n")
+    with override_settings(SECRETS_ENCRYPTION_KEYS=f"k0:{crypto.new_key()}"):
+        call_command("import_registry", first)
+    again = _write(tmp_path, "b.csv", header + "p_001,https://a.example/h,whsec_new_1,300\n")
+    call_command("import_registry", again)
+    row = WebhookSecret.objects.get()
+    assert crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad) == {"secret": "whsec_new_1"}

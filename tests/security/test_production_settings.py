@@ -5,7 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
+
+from config.settings import _DEV_ENCRYPTION_KEYS, _DEV_SECRET_KEY
 
 PRODUCTION_ENV = {
     "APP_ENV": "production",
@@ -62,3 +65,53 @@ def test_production_allows_no_private_sandbox_networks_by_default() -> None:
     code = "from django.conf import settings; print(repr(settings.SANDBOX_ALLOWED_NETWORKS))"
     result = _manage("shell", "--no-imports", "-c", code)
     assert result.stdout.strip().splitlines()[-1] == "''"
+
+
+def test_production_refuses_the_published_development_secret_key() -> None:
+    result = _manage("check", SECRET_KEY=_DEV_SECRET_KEY)
+    assert result.returncode != 0
+    assert "SECRET_KEY is the published development key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "ring",
+    [
+        _DEV_ENCRYPTION_KEYS,
+        f"k2:{base64.b64encode(os.urandom(32)).decode()},{_DEV_ENCRYPTION_KEYS}",
+        "prod:" + _DEV_ENCRYPTION_KEYS.partition(":")[2],  # the same key under another id
+    ],
+    ids=["alone", "kept-for-decryption", "renamed"],
+)
+def test_production_refuses_the_published_development_encryption_key(ring: str) -> None:
+    result = _manage("check", SECRETS_ENCRYPTION_KEYS=ring)
+    assert result.returncode != 0
+    assert "SECRETS_ENCRYPTION_KEYS holds the published development key" in result.stderr
+
+
+def test_production_refuses_a_malformed_encryption_key_ring_at_start() -> None:
+    result = _manage("check", SECRETS_ENCRYPTION_KEYS="k1:c2hvcnQ=")
+    assert result.returncode != 0
+    assert "SECRETS_ENCRYPTION_KEYS key 'k1' must be 32 bytes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("networks", "family"),
+    [
+        ("0.0.0.0/0", "IPv4"),
+        ("::/0", "IPv4 and every IPv6"),  # IPv4-mapped addresses included
+        ("127.0.0.0/8, 0.0.0.0/0", "IPv4"),
+        ("0.0.0.0/1,128.0.0.0/1", "IPv4"),  # together they are 0.0.0.0/0
+        ("::ffff:0:0/96", "IPv4"),  # every IPv4 address, IPv4-mapped
+    ],
+)
+def test_production_refuses_a_sandbox_allowlist_covering_every_address(
+    networks: str, family: str
+) -> None:
+    result = _manage("check", SANDBOX_ALLOWED_NETWORKS=networks)
+    assert result.returncode != 0
+    assert f"SANDBOX_ALLOWED_NETWORKS covers every {family} address" in result.stderr
+
+
+def test_production_accepts_a_sandbox_allowlist_of_specific_networks() -> None:
+    result = _manage("check", SANDBOX_ALLOWED_NETWORKS="10.8.0.0/16, fd00:8::/32, 0.0.0.0/1")
+    assert result.returncode == 0, result.stderr

@@ -15,7 +15,10 @@ from certification.models import Run, ScenarioRun
 from partners.models import Partner
 
 EXIT = {Run.Status.PASSED: 0, Run.Status.FAILED: 1}
-MARK = {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "skipped": "SKIP", "cancelled": "CANC"}
+MARK = {"passed": "PASS", "failed": "FAIL", "error": "ERR ", "skipped": "SKIP", "cancelled": "CANC",
+        "unevaluated": "N/E "}  # fmt: skip
+VERDICT_MARK = {"met": "MET ", "missed": "MISS", "insufficient samples": "FEW ",
+                "not measured": "N/M "}  # fmt: skip
 
 
 def first_problem_row(scenario_run: ScenarioRun) -> str:
@@ -25,8 +28,25 @@ def first_problem_row(scenario_run: ScenarioRun) -> str:
         for result in step.assertions:
             if not result["passed"]:
                 return f"{step.name}: {result['path']} {result['operator']}: {result['message']}"
+    if scenario_run.status == "unevaluated":
+        return "a check could not be evaluated"
     run = scenario_run.run
     return run.error if scenario_run.status == "error" else ""
+
+
+def sla_row(verdict: dict[str, Any]) -> str:
+    """``  MISS SLA p95 ≤ 300 ms @ api: 1526.3 ms, 40 samples of 40 requests``"""
+    mark = VERDICT_MARK.get(verdict["verdict"], verdict["verdict"])
+    where = verdict.get("endpoint") or "partner"
+    line = f"  {mark} SLA {verdict['target']} @ {where}: {verdict['verdict']}"
+    if verdict.get("measured") is not None:
+        unit = verdict.get("unit", "")
+        line += f", {verdict['measured']}{'' if unit == '%' else ' '}{unit}".rstrip()
+    if verdict.get("requests"):
+        line += f", {verdict.get('samples', 0)} samples of {verdict['requests']} requests"
+    if verdict.get("reason"):
+        line += f"\n       {verdict['reason']}"
+    return line
 
 
 class Command(BaseCommand):
@@ -45,7 +65,13 @@ class Command(BaseCommand):
             action="append",
             default=[],
             metavar="NAME=URL",
-            help="set or override the partner's endpoint NAME for this run only (repeatable)",
+            help="set or override the partner's endpoint NAME for this run only (repeatable); "
+            "pointed at another origin, NAME's stored credentials are not sent",
+        )
+        parser.add_argument(
+            "--keep-auth",
+            action="store_true",
+            help="send the stored credentials of an --endpoint NAME even to another origin",
         )
         parser.add_argument(
             "--inline",
@@ -92,6 +118,7 @@ class Command(BaseCommand):
                 suite=suite,
                 by="manage.py run_suite",
                 endpoint_overrides=overrides,
+                keep_auth=options["keep_auth"],
                 trigger="cli",
             )
         except runs.RunInputError as exc:
@@ -100,6 +127,12 @@ class Command(BaseCommand):
             f"Run {run.pk}: suite '{suite.name}' v{suite.version} against {partner} "
             f"({run.scenarios_total} scenario{pluralize(run.scenarios_total)})"
         )
+        for name, endpoint in run.endpoints.items():
+            if endpoint.get("auth_dropped"):
+                self.stderr.write(
+                    f"--endpoint {name}: another origin than the stored endpoint, so its "
+                    "credentials are not sent (--keep-auth sends them)"
+                )
         run = self._execute(run, options)
         self._report(run, options)
 
@@ -179,13 +212,7 @@ class Command(BaseCommand):
         for status in run.scenario_runs.values_list("status", flat=True):
             counts[status] = counts.get(status, 0) + 1
         for verdict in run.sla_verdicts:
-            if verdict["verdict"] == "no data":
-                self.stdout.write(f"  SLA {verdict['target']}: no data (no latency probe)")
-            else:
-                self.stdout.write(
-                    f"  SLA {verdict['target']}: {verdict['verdict']} "
-                    f"(measured {verdict['measured_ms']} ms over {verdict['samples']} requests)"
-                )
+            self.stdout.write(sla_row(verdict))
         if options["json"]:
             options["json"].write_text(json.dumps(selectors.run_as_json(run), indent=2))
         if options["junit"]:
@@ -194,6 +221,8 @@ class Command(BaseCommand):
         message = f"Run {run.pk} {run.status}: {summary}"
         if run.error:
             message += f" ({run.error})"
+        elif run.reasons:
+            message += f" ({'; '.join(run.reasons)})"
         self.stdout.write(message)
         code = EXIT.get(run.status, 2)
         if code:

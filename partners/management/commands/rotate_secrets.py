@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from partners.crypto import SecretDecryptionError
 from partners.services import secrets_rotate
 
 
@@ -14,5 +15,8 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        changed = secrets_rotate()
+        try:
+            changed = secrets_rotate()
+        except SecretDecryptionError as exc:
+            raise CommandError(f"{exc}; nothing was re-encrypted.") from None
         self.stdout.write(f"Re-encrypted {changed} secret row(s) with the active key.")

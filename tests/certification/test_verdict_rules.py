@@ -1,0 +1,169 @@
+"""The SLA verdict rule at its edges: no samples, one sample, all failed, the minimum sample
+size, a target exactly met, strict targets, and mixed endpoints never pooled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from certification.engine.histogram import Histogram
+from certification.verdicts import (
+    EndpointRollup,
+    binomial_cdf,
+    failing_reasons,
+    latency_verdict,
+    min_samples,
+    rollup_by_endpoint,
+    sla_verdicts,
+    uptime_verdict,
+)
+from partners.sla import parse_sla_text
+
+P95 = parse_sla_text("p95<=300ms")[0]
+P95_STRICT = parse_sla_text("p95<300ms")[0]
+UPTIME = parse_sla_text("uptime 99.9%")[0]
+
+
+def _rollup(samples: list[float], *, failed: int = 0, kind: str = "refused") -> EndpointRollup:
+    histogram = Histogram()
+    histogram.record_many(samples)
+    rollup = EndpointRollup()
+    rollup.add(
+        {
+            "endpoint": "api",
+            "requests": len(samples) + failed,
+            "ok": len(samples),
+            "errors_by_kind": {kind: failed} if failed else {},
+            "histogram": histogram.to_dict(),
+        }
+    )
+    return rollup
+
+
+def test_minimum_sample_sizes_follow_the_95_percent_rule() -> None:
+    assert min_samples(0.05) == 59  # p95
+    assert min_samples(0.01) == 299  # p99
+    assert min_samples(0.001) == 2995  # p99.9, uptime 99.9%
+    assert min_samples(0.5) == 5  # p50
+
+
+def test_binomial_cdf_matches_closed_forms() -> None:
+    assert binomial_cdf(0, 59, 0.05) == pytest.approx(0.95**59)
+    assert binomial_cdf(59, 59, 0.05) == 1.0
+    assert binomial_cdf(1, 10, 0.5) == pytest.approx(11 / 1024)
+
+
+def test_p95_is_met_with_exactly_the_minimum_sample_count() -> None:
+    assert latency_verdict(P95, "api", _rollup([10.0] * 59)).verdict == "met"
+
+
+def test_p95_one_sample_short_of_the_minimum_is_insufficient() -> None:
+    verdict = latency_verdict(P95, "api", _rollup([10.0] * 58))
+    assert verdict.verdict == "insufficient samples"
+    assert "at least 59" in verdict.reason
+
+
+def test_a_single_fast_sample_is_insufficient_not_met() -> None:
+    verdict = latency_verdict(P95, "api", _rollup([1.0]))
+    assert (verdict.verdict, verdict.samples) == ("insufficient samples", 1)
+
+
+def test_a_single_slow_sample_is_missed() -> None:
+    assert latency_verdict(P95, "api", _rollup([301.0])).verdict == "missed"
+
+
+def test_a_target_exactly_met_is_met_for_at_most_and_missed_for_below() -> None:
+    samples = [300.0] * 100
+    assert latency_verdict(P95, "api", _rollup(samples)).verdict == "met"
+    assert latency_verdict(P95_STRICT, "api", _rollup(samples)).verdict == "missed"
+
+
+def test_a_few_slow_samples_need_more_evidence_before_met() -> None:
+    # 3 of 100 over the target: p95 is fine, but 3 % over is not proof that fewer than 5 %
+    # of requests are over; 3 of 400 is.
+    few = latency_verdict(P95, "api", _rollup([10.0] * 97 + [900.0] * 3))
+    assert (few.verdict, few.over_target) == ("insufficient samples", 3)
+    many = latency_verdict(P95, "api", _rollup([10.0] * 397 + [900.0] * 3))
+    assert many.verdict == "met"
+
+
+def test_an_endpoint_whose_every_request_failed_is_missed_with_the_reasons() -> None:
+    verdict = latency_verdict(P95, "api", _rollup([], failed=50))
+    assert (verdict.verdict, verdict.samples, verdict.requests) == ("missed", 0, 50)
+    assert verdict.measured is None
+    assert "refused x50" in verdict.reason
+
+
+def test_failed_requests_are_not_latency_samples() -> None:
+    verdict = latency_verdict(P95, "api", _rollup([10.0] * 100, failed=40))
+    assert (verdict.verdict, verdict.samples, verdict.errors) == ("met", 100, 40)
+    assert verdict.measured == pytest.approx(10.0, rel=0.001)
+    assert "40 failed requests" in verdict.reason
+
+
+def test_an_unprobed_endpoint_is_not_measured() -> None:
+    verdict = latency_verdict(P95, "api", None)
+    assert (verdict.verdict, verdict.samples) == ("not measured", 0)
+
+
+def test_uptime_with_no_failures_needs_2995_requests() -> None:
+    assert uptime_verdict(UPTIME, "api", _rollup([5.0] * 2995)).verdict == "met"
+    short = uptime_verdict(UPTIME, "api", _rollup([5.0] * 2994))
+    assert short.verdict == "insufficient samples"
+    assert uptime_verdict(UPTIME, "api", _rollup([5.0] * 300)).verdict == "insufficient samples"
+
+
+def test_uptime_below_the_target_is_missed_whatever_the_sample_size() -> None:
+    verdict = uptime_verdict(UPTIME, "api", _rollup([5.0] * 9, failed=1, kind="timeout"))
+    assert (verdict.verdict, verdict.measured) == ("missed", 90.0)
+    assert "timeout x1" in verdict.reason
+
+
+def test_uptime_of_an_endpoint_that_answered_nothing_is_missed() -> None:
+    verdict = uptime_verdict(UPTIME, "api", _rollup([], failed=3))
+    assert (verdict.verdict, verdict.measured) == ("missed", 0.0)
+
+
+def test_verdicts_are_never_pooled_across_endpoints() -> None:
+    fast, slow = Histogram(), Histogram()
+    fast.record_many([5.0] * 1000)
+    slow.record_many([1500.0] * 40)
+    latencies: list[dict[str, Any]] = [
+        {"endpoint": name, "requests": h.count, "ok": h.count, "histogram": h.to_dict()}
+        for name, h in (("fast", fast), ("slow", slow))
+    ]
+    verdicts = sla_verdicts(
+        [(P95, "")], endpoints=["fast", "slow"], rollups=rollup_by_endpoint(latencies)
+    )
+    assert {v.endpoint: v.verdict for v in verdicts} == {"fast": "met", "slow": "missed"}
+
+
+def test_probes_of_one_endpoint_are_merged() -> None:
+    a, b = Histogram(), Histogram()
+    a.record_many([5.0] * 30)
+    b.record_many([5.0] * 30)
+    latencies = [
+        {"endpoint": "api", "requests": 30, "ok": 30, "histogram": h.to_dict()} for h in (a, b)
+    ]
+    (verdict,) = sla_verdicts([(P95, "")], endpoints=["api"], rollups=rollup_by_endpoint(latencies))
+    assert (verdict.verdict, verdict.samples) == ("met", 60)
+
+
+def test_a_scoped_sla_names_only_its_endpoint() -> None:
+    scoped = parse_sla_text("p95<=300ms on orders")[0]
+    verdicts = sla_verdicts([(scoped, "orders")], endpoints=["orders", "reports"], rollups={})
+    assert [(v.endpoint, v.verdict) for v in verdicts] == [("orders", "not measured")]
+
+
+def test_only_missed_and_insufficient_verdicts_fail_a_run() -> None:
+    verdicts = [
+        {"target": "t", "endpoint": "a", "verdict": "met"},
+        {"target": "t", "endpoint": "b", "verdict": "not measured"},
+        {"target": "t", "endpoint": "c", "verdict": "missed", "reason": "slow"},
+        {"target": "t", "endpoint": "d", "verdict": "insufficient samples"},
+    ]
+    assert failing_reasons(verdicts) == [
+        "SLA t on c: missed (slow)",
+        "SLA t on d: insufficient samples",
+    ]
