@@ -15,6 +15,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from certification.models import Run
+from partners.access import sees_all_partners
 
 
 def runs_visible_to(user: Any) -> QuerySet[Run]:
@@ -30,3 +31,15 @@ def run_for_user(user: Any, run_id: int | str) -> Run:
     return get_object_or_404(
         runs_visible_to(user).select_related("partner", "suite", "created_by"), pk=pk
     )
+
+
+def can_start_runs(user: Any) -> bool:
+    return user.has_perm("certification.add_run")
+
+
+def can_upload_suites(user: Any) -> bool:
+    return sees_all_partners(user) and user.has_perm("certification.add_suite")
+
+
+def can_schedule(user: Any) -> bool:
+    return sees_all_partners(user) and user.has_perm("certification.add_recertificationschedule")

@@ -18,6 +18,7 @@ from certification.models import (
 )
 from evidence.audit import audit_record
 from partners.models import Endpoint, Partner
+from partners.secret_rules import display_url
 from partners.urlguard import check_sandbox_url
 
 
@@ -62,7 +63,9 @@ def _snapshot(
             check_sandbox_url(url, kind=kind)
         except Exception as exc:
             messages = getattr(exc, "messages", [str(exc)])
-            raise RunInputError(f"--endpoint {name}={url}: {' '.join(messages)}") from None
+            raise RunInputError(
+                f"--endpoint {name}={display_url(url)}: {' '.join(messages)}"
+            ) from None
         stored = endpoints.get(name)
         base = {"auth_kind": "none", "auth_config": {}, "writable": False}
         if stored is not None:
@@ -113,7 +116,7 @@ def run_create(
         target=f"run {run.pk}",
         data={
             "suite": str(suite),
-            "endpoints": {n: e["base_url"] for n, e in endpoints.items()},
+            "endpoints": {n: display_url(e["base_url"]) for n, e in endpoints.items()},
             "trigger": trigger,
         },
     )

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from certification.models import Run, StepResult, Suite, WorkerHeartbeat
 from certification.verdicts import FAILING_VERDICTS, NOT_MEASURED, PERCENTILE_METHOD
+from partners.secret_rules import display_url
 
 WORKER_FRESH_FOR = timedelta(minutes=2)
 
@@ -74,7 +75,7 @@ def run_as_json(run: Run) -> dict[str, Any]:
             "suiteVersion": run.suite.version,
             "createdAt": run.created_at.isoformat(),
             "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
-            "endpoints": {name: e["base_url"] for name, e in run.endpoints.items()},
+            "endpoints": {name: display_url(e["base_url"]) for name, e in run.endpoints.items()},
             "error": run.error or None,
             "reasons": run.reasons,
             "latency": {

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from certification import access as run_access
 from certification import runs, selectors, suites
 from certification.access import run_for_user, runs_visible_to
 from certification.engine.spec import SuiteInvalid
@@ -45,7 +46,7 @@ def suite_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "certification/suite_list.html",
-        {"rows": rows, "can_upload": access.can_upload_suites(request.user)},
+        {"rows": rows, "can_upload": run_access.can_upload_suites(request.user)},
     )
 
 
@@ -53,7 +54,7 @@ def suite_list(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def suite_upload(request: HttpRequest) -> HttpResponse:
     """Validate (the same validator as ``manage.py validate_suite``) and store a suite."""
-    if not access.can_upload_suites(request.user):
+    if not run_access.can_upload_suites(request.user):
         raise PermissionDenied("Only QA leads can add suites.")
     errors: list[str] = []
     form = SuiteUploadForm(request.POST or None, request.FILES or None)
@@ -103,7 +104,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
     partner = access.partner_for_user(request.user, partner_id)
-    if not access.can_start_runs(request.user):
+    if not run_access.can_start_runs(request.user):
         raise PermissionDenied("Your role cannot start runs.")
     form = StartRunForm(request.POST)
     if not form.is_valid():
@@ -124,7 +125,7 @@ def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
 @require_POST
 def schedule_create(request: HttpRequest, partner_id: str) -> HttpResponse:
     partner = access.partner_for_user(request.user, partner_id)
-    if not access.can_schedule(request.user):
+    if not run_access.can_schedule(request.user):
         raise PermissionDenied("Only QA leads can schedule recertification.")
     form = ScheduleForm(request.POST)
     if form.is_valid():
@@ -156,7 +157,7 @@ def schedule_delete(request: HttpRequest, partner_id: str, schedule_id: int) -> 
     schedule = get_object_or_404(
         RecertificationSchedule.objects.visible_to(request.user), partner=partner, pk=schedule_id
     )
-    if not access.can_schedule(request.user):
+    if not run_access.can_schedule(request.user):
         raise PermissionDenied("Only QA leads can change schedules.")
     runs.schedule_delete(schedule=schedule, by=request.user)
     messages.success(request, f"Stopped recertifying with {schedule.suite_name}.")
@@ -180,7 +181,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "run": run,
         "scenario_runs": scenario_runs,
         "live": live,
-        "can_cancel": access.can_start_runs(request.user) and not run.is_finished,
+        "can_cancel": run_access.can_start_runs(request.user) and not run.is_finished,
     }
     if request.htmx and request.htmx.target == "run-live":
         response = render(request, "certification/run_detail.html#run-live", context)
@@ -194,7 +195,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = run_for_user(request.user, run_id)
-    if not access.can_start_runs(request.user):
+    if not run_access.can_start_runs(request.user):
         raise PermissionDenied("Your role cannot cancel runs.")
     runs.run_cancel(run=run, by=request.user)
     url = reverse("certification:run_detail", kwargs={"run_id": run.pk})

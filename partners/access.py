@@ -94,15 +94,3 @@ def can_manage_endpoints(user: Any) -> bool:
 
 def can_import_registry(user: Any) -> bool:
     return sees_all_partners(user) and user.has_perm("partners.import_registry")
-
-
-def can_start_runs(user: Any) -> bool:
-    return user.has_perm("certification.add_run")
-
-
-def can_upload_suites(user: Any) -> bool:
-    return sees_all_partners(user) and user.has_perm("certification.add_suite")
-
-
-def can_schedule(user: Any) -> bool:
-    return sees_all_partners(user) and user.has_perm("certification.add_recertificationschedule")

@@ -31,8 +31,9 @@ def _host_part(netloc: str) -> str:
 def check_sandbox_url(url: str, *, kind: str = "http") -> ResolvedTarget:
     """Resolve the URL's host and refuse it unless every address is allowed.
 
-    ``kind`` is the endpoint kind: ``http`` takes http(s) URLs, ``postgresql`` postgres:// URLs
-    without a password (it belongs in the endpoint's sealed secrets). Neither may hold one.
+    ``kind`` is the endpoint kind: ``http`` takes http(s) URLs without credentials (the policy
+    refuses ``user:password@``), ``postgresql`` postgres:// URLs without a password (it belongs
+    in the endpoint's sealed secrets, auth kind ``db_password``).
     Raises ``ValidationError`` with a message fit for a form. Passing here is not the whole guard:
     the transport checks the address it connects to again, because DNS can change in between.
     """

@@ -10,10 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from certification.access import runs_visible_to
 from certification.engine.auth_kinds import kinds_for
-from certification.forms import ScheduleForm, StartRunForm
-from certification.models import RecertificationSchedule
 from config.http import redirect_after_post
 from partners import access, crypto, services
 from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
@@ -67,14 +64,6 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
         "endpoints": endpoints,
         "webhook_secrets": partner.webhook_secrets.all(),
         "can_manage_endpoints": access.can_manage_endpoints(request.user),
-        "runs": runs_visible_to(request.user).filter(partner=partner).select_related("suite")[:20],
-        "can_start_runs": access.can_start_runs(request.user),
-        "start_form": StartRunForm(),
-        "schedules": RecertificationSchedule.objects.visible_to(request.user)
-        .filter(partner=partner)
-        .select_related("last_run"),
-        "can_schedule": access.can_schedule(request.user),
-        "schedule_form": ScheduleForm(),
     }
     return render(request, "partners/partner_detail.html", context)
 

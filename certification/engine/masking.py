@@ -37,15 +37,22 @@ or end of the text. A whole header value, URL path segment, query value or JSON 
 a token, so there it is always masked; inside ``password123`` a secret ``pass`` is not. The
 base64 and hex spellings of a secret are used only when at least ``_MIN_DERIVED_LENGTH``
 characters long (a 3-byte secret's 4 base64 characters would match random base64 data), so a
-secret shorter than about 6 bytes is not found in base64 or hex.
+secret shorter than about 6 bytes is not found in base64, nor one shorter than 4 in hex.
 
 Headers that carry credentials by nature are masked whole, whatever their value, because their
 value may be a derivation of a secret we cannot reproduce (an HMAC, a session cookie, a token
 issued by the partner).
 
-Cost: all spellings of all secrets are compiled, in :meth:`Masker.add`, into one regular
-expression whose alternatives each start with a literal character, so a text holding no secret
-costs one scan for a handful of characters.
+Not recognised: base64 of base64 (a Basic credential base64-encoded again); base64 of the
+secret escaped by another JSON encoder than Python's, Node's or PHP's, or with its characters
+encoded inconsistently (a partly decoded query string); more than three stacked encodings;
+and ``\\u005C`` for a backslash that an earlier level of escaping added (encoders write
+``\\\\``), except when every character is ``\\u``-escaped.
+
+Cost: :meth:`Masker.add` derives the spellings and compiles the first ten or so characters of
+every spelling of every secret into one regular expression whose alternatives each start with
+a literal character; a text holding no secret costs that one scan, and only where it finds a
+candidate is the rest of the spelling confirmed in Python.
 
 Pure Python, no Django import.
 """
@@ -209,7 +216,8 @@ def _spellings(char: str) -> tuple[str, ...]:
     The literal character, then up to ``_LAYERS`` encodings applied in turn: first its escape
     sequences or HTML or percent encoding, then JSON escaping, HTML escaping or percent
     encoding of the text so far. The ``\\uXXXX`` of an ASCII letter or digit is legal but only
-    a paranoid encoder writes it (:func:`_all_u_escaped` covers those), so it is not layered.
+    a paranoid encoder writes it (``_forms`` covers those, see ``_u_group``), so it is not
+    layered.
     """
     plain = char.isascii() and char.isalnum()
     forms = {char} if plain else {char} | _escapes(char)
@@ -225,11 +233,6 @@ def _spellings(char: str) -> tuple[str, ...]:
     if plain:
         forms |= _u_escapes(char)
     return tuple(sorted(forms, key=_longest))
-
-
-def _derived_spellings(char: str) -> tuple[str, ...]:
-    """A character of a base64 or hex spelling: letters and digits are never escaped."""
-    return (char,) if char.isascii() and char.isalnum() else _spellings(char)
 
 
 def _longest(form: str) -> tuple[int, str]:
@@ -281,6 +284,10 @@ class _Form:
         return frozenset(spelling[0] for spelling in self.groups[0])
 
     @cached_property
+    def lead_finder(self) -> re.Pattern[str]:
+        return re.compile("[" + "".join(map(re.escape, sorted(self.leads))) + "]")
+
+    @cached_property
     def width(self) -> int:
         """The longest text a spelling can take."""
         return sum(len(group[0]) for group in self.groups)
@@ -293,15 +300,31 @@ class _Form:
     def end_check(self) -> re.Pattern[str] | None:
         return re.compile(self.end) if self.end else None
 
-    def scan_regex(self, rests: Iterable[str]) -> str:
-        """The regex, after its first character (``rests``: what may follow it in the first
-        position), that :func:`_compile` uses to find
-        where this form may start: its first ``_SCANNED_POSITIONS`` positions."""
-        scanned = self.groups[1:_SCANNED_POSITIONS]
-        tail = "".join(_alternation(group) for group in scanned)
-        if len(self.groups) <= _SCANNED_POSITIONS:
+    @cached_property
+    def scanned(self) -> int:
+        """How many leading positions the scanning regex checks: enough for about
+        ``_SCAN_WIDTH`` characters of text, which rules out nearly every place the form does
+        not start (the rest is confirmed in Python), and few enough to compile quickly."""
+        width = 0
+        for count, group in enumerate(self.groups, 1):
+            width += len(group[-1])
+            if width >= _SCAN_WIDTH:
+                return count
+        return len(self.groups)
+
+    @cached_property
+    def scan_branches(self) -> dict[str, str]:
+        """For each first character, the regex :func:`_compile` puts after it to find where
+        this form may start (computed once: every ``add`` recompiles all forms)."""
+        rests: dict[str, list[str]] = {}
+        for spelling in self.groups[0]:
+            rests.setdefault(spelling[0], []).append(spelling[1:])
+        tail = "".join(_scan_alternation(group) for group in self.groups[1 : self.scanned])
+        if self.scanned == len(self.groups):
             tail += self.end
-        return self.start + _alternation(rests) + tail
+        return {
+            lead: self.start + _scan_alternation(options) + tail for lead, options in rests.items()
+        }
 
     def match_end(self, text: str, start: int) -> int:
         """Where the longest spelling of this form starting at ``start`` ends, or -1."""
@@ -349,10 +372,10 @@ class _Form:
         return end in positions
 
 
-# The scanning regex holds only this many leading positions of each form; a candidate it
-# finds is confirmed (or not) by walking the rest in Python. Keeps compiling fast for long
-# secrets (a JWT, a PEM key) and the hot path a single scan.
-_SCANNED_POSITIONS = 8
+# The scanning regex holds only the first positions of each form, about this many characters
+# (see _Form.scanned); a candidate it finds is confirmed (or not) by walking the rest in
+# Python. Keeps compiling fast for long secrets (a JWT, a PEM key) and the hot path one scan.
+_SCAN_WIDTH = 10
 
 
 def _base64_fragments(secret: bytes) -> list[str]:
@@ -373,59 +396,104 @@ def _base64_fragments(secret: bytes) -> list[str]:
 
 
 def _encoded_texts(secret: str) -> set[str]:
-    """``secret`` as common encoders write it inside a JSON string, once and twice (Python,
-    Node, PHP): base64 cannot be spelled a character at a time, so it is derived from these."""
-    once = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-    once |= {text.replace("/", "\\/") for text in once}
-    twice = {json.dumps(text)[1:-1] for text in once}
-    return once | twice | {text.replace("/", "\\/") for text in twice}
+    """``secret`` as common encoders write it whole: inside a JSON string once (Python, Node,
+    PHP) and twice (Python, PHP), and percent-encoded (path, query or form style, either
+    case). Base64 cannot be spelled a character at a time, so it is derived from these."""
+    python, node = json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]
+    php = python.replace("/", "\\/")
+    texts = {secret, python, node, php, json.dumps(python)[1:-1], json.dumps(php)[1:-1]}
+    percent = {
+        quote(secret, safe="", errors=_LONE),
+        quote(secret, errors=_LONE),
+        quote_plus(secret, safe="", errors=_LONE),
+    }
+    return texts | percent | {_HEX_ESCAPE.sub(lambda m: m.group(0).lower(), t) for t in percent}
+
+
+def _ordered(spellings: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(spellings), key=_longest))
+
+
+@lru_cache(maxsize=4096)
+def _base64_group(standard: str, url_safe: str) -> tuple[str, ...]:
+    """One character of a base64 spelling, in either alphabet, letters and digits as they are
+    and the others in any of their spellings (PHP writes "/" as "\\/", .NET "+" as
+    "\\u002B", a query string "%2B")."""
+    return _ordered(
+        char if char.isascii() and char.isalnum() else spelling
+        for char in (standard, url_safe)
+        for spelling in _spellings(char)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _hex_group(group: tuple[str, ...]) -> tuple[str, ...]:
+    """The hex of the UTF-8 bytes of each spelling in ``group``, lower- and upper-case."""
+    digits = [text.encode("utf-8", _LONE).hex() for text in group]
+    return _ordered([*digits, *(text.upper() for text in digits)])
+
+
+@lru_cache(maxsize=4096)
+def _u_group(group: tuple[str, ...]) -> tuple[str, ...]:
+    """Each spelling in ``group`` with every character written ``\\uXXXX``."""
+    return _ordered(escaped for text in group for escaped in _u_escapes(text))
 
 
 def _forms(secret: str) -> list[_Form]:
-    """The spellings of ``secret`` as text, as hex of the UTF-8 bytes of any text spelling, as
-    base64 of its common encoded texts, and each of those as an encoder that writes every
-    character ``\\uXXXX`` would (base64 letters and the backslashes of escapes included)."""
+    """The spellings of ``secret``: as text; as base64 of its common encoded texts; as hex of
+    any text spelling and of its raw base64 (a hex dump of a request with Basic auth); and the
+    text and its raw base64 as an encoder that writes every character ``\\uXXXX`` would.
+
+    Not base64 of base64: its leading characters are common letters, which would make every
+    scan stop far more often (see ``_compile``) for an encoding echo servers seldom use.
+    """
     groups = tuple(_spellings(char) for char in secret)
     min_dangling = max(1, min(_MIN_DANGLING_PREFIX, len(secret) - 1))
     edges = _token_edges(secret) if len(secret) < MIN_SAVED_SECRET_LENGTH else ("", "")
-    forms = [_Form(groups, min_dangling, *edges)]
+    text = _Form(groups, min_dangling, *edges)
+    raw_base64 = _base64_forms(secret)
+    forms = [text, *raw_base64]
+    for encoded in sorted(_encoded_texts(secret) - {secret}):
+        forms += _base64_forms(encoded)
     if 2 * len(secret.encode("utf-8", _LONE)) >= _MIN_DERIVED_LENGTH:
-        hex_groups = tuple(
-            tuple(sorted({h for text in group for h in _hex_digits(text)}, key=_longest))
-            for group in groups
-        )
-        forms.append(_Form(hex_groups, min_dangling))
-    for text in sorted(_encoded_texts(secret)):
-        for fragment in _base64_fragments(text.encode("utf-8", _LONE)):
-            # base64url (JWTs, URL-safe tokens) differs only in two characters.
-            url_safe = fragment.replace("+", "-").replace("/", "_")
-            fragment_groups = tuple(
-                tuple(sorted({*_derived_spellings(std), *_derived_spellings(url)}, key=_longest))
-                for std, url in zip(fragment, url_safe, strict=True)
-            )
-            forms.append(_Form(fragment_groups, _MIN_DANGLING_PREFIX))
-    return forms + [_all_u_escaped(form) for form in forms]
+        forms += [
+            _Form(tuple(map(_hex_group, form.groups)), form.min_dangling)
+            for form in [text, *raw_base64]
+        ]
+    forms += [
+        _Form(tuple(map(_u_group, form.groups)), form.min_dangling, form.start, form.end)
+        for form in [text, *raw_base64]
+    ]
+    return list(dict.fromkeys(forms))
 
 
-def _hex_digits(text: str) -> tuple[str, str]:
-    digits = text.encode("utf-8", _LONE).hex()
-    return digits, digits.upper()
+def _base64_forms(text: str) -> list[_Form]:
+    """Base64 (either alphabet) of ``text``'s UTF-8 bytes, at each of the 3 alignments."""
+    forms = []
+    for fragment in _base64_fragments(text.encode("utf-8", _LONE)):
+        url_safe = fragment.replace("+", "-").replace("/", "_")
+        forms.append(_Form(tuple(map(_base64_group, fragment, url_safe)), _MIN_DANGLING_PREFIX))
+    return forms
 
 
-def _all_u_escaped(form: _Form) -> _Form:
-    groups = tuple(
-        tuple(sorted({escaped for text in group for escaped in _u_escapes(text)}, key=_longest))
-        for group in form.groups
-    )
-    return _Form(groups, form.min_dangling, form.start, form.end)
-
-
-def _alternation(options: Iterable[str]) -> str:
-    """A regex matching any of ``options`` (literal strings), longest first."""
-    ordered = sorted(set(options), key=_longest)
-    if len(ordered) == 1:
-        return re.escape(ordered[0])
-    return "(?:" + "|".join(map(re.escape, ordered)) + ")"
+def _scan_alternation(options: Iterable[str]) -> str:
+    """A regex matching any of ``options`` (literal strings), longest first; options that
+    differ only in letter case (``%2f``/``%2F``) share one alternative with ``[fF]`` classes,
+    which may match a mixed case too: the scan may find more than the forms, never less."""
+    by_folded: dict[str, list[str]] = {}
+    for option in options:
+        folded = option.lower()
+        by_folded.setdefault(folded if len(folded) == len(option) else option, []).append(option)
+    alternatives = []
+    for folded, members in sorted(by_folded.items(), key=lambda item: _longest(item[0])):
+        parts = []
+        for index in range(len(folded)):
+            variants = sorted({member[index] for member in members})
+            parts.append(re.escape(variants[0]) if len(variants) == 1 else f"[{''.join(variants)}]")
+        alternatives.append("".join(parts))
+    if len(alternatives) == 1:
+        return alternatives[0]
+    return "(?:" + "|".join(alternatives) + ")"
 
 
 def _compile(forms: Iterable[_Form]) -> re.Pattern[str]:
@@ -437,13 +505,11 @@ def _compile(forms: Iterable[_Form]) -> re.Pattern[str]:
     """
     by_lead: dict[str, list[str]] = {}
     for form in forms:
-        rests: dict[str, list[str]] = {}
-        for spelling in form.groups[0]:
-            rests.setdefault(spelling[0], []).append(spelling[1:])
-        for lead, options in rests.items():
-            by_lead.setdefault(lead, []).append(form.scan_regex(options))
+        for lead, branch in form.scan_branches.items():
+            by_lead.setdefault(lead, []).append(branch)
     branches = []
-    for lead, alternatives in by_lead.items():
+    for lead, found in by_lead.items():
+        alternatives = list(dict.fromkeys(found))  # forms often share their first positions
         rest = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
         branches.append(re.escape(lead) + rest)
     return re.compile("|".join(branches), re.DOTALL)
@@ -453,8 +519,9 @@ class Masker:
     """Replaces known secret values (and their encoded forms) with ``MASK``.
 
     Where spellings of several secrets start at the same place, the longest is masked, so a
-    secret that contains another secret is masked as a whole. Registering a secret costs about
-    a millisecond; masking a text that holds none is one regex scan.
+    secret that contains another secret is masked as a whole. Registering secrets costs a few
+    milliseconds (the scanning regex is recompiled for all of them); masking a text that holds
+    none is one regex scan.
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
@@ -515,10 +582,9 @@ class Masker:
         end = len(masked)
         cut = end
         for form in self._forms:
-            leads = form.leads
-            for start in range(max(0, end - form.width), cut):
-                if masked[start] in leads and form.dangles_from(masked, start):
-                    cut = start
+            for lead in form.lead_finder.finditer(masked, max(0, end - form.width), cut):
+                if form.dangles_from(masked, lead.start()):
+                    cut = lead.start()
                     break
         return masked[:cut] + MASK if cut < end else masked
 

@@ -515,7 +515,7 @@ class ScenarioRunner:
         for result in outcome.assertions:
             result.expected = mask(result.expected)
             result.actual = mask(result.actual)
-            result.message = mask(result.message)
+            result.message = _mask_message(self.masker, result.message)
         outcome.extracted = mask(outcome.extracted)
         outcome.data = mask(outcome.data)
         if outcome.failure is not None:
@@ -530,6 +530,15 @@ def worst_status(statuses: Iterable[str]) -> StepStatus:
     when every step passed (skipped steps follow a failure, so they never stand alone)."""
     worst = max(statuses, key=lambda s: _SEVERITY.get(s, 4), default="passed")
     return "passed" if worst == "skipped" else worst  # type: ignore[return-value]
+
+
+def _mask_message(masker: Masker, message: str) -> str:
+    """Assertion messages quote values cut to 200 characters and ending in "...": the part
+    before each cut is masked as truncated, so a secret cut in two leaves no readable start."""
+    parts = message.split("...")
+    return "...".join(
+        [*(masker.mask_truncated(part) for part in parts[:-1]), masker.mask(parts[-1])]
+    )
 
 
 def _origin(url: str) -> str:

@@ -656,8 +656,10 @@ class Transport:
                     progress.response.release()
         if failure is not None:
             # One short line: messages are shown in tables and never carry a traceback.
-            message = " ".join(failure.message.split())[:_MAX_MESSAGE]
-            failure.message = self._masker.mask(message)
+            # Masked before it is shortened: a cut or a collapsed space inside a secret would
+            # leave the rest of it readable.
+            message = self._masker.mask(failure.message)
+            failure.message = " ".join(message.split())[:_MAX_MESSAGE]
         return progress, failure
 
     def _timeout(self, progress: _Progress, timeout_ms: int) -> Failure:

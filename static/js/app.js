@@ -1,15 +1,17 @@
 // Endpoint form: show only the fields that the chosen endpoint kind and auth kind use.
 (function () {
-  var AUTH_FOR_KIND = {
-    http: ["none", "api_key", "bearer", "oauth2_client_credentials", "hmac", "mtls"],
-    postgresql: ["none", "db_password"]
-  };
+  // Which auth kinds each endpoint kind allows: written by the page from the one table in
+  // certification/engine/auth_kinds.py (json_script), never repeated here.
+  function authForKind() {
+    var data = document.getElementById("auth-kinds-for");
+    return data ? JSON.parse(data.textContent) : {};
+  }
   function sync() {
     var auth = document.getElementById("id_auth_kind");
     var kind = document.getElementById("id_kind");
     if (!auth) return;
     if (kind) {
-      var allowed = AUTH_FOR_KIND[kind.value] || [];
+      var allowed = authForKind()[kind.value] || [];
       Array.prototype.forEach.call(auth.options, function (option) {
         option.hidden = allowed.indexOf(option.value) === -1;
       });

@@ -50,3 +50,63 @@ def test_cancel_button_disappears_when_the_run_ends(
     runs.run_cancel(run=run, by="test")  # ended elsewhere (another user, the workers)
     expect(page.get_by_role("button", name="Cancel run")).to_have_count(0, timeout=5000)
     expect(page.locator("#run-live")).to_contain_text("Cancelled")
+
+
+VERDICT_SUITE = """\
+name: verdicts
+tests:
+  - name: Charge sent to the PSP
+    code: B-002
+    steps:
+      - action: {type: httpRequest, method: GET, url: api/health}
+        assertions:
+          - assertions:
+              - {path: response.status, operator: eq, value: 200}
+          - match: {url: api.stripe.com, method: POST}
+            assertions:
+              - {path: request.body.amount, operator: eq, value: 2498}
+  - name: Lookups meet the p95 SLA
+    code: B-106
+    steps:
+      - name: fast endpoint
+        continueOnFailure: true
+        action: {type: latencyProbe, method: GET, url: api/health, requests: 60, concurrency: 10}
+      - name: endpoint that refuses connections
+        action: {type: latencyProbe, method: GET, url: dead/health, requests: 10, concurrency: 2}
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_page_shows_unevaluated_checks_amber_and_sla_verdicts_per_endpoint(
+    page: Page, live_server: Any, partner_a: Partner, sandbox: Any
+) -> None:
+    from certification import execution
+    from partners import services
+    from partners.models import SLA
+    from tests.browser.conftest import screenshot
+    from tests.engine.servers import closed_port
+
+    factories.qa_lead()
+    SLA.objects.create(partner=partner_a, name="p95", kind="latency", text="p95<=300ms",
+                       percentile=95, threshold_ms=300)  # fmt: skip
+    for name, url in (("api", sandbox.url), ("dead", f"http://127.0.0.1:{closed_port()}")):
+        services.endpoint_save(
+            partner=partner_a, by="test", name=name, base_url=url, is_default=name == "api",
+            auth_kind="none", auth_config={}, new_secrets={},
+        )  # fmt: skip
+    suite, _ = suites.suite_store(entry="v.yaml", sources={"v.yaml": VERDICT_SUITE}, by="test")
+    run = runs.run_create(partner=partner_a, suite=suite, by="test")
+    run = execution.run_execute_inline(run=run)
+    assert run.status == "failed"
+    login(page, live_server, "qa")
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    b002 = page.locator("#scenario-0")
+    expect(b002).to_have_attribute("open", "")  # not evaluated opens like a failure
+    expect(b002.locator("summary .badge")).to_have_text("Not evaluated")
+    expect(b002.locator("tr.unevaluated")).to_contain_text("not evaluated")
+    table = page.locator("#sla-verdicts")
+    expect(table.locator("tr", has_text="api")).to_contain_text("met")
+    expect(table.locator("tr", has_text="dead")).to_contain_text("missed")
+    expect(table.locator("tr", has_text="dead")).to_contain_text("refused x10")
+    expect(page.locator("ul.reasons")).to_contain_text("not evaluated")
+    screenshot(page, "run_verdicts")

@@ -251,22 +251,38 @@ def _u_json(value: Any) -> str:
     return '"' + "".join(f"\\u{unit:04X}" for unit in units) + '"'
 
 
+def _each_value(
+    echoed: dict[str, Any], encode: Callable[[bytes], str], *, skip: tuple[str, ...] = ()
+) -> str:
+    """JSON of ``echoed`` with every header (but ``skip``) and query value, and the body, run
+    through ``encode``, as an echo server shows binary-safe values."""
+    return json.dumps(
+        {
+            "headers": {
+                k: encode(v.encode()) for k, v in echoed["headers"].items() if k not in skip
+            },
+            "args": {k: encode(v.encode()) for k, v in echoed["args"].items()},
+            "body": encode(echoed["body"].encode()),
+        }
+    )
+
+
 async def _echo_encoded(request: web.Request) -> web.Response:
     """Echoes the request's headers, query and body back the ways echo servers do: as JSON
     (Node-style, PHP-style with escaped slashes, every character \\u-escaped), as a JSON
-    document inside a JSON string (httpbin's ``data``), HTML-escaped, percent-encoded, hex
-    and base64; and the credential headers back in response headers, hex, base64 and JSON."""
+    document inside a JSON string (httpbin's ``data``), HTML-escaped, percent-encoded, each
+    value in hex and base64; and the credential headers back in response headers, hex,
+    base64 and JSON."""
     body = await request.read()
     echoed = {
         "headers": dict(request.headers),
-        "query": request.query_string,  # as sent, percent-encoded
+        "query": request.query_string,  # as the server sees it: partly decoded
         "args": dict(request.query),
         "url": str(request.url),
         "body": body.decode("utf-8", errors="replace"),
     }
     document = json.dumps(echoed)
     php = document.replace("/", "\\/")
-    data = document.encode("utf-8")
     fields = {
         "node": json.dumps(echoed, ensure_ascii=False),
         "php": php,
@@ -278,10 +294,17 @@ async def _echo_encoded(request: web.Request) -> web.Response:
         "html": json.dumps(html.escape(json.dumps({**echoed, "body": ""}))),
         "percent": json.dumps(quote(document, safe="")),
         "form": json.dumps(_LOWER_HEX.sub(lambda m: m.group(0).lower(), quote_plus(document))),
-        "hex": json.dumps(data.hex()),
-        "HEX": json.dumps(data.hex().upper()),
-        "base64": json.dumps(base64.b64encode(data).decode()),
-        "base64url": json.dumps(base64.urlsafe_b64encode(b"?" + data).decode().rstrip("=")),
+        "hex": _each_value(echoed, bytes.hex),
+        "HEX": _each_value(echoed, lambda data: data.hex().upper()),
+        # Not a Basic Authorization: base64 of base64, which the masker does not look for.
+        "base64": _each_value(
+            echoed, lambda data: base64.b64encode(data).decode(), skip=("Authorization",)
+        ),
+        "base64url": _each_value(
+            echoed,
+            lambda data: base64.urlsafe_b64encode(data).decode().rstrip("="),
+            skip=("Authorization",),
+        ),
     }
     text = "{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}"
     headers = {"X-Echo-Query": request.query_string}
@@ -289,8 +312,10 @@ async def _echo_encoded(request: web.Request) -> web.Response:
         value = request.headers.get(name, "")
         headers[f"X-Echo-{name}"] = value
         headers[f"X-Echo-{name}-Hex"] = value.encode().hex()
-        headers[f"X-Echo-{name}-Base64"] = base64.b64encode(value.encode()).decode()
         headers[f"X-Echo-{name}-Json"] = json.dumps(value).replace("/", "\\/")
+    headers["X-Echo-X-Partner-Key-Base64"] = base64.b64encode(
+        headers["X-Echo-X-Partner-Key"].encode()
+    ).decode()
     return web.Response(text=text, content_type="application/json", headers=headers)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from collections.abc import Callable
@@ -127,6 +128,20 @@ def test_secret_escaped_three_times_is_masked(encode: Callable[[object], str]) -
     assert Masker([REALISTIC]).mask(text) == expected.replace("MASKED", MASK)
 
 
+def test_html_page_showing_a_json_escaped_secret_is_masked() -> None:
+    page = f"<pre>{html.escape(json.dumps({'password': REALISTIC}))}</pre>"
+    assert "\\&quot;" in page
+    expected = f"<pre>{html.escape(json.dumps({'password': 'MASKED'}))}</pre>"
+    assert Masker([REALISTIC]).mask(page) == expected.replace("MASKED", MASK)
+
+
+def test_json_body_percent_encoded_in_a_query_string_is_masked() -> None:
+    query = "variables=" + quote(json.dumps({"key": REALISTIC}), safe="")
+    assert "%5C%22" in query
+    expected = "variables=" + quote(json.dumps({"key": "MASKED"}), safe="")
+    assert Masker([REALISTIC]).mask(query) == expected.replace("MASKED", MASK)
+
+
 def test_python_and_javascript_string_literal_escapes_are_masked() -> None:
     masker = Masker([REALISTIC])
     assert_hidden(masker, repr(REALISTIC.encode()), REALISTIC)  # b'...\\\xc3\xa9'
@@ -218,6 +233,23 @@ def test_base64_with_slashes_escaped_by_php_is_masked() -> None:
     assert masked == php_json({"blob": "MASKED"}).replace("MASKED", MASK)
 
 
+def test_base64_of_a_json_body_holding_the_secret_is_masked() -> None:
+    # WireMock's bodyAsBase64, httpbin's data: URL for a binary body.
+    for body in (json.dumps({"key": REALISTIC}), php_json({"key": REALISTIC})):
+        encoded = base64.b64encode(body.encode()).decode()
+        masked = Masker([REALISTIC]).mask(encoded)
+        # What is left encodes '{"key": "' and '"}', and the bits straddling them.
+        assert masked.startswith("eyJrZXkiOiAi") and MASK in masked, body
+        assert len(masked.replace(MASK, "")) <= len("eyJrZXkiOiAi") + 6, masked
+
+
+def test_base64_with_every_character_u_escaped_is_masked() -> None:
+    credentials = base64.b64encode(f"user:{PLAIN}".encode()).decode()
+    encoded = u_escaped(f"Basic {credentials}", "04x")
+    masked = Masker([PLAIN]).mask(f'{{"authorization": "{encoded}"}}')
+    assert MASK in masked and u_escaped(credentials[8:24], "04x") not in masked
+
+
 def test_base64url_encoded_secret_is_masked() -> None:
     secret = "\xff\xfe-binary-ish-secret-??>>"
     encoded = base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")
@@ -233,6 +265,34 @@ def test_base64url_encoded_secret_is_masked() -> None:
 def test_hex_of_the_utf8_bytes_is_masked(secret: str, case: Callable[[str], str]) -> None:
     encoded = case(secret.encode("utf-8").hex())
     assert Masker([secret]).mask(f"digest 00{encoded}ff end") == f"digest 00{MASK}ff end"
+
+
+def test_hex_of_a_json_escaped_secret_is_masked() -> None:
+    encoded = json.dumps({"key": REALISTIC}).encode().hex()
+    expected = json.dumps({"key": "MASKED"}).encode().hex().replace(b"MASKED".hex(), MASK)
+    assert Masker([REALISTIC]).mask(encoded) == expected
+
+
+def test_hex_dump_of_a_basic_auth_header_is_masked() -> None:
+    credentials = base64.b64encode(f"user:{PLAIN}".encode()).decode()
+    dump = f"Authorization: Basic {credentials}\r\n".encode().hex()
+    masked = Masker([PLAIN]).mask(dump)
+    assert MASK in masked and credentials[8:24].encode().hex() not in masked
+
+
+# ----------------------------------------------------------------------- long secrets
+
+
+def test_long_secret_is_masked_whole_in_every_spelling() -> None:
+    # A JWT access token: the scan holds only its first characters, the rest is confirmed.
+    token = ".".join(
+        base64.urlsafe_b64encode(bytes(range(i, i + n))).decode().rstrip("=")
+        for i, n in ((1, 36), (40, 200), (7, 64))
+    )
+    masker = Masker([token])
+    for text in (token, php_json(token), quote(token, safe=""), token.encode().hex()):
+        assert masker.mask(f"[{text}]") in (f"[{MASK}]", f'["{MASK}"]'), text[:20]
+    assert masker.mask(f"[{token[:-1]}]") == f"[{token[:-1]}]"  # all of it, or nothing
 
 
 # ---------------------------------------------------------------------- short secrets

@@ -44,9 +44,10 @@ def _decodings(text: str) -> Iterator[str]:
     """What one decoding step can get out of ``text``: JSON strings, percent-, HTML-, hex- and
     base64-decoded text (hex and base64 runs at every alignment)."""
     try:
-        yield from _strings(json.loads(text))
+        value = json.loads(text)
     except ValueError:
-        pass
+        value = None
+    yield from _strings(value)
     yield unquote(text)
     yield unquote_plus(text)
     yield html.unescape(text)
@@ -59,9 +60,10 @@ def _decodings(text: str) -> Iterator[str]:
         for start in range(4):
             chunk = standard[start : start + (len(standard) - start) // 4 * 4]
             try:
-                yield base64.b64decode(chunk).decode("utf-8", errors="replace")
+                data = base64.b64decode(chunk)
             except binascii.Error:
-                pass
+                continue
+            yield data.decode("utf-8", errors="replace")
 
 
 def decoded_views(text: str, depth: int = 4) -> set[str]:
@@ -134,7 +136,7 @@ def test_echoed_secrets_leave_no_trace_in_any_encoding_in_the_recorded_exchange(
         for secret in SECRETS:
             assert any(secret in view for view in decoded_views(text)), (name, secret)
     echo_headers = {k: v for k, v in exchange.headers.items() if k.startswith("x-echo-")}
-    assert len(echo_headers) == 9
+    assert len(echo_headers) == 8
     assert any(API_KEY in view for view in decoded_views(exchange.headers["x-echo-query"]))
 
     recorded = json.loads(response.body)  # masking keeps the JSON valid

@@ -46,9 +46,7 @@ B_VALUES: dict[str, Callable[[Partner, Endpoint, Run], str]] = {
     "run_id": lambda partner, endpoint, run: str(run.pk),
     "fmt": lambda partner, endpoint, run: "json",
     "schedule_id": lambda partner, endpoint, run: str(
-        runs.schedule_save(
-            partner=partner, suite_name=run.suite.name, every_days=7, by="test"
-        ).pk
+        runs.schedule_save(partner=partner, suite_name=run.suite.name, every_days=7, by="test").pk
     ),
 }
 # Parameters naming objects shared by all partners (suites): such URLs must answer, but show

@@ -232,7 +232,7 @@ class Command(BaseCommand):
         errors: list[str],
     ) -> dict[str, str]:
         """The stored settings (when the auth kind stays) overlaid with the flags given."""
-        own = {field.name for field in scheme.config}
+        own = [field.name for field in scheme.config]
         config = dict(existing.auth_config) if existing and existing.auth_kind == auth else {}
         for field in ALL_CONFIG_FIELDS:
             value = options[_dest(field.name)]

@@ -1,0 +1,56 @@
+"""Endpoint URLs stored with an inline password before it was refused: the data migration
+moves the password into the sealed secrets and scrubs it from run snapshots and audit events."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+import pytest
+from django.apps import apps
+
+from certification.models import Run, Suite
+from evidence.models import AuditEvent
+from partners import crypto
+from partners.models import Endpoint, Partner
+
+migration = importlib.import_module("partners.migrations.0004_move_inline_db_passwords")
+LEGACY = "postgres://reader:legacy-pw-1234@127.0.0.1:5432/shop"
+
+
+@pytest.fixture
+def legacy(partner_a: Partner) -> dict[str, Any]:
+    endpoint = Endpoint.objects.create(
+        partner=partner_a, name="db", kind="postgresql", base_url=LEGACY, auth_kind="none"
+    )
+    suite = Suite.objects.create(
+        name="s", version=1, entry="s.yaml", sources={}, parsed={}, content_hash="x"
+    )
+    run = Run.objects.create(partner=partner_a, suite=suite, endpoints={"db": {"base_url": LEGACY}})
+    AuditEvent.objects.create(
+        actor_label="test", action="run.create", data={"endpoints": {"db": LEGACY}}
+    )
+    migration.forwards(apps, None)
+    return {"endpoint": endpoint, "run": run}
+
+
+@pytest.mark.django_db
+def test_the_password_moves_into_the_sealed_secrets(legacy: dict[str, Any]) -> None:
+    endpoint = Endpoint.objects.get(pk=legacy["endpoint"].pk)
+    assert endpoint.base_url == "postgres://reader@127.0.0.1:5432/shop"
+    assert endpoint.auth_kind == "db_password"
+    secrets = crypto.open_secrets(endpoint.secrets_sealed, aad=endpoint.secrets_aad)
+    assert secrets == {"password": "legacy-pw-1234"}
+
+
+@pytest.mark.django_db
+def test_no_table_keeps_the_password_readable(legacy: dict[str, Any]) -> None:
+    stored = json.dumps(
+        [
+            list(Endpoint.objects.values("base_url", "auth_config")),
+            list(Run.objects.values("endpoints")),
+            list(AuditEvent.objects.values("data", "target")),
+        ]
+    )
+    assert "legacy-pw-1234" not in stored
