@@ -5,8 +5,9 @@ The rule, documented in docs/runs.md:
 - A latency sample is a successful exchange of a latency probe (status in ``expectStatus``);
   failures and unexpected statuses are errors. Samples are merged per endpoint, never across
   endpoints, so a fast endpoint cannot hide a slow one.
-- An SLA with a scope applies to that endpoint; one without applies to each HTTP endpoint of
-  the run separately (and to any other origin a probe measured).
+- An SLA with a scope applies to that endpoint, or to the probes of a named flow
+  (``on flow:checkout``, probes with ``flow: checkout``); one without applies to each HTTP
+  endpoint of the run separately (and to any other origin a probe measured).
 - Each (SLA, endpoint) gets one of ``met``, ``missed``, ``insufficient samples`` or
   ``not measured``:
 
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from certification.engine.histogram import Histogram
-from partners.sla import LATENCY, UPTIME, SLATarget, describe
+from partners.sla import FLOW_PREFIX, LATENCY, UPTIME, SLATarget, describe
 
 MET, MISSED, INSUFFICIENT, NOT_MEASURED = "met", "missed", "insufficient samples", "not measured"
 FAILING_VERDICTS = frozenset({MISSED, INSUFFICIENT})
@@ -92,13 +93,20 @@ class EndpointRollup:
 
 
 def rollup_by_endpoint(latencies: Iterable[Mapping[str, Any]]) -> dict[str, EndpointRollup]:
-    """Merge probe summaries (``LatencySummary`` as stored) per endpoint."""
+    """Merge probe summaries (``LatencySummary`` as stored) per endpoint, and per named flow
+    under ``flow:<name>`` keys."""
     rollups: dict[str, EndpointRollup] = {}
     for latency in latencies:
         if not latency or "endpoint" not in latency:
             continue  # not a probe summary of this format
         rollups.setdefault(str(latency["endpoint"]), EndpointRollup()).add(latency)
+        if latency.get("flow"):
+            rollups.setdefault(FLOW_PREFIX + latency["flow"], EndpointRollup()).add(latency)
     return rollups
+
+
+def is_flow(scope: str) -> bool:
+    return scope.startswith(FLOW_PREFIX)
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
@@ -151,6 +159,16 @@ class Verdict:
         return asdict(self)
 
 
+def _this(scope: str) -> str:
+    return "this flow" if is_flow(scope) else "this endpoint"
+
+
+def _unprobed(scope: str) -> str:
+    if is_flow(scope):
+        return f"no latency probe of flow '{scope.removeprefix(FLOW_PREFIX)}' ran in this run"
+    return "no latency probe reached this endpoint in this run"
+
+
 def _errors_text(rollup: EndpointRollup) -> str:
     kinds = rollup.errors_by_kind or {}
     return ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"
@@ -171,13 +189,13 @@ def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | N
         unit="ms",
         min_samples=needed,
         rule=(
-            f"{target.name} of the successful probe samples of this endpoint {below} "
+            f"{target.base_name} of the successful probe samples of {_this(endpoint)} {below} "
             f"{target.threshold_ms} ms; met needs 95% confidence (at least {needed} samples "
             f"when none is over the target)"
         ),
     )
     if rollup is None or rollup.requests == 0:
-        verdict.reason = "no latency probe reached this endpoint in this run"
+        verdict.reason = _unprobed(endpoint)
         return verdict
     verdict.requests, verdict.errors = rollup.requests, rollup.errors
     histogram = rollup.histogram
@@ -227,12 +245,12 @@ def uptime_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | No
         unit="%",
         min_samples=needed,
         rule=(
-            f"successful share of this endpoint's probe requests >= {goal:g}%; met needs 95% "
-            f"confidence (at least {needed} requests when none failed)"
+            f"successful share of the probe requests of {_this(endpoint)} >= {goal:g}%; met "
+            f"needs 95% confidence (at least {needed} requests when none failed)"
         ),
     )
     if rollup is None or rollup.requests == 0:
-        verdict.reason = "no latency probe reached this endpoint in this run"
+        verdict.reason = _unprobed(endpoint)
         return verdict
     n, failures = rollup.requests, rollup.errors
     verdict.requests = verdict.samples = n
@@ -263,7 +281,7 @@ def sla_verdicts(
 ) -> list[Verdict]:
     """One verdict per (SLA, endpoint). ``slas`` pairs a target with its scope (an endpoint
     name, or "" for every endpoint); ``endpoints`` are the run's HTTP endpoints."""
-    every = list(dict.fromkeys([*endpoints, *rollups]))
+    every = list(dict.fromkeys([*endpoints, *(k for k in rollups if not is_flow(k))]))
     verdicts: list[Verdict] = []
     for target, scope in slas:
         if target.kind not in (LATENCY, UPTIME):
@@ -291,12 +309,16 @@ def sla_verdicts(
 
 def failing_reasons(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
     """Why these verdicts fail a run (``missed`` and ``insufficient samples``)."""
-    return [
-        f"SLA {v['target']} on {v['endpoint'] or 'the partner'}: {v['verdict']}"
-        + (f" ({v['reason']})" if v.get("reason") else "")
-        for v in verdicts
-        if v["verdict"] in FAILING_VERDICTS
-    ]
+    reasons = []
+    for v in verdicts:
+        if v["verdict"] not in FAILING_VERDICTS:
+            continue
+        where = f" on {(v['endpoint'] or 'the partner').replace(FLOW_PREFIX, 'flow ')}"
+        label = v["target"] if v["target"].endswith(where) else v["target"] + where
+        reasons.append(
+            f"SLA {label}: {v['verdict']}" + (f" ({v['reason']})" if v.get("reason") else "")
+        )
+    return reasons
 
 
 def run_evaluate(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

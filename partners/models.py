@@ -107,9 +107,9 @@ class SLA(models.Model):
         default=False, help_text="The target is exclusive ('<'): reaching it is a miss."
     )
     endpoint = models.CharField(
-        max_length=40,
+        max_length=50,
         blank=True,
-        help_text="The endpoint this SLA applies to; blank: each endpoint separately.",
+        help_text="The endpoint (or flow:<name>) this SLA applies to; blank: each endpoint.",
     )
 
     objects = PartnerScopedQuerySet.as_manager()

@@ -9,7 +9,8 @@ Grammar, one target per comma-separated fragment (case-insensitive, spaces optio
 - replay      ``replay 30d``
 
 A latency or uptime target may name the endpoint it applies to: ``p95<=300ms on orders``
-(its name is then ``p95@orders``). Without one it applies to each endpoint separately.
+(its name is then ``p95@orders``), or a named flow of latency probes: ``p95<=800ms on
+flow:checkout``. Without one it applies to each endpoint separately.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ _FILE = re.compile(
 )
 _ACK = re.compile(r"^ack\s*(?P<op><=|<|≤)\s*(?P<num>\d+)\s*(?P<unit>ms|s|m|h)$")
 _REPLAY = re.compile(r"^replay\s*(?P<num>\d+)\s*d$")
-_SCOPE = re.compile(r"^(?P<target>.*?)\s+on\s+(?P<endpoint>[a-z0-9][a-z0-9_\-]{0,39})$")
+_SCOPE = re.compile(r"^(?P<target>.*?)\s+on\s+(?P<endpoint>(?:flow:)?[a-z0-9][a-z0-9_\-]{0,39})$")
+FLOW_PREFIX = "flow:"
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 
 
@@ -54,7 +56,7 @@ class SLATarget:
     schedule: str = ""
     retention_days: int | None = None
     strict: bool = False  # "<" rather than "<=": the target itself is a miss
-    endpoint: str = ""  # the endpoint it applies to; "" for each endpoint separately
+    endpoint: str = ""  # the endpoint (or "flow:<name>") it applies to; "" for each endpoint
 
     @property
     def base_name(self) -> str:
@@ -143,7 +145,7 @@ def parse_sla_text(text: str) -> list[SLATarget]:
 def describe(target: SLATarget) -> str:
     """A human summary, e.g. ``p95 ≤ 300 ms`` or ``file daily 02:00–03:00 UTC``."""
     below = "<" if target.strict else "≤"
-    scope = f" on {target.endpoint}" if target.endpoint else ""
+    scope = f" on {target.endpoint.replace(FLOW_PREFIX, 'flow ')}" if target.endpoint else ""
     if target.kind == LATENCY:
         return f"{target.base_name} {below} {target.threshold_ms} ms{scope}"
     if target.kind == UPTIME:

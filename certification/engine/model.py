@@ -119,6 +119,7 @@ class LatencyProbe:
     concurrency: int | None = None  # closed model: N workers back to back
     rate: float | None = None  # open model: requests per second on a fixed schedule
     expect_status: list[int] = field(default_factory=lambda: [200])
+    flow: str = ""  # a named flow SLAs can apply to, besides the endpoint
 
 
 Action = HttpRequest | DbQuery | Wait | LatencyProbe
@@ -302,6 +303,7 @@ class LatencySummary:
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     status: dict[str, int] = field(default_factory=dict)  # every status received, ok or not
     histogram: dict[str, Any] = field(default_factory=dict)  # successful samples only
+    flow: str = ""
 
 
 @dataclass

@@ -398,6 +398,7 @@ class ScenarioRunner:
             errors_by_kind=dict(sorted(errors_by_kind.items())),
             status=statuses,
             histogram=histogram.to_dict(),
+            flow=probe.flow,
         )
         outcome.latency = summary
         if errors:

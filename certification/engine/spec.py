@@ -106,7 +106,15 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
     "httpRequest": ("type", *REQUEST_KEYS, "followRedirects"),
     "dbQuery": ("type", "database", "query", "params"),
     "wait": ("type", "ms"),
-    "latencyProbe": ("type", *REQUEST_KEYS, "requests", "concurrency", "rate", "expectStatus"),
+    "latencyProbe": (
+        "type",
+        *REQUEST_KEYS,
+        "requests",
+        "concurrency",
+        "rate",
+        "expectStatus",
+        "flow",
+    ),
 }
 GROUP_KEYS = ("match", "count", "assertions")
 MATCH_KEYS = ("origin", "method", "url")
@@ -157,6 +165,8 @@ _VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A variable, then dotted keys or list indexes into it (partner.id, order.items.0, secret.api-key).
 _TEMPLATE_NAME_RE = re.compile(r"\$[A-Za-z_]\w*|[A-Za-z_]\w*(?:\.[\w-]+)*")
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A named flow an SLA can apply to (``p95<=300ms on flow:checkout``); the registry's grammar.
+FLOW_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_\-]{0,39}")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _IDENT_RE = re.compile(r"[A-Za-z_]\w*")
 _NAME_SEGMENT_RE = re.compile(r"[^.\[\]\s\"']+")
@@ -1449,6 +1459,17 @@ class _Parser:
                 self.err(expect_y.pos, ctx, "'expectStatus' must list at least one status")
             codes = [self.integer(item, ctx, "expectStatus", 100, 599) for item in items]
             expect = [code for code in codes if code is not None]
+        flow = ""
+        if "flow" in m:
+            flow = self.string(m["flow"], ctx, "flow", templated=False) or ""
+            if flow and not FLOW_NAME_RE.fullmatch(flow):
+                self.err(
+                    m["flow"].pos,
+                    ctx,
+                    f"'flow' must be lower-case letters, digits, '_' and '-' (e.g. checkout), "
+                    f"at most 40 characters, not {flow!r}",
+                )
+                flow = ""
         if request is None or requests is None or (concurrency is None and rate is None):
             return None
         return LatencyProbe(
@@ -1457,6 +1478,7 @@ class _Parser:
             concurrency=concurrency,
             rate=rate,
             expect_status=expect,
+            flow=flow,
         )
 
     # ------------------------------------------------------------------ assertions

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='sla',
             name='endpoint',
-            field=models.CharField(blank=True, help_text='The endpoint this SLA applies to; blank: each endpoint separately.', max_length=40),
+            field=models.CharField(blank=True, help_text='The endpoint (or flow:<name>) this SLA applies to; blank: each endpoint.', max_length=50),
         ),
         migrations.AlterField(
             model_name='sla',

@@ -167,3 +167,39 @@ def test_only_missed_and_insufficient_verdicts_fail_a_run() -> None:
         "SLA t on c: missed (slow)",
         "SLA t on d: insufficient samples",
     ]
+
+
+def test_a_flow_sla_is_judged_on_the_probes_of_that_flow_across_endpoints() -> None:
+    flow_sla = parse_sla_text("p95<=100ms on flow:checkout")[0]
+    assert (flow_sla.name, flow_sla.endpoint) == ("p95@flow:checkout", "flow:checkout")
+    a, b, other = Histogram(), Histogram(), Histogram()
+    a.record_many([50.0] * 40)
+    b.record_many([60.0] * 40)
+    other.record_many([900.0] * 100)
+    latencies = [
+        {"endpoint": name, "requests": h.count, "ok": h.count, "histogram": h.to_dict(), **extra}
+        for name, h, extra in (
+            ("orders", a, {"flow": "checkout"}),
+            ("payments", b, {"flow": "checkout"}),
+            ("orders", other, {}),
+        )
+    ]
+    rollups = rollup_by_endpoint(latencies)
+    (flow,) = sla_verdicts([(flow_sla, flow_sla.endpoint)], endpoints=["orders"], rollups=rollups)
+    assert (flow.endpoint, flow.verdict, flow.samples) == ("flow:checkout", "met", 80)
+    # An unscoped SLA is per endpoint: flows are not endpoints.
+    unscoped = sla_verdicts([(P95, "")], endpoints=["orders", "payments"], rollups=rollups)
+    assert {v.endpoint for v in unscoped} == {"orders", "payments"}
+
+
+def test_a_flow_without_probes_is_not_measured() -> None:
+    flow_sla = parse_sla_text("p95<=100ms on flow:refunds")[0]
+    (verdict,) = sla_verdicts([(flow_sla, flow_sla.endpoint)], endpoints=["api"], rollups={})
+    assert verdict.verdict == "not measured"
+    assert "flow 'refunds'" in verdict.reason
+
+
+def test_a_scoped_sla_reason_names_its_scope_once() -> None:
+    scoped = parse_sla_text("p95<=1ms on slow")[0]
+    verdict = latency_verdict(scoped, "slow", _rollup([5.0] * 100))
+    assert failing_reasons([verdict.to_dict()])[0].startswith("SLA p95 ≤ 1 ms on slow: missed")

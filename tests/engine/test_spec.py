@@ -1514,6 +1514,16 @@ def test_latency_probe_expects_200_by_default() -> None:
     assert only_step(probe(concurrency=1)).action.expect_status == [200]
 
 
+def test_latency_probe_names_its_flow_for_flow_slas() -> None:
+    assert only_step(probe(concurrency=1, flow="checkout")).action.flow == "checkout"
+    assert only_step(probe(concurrency=1)).action.flow == ""
+
+
+def test_latency_probe_flow_must_be_a_lower_case_name() -> None:
+    (message,) = step_messages(probe(concurrency=1, flow="Check Out"))
+    assert "'flow' must be lower-case letters, digits" in message
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [

@@ -81,3 +81,25 @@ def test_strict_target_is_kept_and_shown_as_less_than() -> None:
     assert (strict.strict, inclusive.strict) == (True, False)
     assert describe(strict) == "p99 < 800 ms"
     assert describe(inclusive) == "p95 ≤ 300 ms"
+
+
+def test_a_target_can_be_scoped_to_an_endpoint_or_a_flow() -> None:
+    endpoint, flow, every = parse_sla_text(
+        "p95<=300ms on orders, uptime 99.9% on flow:checkout, p99<1s"
+    )
+    assert (endpoint.name, endpoint.endpoint, describe(endpoint)) == (
+        "p95@orders",
+        "orders",
+        "p95 ≤ 300 ms on orders",
+    )
+    assert (flow.name, flow.endpoint, describe(flow)) == (
+        "uptime@flow:checkout",
+        "flow:checkout",
+        "uptime ≥ 99.9% on flow checkout",
+    )
+    assert every.endpoint == ""
+
+
+def test_only_latency_and_uptime_targets_take_a_scope() -> None:
+    with pytest.raises(SLAParseError, match="only latency and uptime"):
+        parse_sla_text("ack<=15m on orders")
