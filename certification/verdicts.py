@@ -304,6 +304,11 @@ def sla_verdicts(
             continue
         for name in names:
             verdicts.append(judge(target, name, rollups.get(name)))
+            if scope and not is_flow(scope) and scope not in every:
+                verdicts[-1].reason = (
+                    f"this run has no endpoint named '{scope}' (endpoints: "
+                    f"{', '.join(every) or 'none'})"
+                )
     return verdicts
 
 

@@ -203,3 +203,10 @@ def test_a_scoped_sla_reason_names_its_scope_once() -> None:
     scoped = parse_sla_text("p95<=1ms on slow")[0]
     verdict = latency_verdict(scoped, "slow", _rollup([5.0] * 100))
     assert failing_reasons([verdict.to_dict()])[0].startswith("SLA p95 ≤ 1 ms on slow: missed")
+
+
+def test_an_sla_scoped_to_an_endpoint_the_run_lacks_says_so() -> None:
+    scoped = parse_sla_text("p95<=300ms on orders")[0]
+    (verdict,) = sla_verdicts([(scoped, "orders")], endpoints=["api"], rollups={})
+    assert verdict.verdict == "not measured"
+    assert verdict.reason == "this run has no endpoint named 'orders' (endpoints: api)"
