@@ -107,6 +107,7 @@ def run_context(run: Run) -> RunContext:
         run_id=str(run.pk),
         body_capture_bytes=settings.RESULT_BODY_CAPTURE_BYTES,
         max_body_bytes=settings.RESPONSE_MAX_BYTES,
+        withheld=[name for name, snap in run.endpoints.items() if snap.get("auth_dropped")],
         request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
     )
 

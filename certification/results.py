@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from certification.models import (
 from certification.verdicts import failing_reasons
 from certification.verdicts import run_evaluate as verdicts_of
 from evidence.audit import audit_record
+
+logger = logging.getLogger(__name__)
 
 
 def _plain(value: Any) -> Any:
@@ -206,8 +209,18 @@ def run_finalize(*, run: Run) -> Run:
         counts[value] = counts.get(value, 0) + 1
     statuses = set(counts)
     S = ScenarioRun.Status
-    latency, verdicts = verdicts_of(run)
     reasons = []
+    try:
+        latency, verdicts = verdicts_of(run)
+    except Exception as exc:
+        # A defect in the verdict code must not leave the run running forever: it ends in
+        # error, with the reason, and the scenarios' own results stay as they are.
+        logger.exception("SLA verdicts of run %s could not be computed", run.pk)
+        latency, verdicts = {}, []
+        run.error = f"SLA verdicts could not be computed ({type(exc).__name__}); see the logs"
+        statuses_error = True
+    else:
+        statuses_error = False
     for value, label in (
         (S.ERROR, "errored"),
         (S.FAILED, "failed"),
@@ -218,7 +231,7 @@ def run_finalize(*, run: Run) -> Run:
     reasons += failing_reasons(verdicts)
     if run.status == Run.Status.CANCELLED or statuses == {S.CANCELLED}:
         status = Run.Status.CANCELLED
-    elif S.ERROR in statuses:
+    elif S.ERROR in statuses or statuses_error:
         status = Run.Status.ERROR
     elif statuses <= {S.PASSED} and not reasons:
         status = Run.Status.PASSED
@@ -230,7 +243,7 @@ def run_finalize(*, run: Run) -> Run:
     run.sla_verdicts = verdicts
     run.reasons = reasons
     run.finished_at = timezone.now()
-    run.save(update_fields=["status", "latency", "sla_verdicts", "reasons", "finished_at"])
+    run.save(update_fields=["status", "latency", "sla_verdicts", "reasons", "error", "finished_at"])
     audit_record(
         actor="system",
         action="run.finish",

@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 from django.utils import timezone
 
 from certification.models import Run, StepResult, Suite, WorkerHeartbeat
-from certification.verdicts import FAILING_VERDICTS, NOT_MEASURED, PERCENTILE_METHOD
+from certification.verdicts import FAILING_VERDICTS, NOT_MEASURED, PERCENTILE_METHOD, sla_label
 from partners.secret_rules import display_url
 
 WORKER_FRESH_FOR = timedelta(minutes=2)
@@ -175,7 +175,7 @@ def run_as_junit(run: Run) -> str:
             suite_el,
             "testcase",
             classname=f"{run.suite.name}.sla",
-            name=f"SLA {verdict['target']} @ {verdict['endpoint'] or run.partner.external_id}",
+            name=f"SLA {sla_label(verdict)}",
             time="0.000",
         )
         text = _sla_case_text(verdict)

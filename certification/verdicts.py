@@ -49,12 +49,14 @@ _UNMEASURABLE = {
 
 @dataclass
 class EndpointRollup:
-    """Every probe of one endpoint in a run, merged."""
+    """Every probe of one endpoint (or flow) in a run, merged."""
 
     requests: int = 0
     ok: int = 0
     errors_by_kind: dict[str, int] | None = None
     histogram: Histogram | None = None
+    # Timed-out requests by the timeout they had (ms): no latency sample, but a lower bound.
+    timeouts: dict[int, int] | None = None
 
     def add(self, latency: Mapping[str, Any]) -> None:
         self.requests += int(latency.get("requests", 0))
@@ -63,6 +65,12 @@ class EndpointRollup:
         for kind, n in (latency.get("errors_by_kind") or {}).items():
             kinds[kind] = kinds.get(kind, 0) + int(n)
         self.errors_by_kind = kinds
+        timed_out = int((latency.get("errors_by_kind") or {}).get("timeout", 0))
+        if timed_out and latency.get("timeout_ms"):
+            timeouts = self.timeouts if self.timeouts is not None else {}
+            limit = int(latency["timeout_ms"])
+            timeouts[limit] = timeouts.get(limit, 0) + timed_out
+            self.timeouts = timeouts
         if latency.get("histogram"):
             merged = self.histogram or Histogram()
             self.histogram = merged.merge(Histogram.from_dict(latency["histogram"]))
@@ -126,16 +134,59 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     return min(total, 1.0)
 
 
-def min_samples(allowed_fraction: float) -> int:
+def min_samples(allowed_fraction: float) -> int | None:
     """Fewest samples, none of them over the target, that show a rate of misses below
-    ``allowed_fraction`` with 95 % confidence: the smallest ``n`` with (1 - a)^n <= 0.05."""
+    ``allowed_fraction`` with 95 % confidence: the smallest ``n`` with (1 - a)^n <= 0.05.
+    ``None`` when no number can (a target of 100 %: one bad sample could always come)."""
+    if allowed_fraction <= 0.0:
+        return None
     if allowed_fraction >= 1.0:
         return 1
     return math.ceil(math.log(1 - CONFIDENCE) / math.log1p(-allowed_fraction) - 1e-9)
 
 
+_SEARCH_CAP = 10_000_000
+
+
+def samples_needed(bad: int, n: int, allowed_fraction: float) -> int | None:
+    """How many samples would show the target if the share of bad ones stayed ``bad / n``;
+    ``None`` when it never could (that share is not below the allowed one, or past 10^7)."""
+    if allowed_fraction <= 0.0 or n <= 0:
+        return None
+    share = bad / n
+    if share >= allowed_fraction:
+        return None
+
+    def proven_at(size: int) -> bool:
+        return binomial_cdf(math.floor(share * size), size, allowed_fraction) <= 1 - CONFIDENCE
+
+    low, high = n, max(n, 1)
+    while not proven_at(high):
+        low, high = high, high * 2
+        if high > _SEARCH_CAP:
+            return None
+    while low < high:  # the smallest size that is proven, between the last two tried
+        middle = (low + high) // 2
+        if proven_at(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return high
+
+
 def _proven(bad: int, n: int, allowed_fraction: float) -> bool:
-    return n > 0 and binomial_cdf(bad, n, allowed_fraction) <= 1 - CONFIDENCE
+    return (
+        n > 0 and allowed_fraction > 0 and binomial_cdf(bad, n, allowed_fraction) <= 1 - CONFIDENCE
+    )
+
+
+def _advice(bad: int, n: int, allowed: float, what: str) -> str:
+    more = samples_needed(bad, n, allowed)
+    if allowed <= 0:
+        return "a 100% target can never be shown by sampling: one more request could fail"
+    if more is None:
+        return f"at this share of bad {what} no number of {what} would show it"
+    return f"with the same share of bad {what}, at least {more:,} {what} would show it"
 
 
 @dataclass
@@ -177,11 +228,13 @@ def _errors_text(rollup: EndpointRollup) -> str:
 def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | None) -> Verdict:
     assert target.percentile is not None and target.threshold_ms is not None
     pct = float(target.percentile)
+    threshold = target.threshold_ms
     allowed = 1 - pct / 100
     needed = min_samples(allowed)
     below = "<" if target.strict else "<="
+    name = target.base_name
     verdict = Verdict(
-        sla=target.base_name,
+        sla=name,
         kind=LATENCY,
         endpoint=endpoint,
         target=describe(target),
@@ -189,45 +242,55 @@ def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | N
         unit="ms",
         min_samples=needed,
         rule=(
-            f"{target.base_name} of the successful probe samples of {_this(endpoint)} {below} "
-            f"{target.threshold_ms} ms; met needs 95% confidence (at least {needed} samples "
-            f"when none is over the target)"
+            f"{name} of the successful probe samples of {_this(endpoint)} {below} "
+            f"{threshold} ms (a timeout at or above the target counts as a sample over it); "
+            f"met needs 95% confidence (at least {needed} samples when none is over the target)"
         ),
     )
     if rollup is None or rollup.requests == 0:
         verdict.reason = _unprobed(endpoint)
         return verdict
     verdict.requests, verdict.errors = rollup.requests, rollup.errors
-    histogram = rollup.histogram
-    n = histogram.count if histogram is not None else 0
+    # A timeout is no latency sample, but it proves the latency was above its limit: one set
+    # at or above the target is a sample over the target (recorded just above the limit).
+    censored = sum(n for limit, n in (rollup.timeouts or {}).items() if limit >= threshold)
+    samples = Histogram()
+    if rollup.histogram is not None:
+        samples.merge(rollup.histogram)
+    for limit, count in (rollup.timeouts or {}).items():
+        if limit >= threshold:
+            for _ in range(count):
+                samples.record(limit * 1.002 + 0.001)
+    n = samples.count
     verdict.samples = n
-    if histogram is None or n == 0:
+    if n == 0:
         verdict.verdict = MISSED
         verdict.reason = (
             f"no successful response: all {rollup.requests} requests failed "
             f"({_errors_text(rollup)})"
         )
         return verdict
-    measured = round(histogram.percentile(pct), 3)
-    over = histogram.count_over(target.threshold_ms, inclusive=target.strict)
-    verdict.measured, verdict.over_target = measured, over
-    late = measured >= target.threshold_ms if target.strict else measured > target.threshold_ms
+    measured = samples.percentile_upper(pct)
+    over = samples.count_over(threshold, inclusive=target.strict)
+    verdict.measured, verdict.over_target = round(measured, 3), over
+    late = measured >= threshold if target.strict else measured > threshold
+    timed = f"; {censored} timed out, counted over the target" if censored else ""
     if late:
         verdict.verdict = MISSED
         verdict.reason = (
-            f"{target.name} {measured} ms over {n} samples is above {target.threshold_ms} ms"
+            f"{name} {verdict.measured} ms over {n} samples is above {threshold} ms{timed}"
         )
     elif _proven(over, n, allowed):
         verdict.verdict = MET
     else:
         verdict.verdict = INSUFFICIENT
         verdict.reason = (
-            f"{n} successful samples ({over} over the target) cannot show {target.name} "
-            f"{below} {target.threshold_ms} ms with 95% confidence; probe at least {needed} "
-            "requests"
+            f"{n} samples ({over} over the target{timed}) cannot show {name} {below} "
+            f"{threshold} ms with 95% confidence; {_advice(over, n, allowed, 'samples')}"
         )
-    if rollup.errors and verdict.verdict == MET:
-        verdict.reason = f"{rollup.errors} failed requests are not samples ({_errors_text(rollup)})"
+    others = rollup.errors - censored
+    if others and verdict.verdict == MET:
+        verdict.reason = f"{others} failed requests are not samples ({_errors_text(rollup)})"
     return verdict
 
 
@@ -246,7 +309,9 @@ def uptime_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | No
         min_samples=needed,
         rule=(
             f"successful share of the probe requests of {_this(endpoint)} >= {goal:g}%; met "
-            f"needs 95% confidence (at least {needed} requests when none failed)"
+            "needs 95% confidence ("
+            + (f"at least {needed} requests when none failed" if needed else "never, at 100%")
+            + ")"
         ),
     )
     if rollup is None or rollup.requests == 0:
@@ -268,7 +333,7 @@ def uptime_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | No
         verdict.verdict = INSUFFICIENT
         verdict.reason = (
             f"{n} requests with {failures} failed cannot show {goal:g}% with 95% confidence; "
-            f"probe at least {needed} requests"
+            f"{_advice(failures, n, allowed, 'requests')}"
         )
     return verdict
 
@@ -312,18 +377,20 @@ def sla_verdicts(
     return verdicts
 
 
+def sla_label(verdict: Mapping[str, Any]) -> str:
+    """``p95 ≤ 300 ms on api``: the target and where it was judged, the scope said once."""
+    where = f" on {(verdict.get('endpoint') or 'the partner').replace(FLOW_PREFIX, 'flow ')}"
+    target = verdict["target"]
+    return target if target.endswith(where) else target + where
+
+
 def failing_reasons(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
     """Why these verdicts fail a run (``missed`` and ``insufficient samples``)."""
-    reasons = []
-    for v in verdicts:
-        if v["verdict"] not in FAILING_VERDICTS:
-            continue
-        where = f" on {(v['endpoint'] or 'the partner').replace(FLOW_PREFIX, 'flow ')}"
-        label = v["target"] if v["target"].endswith(where) else v["target"] + where
-        reasons.append(
-            f"SLA {label}: {v['verdict']}" + (f" ({v['reason']})" if v.get("reason") else "")
-        )
-    return reasons
+    return [
+        f"SLA {sla_label(v)}: {v['verdict']}" + (f" ({v['reason']})" if v.get("reason") else "")
+        for v in verdicts
+        if v["verdict"] in FAILING_VERDICTS
+    ]
 
 
 def run_evaluate(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -72,13 +72,31 @@ class Histogram:
                 return min(max(_bucket_value(index), self.min), self.max)
         return self.max
 
+    def _upper(self, index: int) -> float:
+        """The largest value bucket ``index`` may hold (its upper edge, at most the maximum)."""
+        return min(_FLOOR_MS * math.exp((index + 1) * _LOG_BASE), self.max)
+
+    def percentile_upper(self, pct: float) -> float:
+        """:meth:`percentile` read at the upper edge of its bucket: a value the true percentile
+        is not above, for comparing with a target without leaning towards "met"."""
+        if not self.count:
+            return 0.0
+        rank = max(1, math.ceil(self.count * min(pct, 100) / 100))
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                return self._upper(index)
+        return self.max
+
     def count_over(self, threshold_ms: float, *, inclusive: bool = False) -> int:
-        """How many samples exceed ``threshold_ms`` (or reach it, with ``inclusive``), read
-        with the same bucket values as :meth:`percentile`, so the two never disagree."""
+        """How many samples may exceed ``threshold_ms`` (or reach it, with ``inclusive``):
+        a bucket counts when its upper edge does, so a sample within the resolution above the
+        threshold is never missed (read the same way as :meth:`percentile_upper`)."""
         over = 0
         for index, n in self.counts.items():
-            value = min(max(_bucket_value(index), self.min), self.max)
-            if value > threshold_ms or (inclusive and value == threshold_ms):
+            value = self._upper(index)
+            if value > threshold_ms or (inclusive and value >= threshold_ms):
                 over += n
         return over
 

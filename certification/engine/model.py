@@ -209,6 +209,9 @@ class RunContext:
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout_ms: int = 30_000
     max_redirects: int = 5
+    # Endpoints whose stored credentials were not loaded (pointed at another origin for this
+    # run): their {{secret.<name>.*}} are undefined, and the error says why.
+    withheld: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- output side
@@ -304,6 +307,8 @@ class LatencySummary:
     status: dict[str, int] = field(default_factory=dict)  # every status received, ok or not
     histogram: dict[str, Any] = field(default_factory=dict)  # successful samples only
     flow: str = ""
+    timeout_ms: int = 0  # each request's deadline: a timed-out one took longer than this
+    client_lag_ms: float = 0.0  # open model: how far behind its schedule the client fell
 
 
 @dataclass

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from certification.engine import assertions as ops
 from certification.engine.histogram import Histogram
-from certification.engine.masking import Masker
+from certification.engine.masking import MASK, Masker, is_sensitive_header
 from certification.engine.model import (
     MISSING,
     UNSAFE_METHODS,
@@ -210,7 +210,14 @@ class ScenarioRunner:
         except StepError as exc:
             outcome.failure = exc.failure
         except UndefinedVariable as exc:
-            outcome.failure = Failure("undefined_variable", str(exc))
+            message = str(exc)
+            for name in self.context.withheld:
+                if f"secret.{name}." in message:
+                    message += (
+                        f" (endpoint '{name}' points at another origin for this run, so its "
+                        "stored credentials were not loaded; --keep-auth sends them)"
+                    )
+            outcome.failure = Failure("undefined_variable", message)
         except Exception as exc:  # the runner must report, never crash
             outcome.failure = Failure("error", f"{type(exc).__name__}: {exc}")
         if outcome.failure is not None:
@@ -220,7 +227,7 @@ class ScenarioRunner:
         elif any(not a.evaluated for a in outcome.assertions):
             outcome.status = "unevaluated"
         outcome.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        self._mask(outcome)
+        self._mask(step, outcome)
         return outcome
 
     async def _act(self, index: int, step: Step, outcome: StepOutcome) -> dict[str, Any]:
@@ -348,21 +355,41 @@ class ScenarioRunner:
             errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
 
         started = time.perf_counter()
+        lag_ms = 0.0
         if probe.rate:
-            # Open model: request i is due at start + i/rate whatever happened before, and its
-            # latency counts from when it was due, so a slow server cannot hide its latency by
-            # slowing the client down (no coordinated omission).
+            # Open model: request i is due at start + i/rate and is sent then, whether or not
+            # earlier ones were answered, so a slow server cannot slow the probe down (no
+            # coordinated omission). Requests are started one by one from a dispatcher rather
+            # than all created up front, and latency counts from when a request was actually
+            # started: a client that falls behind its schedule (a busy event loop) is reported
+            # as lag, not blamed on the partner.
             interval = 1.0 / probe.rate
+            lags: list[float] = []
 
-            async def one(i: int) -> None:
+            async def one() -> None:
+                t0 = time.perf_counter()
+                exchange = await send(prepared, endpoint=endpoint, record=False)
+                account(exchange, (time.perf_counter() - t0) * 1000)
+
+            running: set[asyncio.Task[None]] = set()
+            for i in range(probe.requests):
                 due = started + i * interval
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                exchange = await send(prepared, endpoint=endpoint, record=False)
-                account(exchange, (time.perf_counter() - due) * 1000)
-
-            await asyncio.gather(*(one(i) for i in range(probe.requests)))
+                lags.append(max(0.0, time.perf_counter() - due) * 1000)
+                task = asyncio.ensure_future(one())
+                running.add(task)
+                task.add_done_callback(running.discard)
+            await asyncio.gather(*running)
+            lag_ms = max(lags, default=0.0)
+            behind = sorted(lags)[int(len(lags) * 0.95)] if lags else 0.0
+            if behind > max(interval * 1000, 5.0):
+                outcome.notes.append(
+                    f"the client fell behind its schedule of {probe.rate:g} requests/s (95% of "
+                    f"requests started within {behind:.1f} ms of their time, the latest "
+                    f"{lag_ms:.1f} ms late): the rate actually sent was lower"
+                )
         else:
             remaining = probe.requests
 
@@ -399,6 +426,8 @@ class ScenarioRunner:
             status=statuses,
             histogram=histogram.to_dict(),
             flow=probe.flow,
+            timeout_ms=int(prepared.timeout_ms or self.context.request_timeout_ms),
+            client_lag_ms=round(lag_ms, 3),
         )
         outcome.latency = summary
         if errors:
@@ -511,12 +540,23 @@ class ScenarioRunner:
             self.variables[name] = value
             outcome.extracted[name] = value
 
-    def _mask(self, outcome: StepOutcome) -> None:
+    def _mask(self, step: Step, outcome: StepOutcome) -> None:
         mask = self.masker.mask_obj
         for result in outcome.assertions:
+            if _credential_path(result.path):
+                # A signature, cookie or token is masked whole, as in the stored headers: it
+                # may be derived from a secret (an HMAC) and still be replayable.
+                result.expected = None if result.expected is None else MASK
+                result.actual = None if result.actual is None else MASK
+                if result.message and result.evaluated:
+                    result.message = "the values of credential headers are not recorded"
+                continue
             result.expected = mask(result.expected)
             result.actual = mask(result.actual)
             result.message = _mask_message(self.masker, result.message)
+        for name, path in step.extract.items():
+            if name in outcome.extracted and _credential_path(path):
+                outcome.extracted[name] = MASK
         outcome.extracted = mask(outcome.extracted)
         outcome.data = mask(outcome.data)
         if outcome.failure is not None:
@@ -531,6 +571,22 @@ def worst_status(statuses: Iterable[str]) -> StepStatus:
     when every step passed (skipped steps follow a failure, so they never stand alone)."""
     worst = max(statuses, key=lambda s: _SEVERITY.get(s, 4), default="passed")
     return "passed" if worst == "skipped" else worst  # type: ignore[return-value]
+
+
+def _credential_path(path: str) -> bool:
+    """A path to a credential header (``request.headers.X-Signature``, ``response.headers.
+    Set-Cookie``, an echo's ``response.body.headers.Authorization``): never recorded."""
+    try:
+        segments = parse_path(path)
+    except ValueError:
+        return False
+    return (
+        len(segments) >= 2
+        and isinstance(segments[-1], str)
+        and isinstance(segments[-2], str)
+        and segments[-2].lower() == "headers"
+        and is_sensitive_header(segments[-1])
+    )
 
 
 def _mask_message(masker: Masker, message: str) -> str:

@@ -122,3 +122,40 @@ def test_a_secret_sealed_with_a_missing_key_errors_the_run_naming_the_key(
     assert "SECRETS_ENCRYPTION_KEYS" in run.error
     assert "given up" not in run.error
     assert "alpha-key-SECRET-value" not in json.dumps(run.error)
+
+
+@pytest.mark.django_db
+def test_a_defect_in_the_verdict_code_ends_the_run_in_error_not_running_forever(
+    partner_a: Partner, sandbox: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import certification.results
+
+    def broken(run: Any) -> Any:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(certification.results, "verdicts_of", broken)
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite",
+                     _suite(tmp_path, HEALTH_SUITE), "--endpoint", f"api={sandbox.url}",
+                     "--inline")  # fmt: skip
+    assert exit_info.value.code == 2
+    run = Run.objects.get()
+    assert (run.status, run.finished_at is not None) == ("error", True)
+    assert "SLA verdicts could not be computed (ZeroDivisionError)" in run.error
+    assert "Traceback" not in run.error
+
+
+@pytest.mark.django_db
+def test_a_secret_withheld_by_an_override_is_explained_in_the_error(
+    partner_a: Partner, endpoint_a: Endpoint, sandbox: Any, tmp_path: Path
+) -> None:
+    suite = HEALTH_SUITE.replace(
+        "url: /health}", "url: /health, headers: {X-Key: '{{secret.api.api_key}}'}}"
+    )
+    with pytest.raises(SystemExit):
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite",
+                     _suite(tmp_path, suite), "--endpoint", f"api={sandbox.url}",
+                     "--inline")  # fmt: skip
+    failure = StepResult.objects.get().failure
+    assert failure["kind"] == "undefined_variable"
+    assert "points at another origin" in failure["message"] and "--keep-auth" in failure["message"]

@@ -130,7 +130,7 @@ def test_uptime_is_judged_per_endpoint_from_the_success_ratio(finished: Any) -> 
     fast = verdicts["uptime", "fast"]
     assert (fast["verdict"], fast["measured"], fast["requests"]) == ("met", 100.0, 3000)
     assert verdicts["uptime", "slow"]["verdict"] == "insufficient samples"
-    assert "2995" in verdicts["uptime", "slow"]["reason"]
+    assert "at least 2,995 requests" in verdicts["uptime", "slow"]["reason"]
     assert verdicts["uptime", "dead"]["verdict"] == "missed"
     assert verdicts["uptime", "dead"]["measured"] == 0.0
     assert verdicts["uptime", "unprobed"]["verdict"] == "not measured"
@@ -161,11 +161,11 @@ def test_junit_has_one_testcase_per_sla_verdict(finished: Any) -> None:
     cases = [c for c in finished["junit"].iter("testcase") if c.get("classname").endswith(".sla")]
     assert len(cases) == len(finished["json"]["run"]["sla"])
     by_name = {c.get("name"): c for c in cases}
-    slow = by_name["SLA p95 ≤ 300 ms @ slow"].find("failure")
+    slow = by_name["SLA p95 ≤ 300 ms on slow"].find("failure")
     assert slow is not None and slow.get("message").startswith("missed: target p95 ≤ 300 ms")
     assert "samples 60 of 60 requests" in slow.get("message")
-    assert by_name["SLA p95 ≤ 300 ms @ fast"].find("failure") is None
-    assert by_name["SLA p95 ≤ 300 ms @ unprobed"].find("skipped") is not None
+    assert by_name["SLA p95 ≤ 300 ms on fast"].find("failure") is None
+    assert by_name["SLA p95 ≤ 300 ms on unprobed"].find("skipped") is not None
 
 
 @pytest.mark.django_db

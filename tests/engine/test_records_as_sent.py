@@ -112,3 +112,20 @@ def test_a_failed_check_outranks_an_unevaluated_one() -> None:
         "            assertions:\n" + _assert("request.body.amount", "eq", 2498)
     )
     assert outcome.steps[0].status == "failed"
+
+
+def test_credential_header_values_are_not_recorded_in_assertion_results() -> None:
+    outcome = _run(
+        "      - action: {type: httpRequest, method: GET, url: /echo}\n"
+        "        extract: {sent: request.headers.X-API-Key,\n"
+        "                  echoed: response.body.headers.X-Api-Key}\n"
+        "        assertions:\n          - assertions:\n"
+        + _assert("request.headers.X-API-Key", "eq", "{{secret.api.api_key}}")
+        + _assert("response.body.headers.X-Api-Key", "eq", "wrong")
+    )
+    step = outcome.steps[0]
+    sent, echoed = step.assertions
+    assert sent.passed and sent.actual == MASK
+    assert not echoed.passed and (echoed.actual, echoed.expected) == (MASK, MASK)
+    assert "wrong" not in echoed.message
+    assert step.extracted == {"sent": MASK, "echoed": MASK}

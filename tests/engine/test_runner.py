@@ -317,6 +317,42 @@ tests:
     assert latency.p50 >= 5
 
 
+class _InstantTransport:
+    """A transport whose every exchange succeeds at once: what a probe measures is then the
+    client's own overhead only."""
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    async def __aenter__(self) -> _InstantTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, request: Any, **_: Any) -> Any:
+        from certification.engine.model import Timings
+        from certification.engine.transport import Exchange
+
+        return Exchange(request=None, response=None, timings=Timings(), status=200)
+
+
+def test_rate_probe_does_not_count_client_scheduling_as_latency(monkeypatch: Any) -> None:
+    import certification.engine.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "Transport", _InstantTransport)
+    text = _one_step(
+        "          type: latencyProbe\n          method: GET\n          url: /health\n"
+        "          requests: 20000\n          rate: 10000",
+    )
+    (outcome,) = _run(text, _context("http://127.0.0.1:9"))
+    latency = outcome.steps[0].latency
+    assert (latency.requests, latency.ok) == (20000, 20000)
+    # Instant answers: whatever the event loop's lag, no sample carries it.
+    assert latency.max < 50, latency
+    assert latency.client_lag_ms >= 0
+
+
 def test_probe_counts_unexpected_statuses_as_errors_not_samples(sandbox: Any) -> None:
     text = _one_step(
         "          type: latencyProbe\n          method: GET\n          url: /v1/status/503\n"

@@ -12,6 +12,7 @@ from certification import execution, runs, selectors
 from certification.engine.model import ScenarioOutcome
 from certification.management.suite_files import store_suite_file
 from certification.models import Run, ScenarioRun
+from certification.verdicts import sla_label
 from partners.models import Partner
 
 EXIT = {Run.Status.PASSED: 0, Run.Status.FAILED: 1}
@@ -35,10 +36,9 @@ def first_problem_row(scenario_run: ScenarioRun) -> str:
 
 
 def sla_row(verdict: dict[str, Any]) -> str:
-    """``  MISS SLA p95 ≤ 300 ms @ api: 1526.3 ms, 40 samples of 40 requests``"""
+    """``  MISS SLA p95 ≤ 300 ms on api: missed, 1526.3 ms, 40 samples of 40 requests``"""
     mark = VERDICT_MARK.get(verdict["verdict"], verdict["verdict"])
-    where = verdict.get("endpoint") or "partner"
-    line = f"  {mark} SLA {verdict['target']} @ {where}: {verdict['verdict']}"
+    line = f"  {mark} SLA {sla_label(verdict)}: {verdict['verdict']}"
     if verdict.get("measured") is not None:
         unit = verdict.get("unit", "")
         line += f", {verdict['measured']}{'' if unit == '%' else ' '}{unit}".rstrip()
