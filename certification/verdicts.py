@@ -379,8 +379,10 @@ def sla_verdicts(
 
 def sla_label(verdict: Mapping[str, Any]) -> str:
     """``p95 ≤ 300 ms on api``: the target and where it was judged, the scope said once."""
-    where = f" on {(verdict.get('endpoint') or 'the partner').replace(FLOW_PREFIX, 'flow ')}"
     target = verdict["target"]
+    if not verdict.get("endpoint"):
+        return target  # judged for the partner as a whole (file windows, ack deadlines)
+    where = f" on {verdict['endpoint'].replace(FLOW_PREFIX, 'flow ')}"
     return target if target.endswith(where) else target + where
 
 
