@@ -18,7 +18,7 @@ from certification.models import (
 )
 from evidence.audit import audit_record
 from partners.models import Endpoint, Partner
-from partners.secret_rules import display_url
+from partners.secret_rules import display_url, has_inline_password
 from partners.urlguard import check_sandbox_url
 
 
@@ -54,10 +54,10 @@ def _snapshot(
             default = endpoint.name
     for name, url in overrides.items():
         kind = "postgresql" if url.startswith(("postgres://", "postgresql://")) else "http"
-        if urlsplit(url).password is not None:
+        if has_inline_password(url):
             raise RunInputError(
-                f"--endpoint {name}=...: the URL carries a password; give it to the endpoint's "
-                "secret instead (manage.py endpoint_set)"
+                f"--endpoint {name}=...: the URL carries a password (user:password@ or "
+                "?password=); give it to the endpoint's secret instead (manage.py endpoint_set)"
             )
         try:
             check_sandbox_url(url, kind=kind)

@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import uuid
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from certification.engine.model import EndpointConfig
 from certification.engine.netpolicy import AddressPolicy, UrlRefused
@@ -39,6 +39,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Query parameters of a postgres:// URL passed on to the connection. Others are refused rather
+# than ignored: `host`/`hostaddr` would bypass the address policy's pinned address, `options`
+# could lift read-only, and file paths name files on the worker, not the partner's.
+CONNECTION_PARAMETERS = ("sslmode", "application_name", "target_session_attrs")
+
+
+def _connection_parameters(name: str, query: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in CONNECTION_PARAMETERS:
+            raise DbQueryError(
+                f"endpoint '{name}': the URL's connection parameter '{key}' is not supported "
+                f"(supported: {', '.join(CONNECTION_PARAMETERS)})"
+            )
+        values[key] = value
+    return values
+
+
 async def run_query(
     endpoint: EndpointConfig,
     sql: str,
@@ -54,6 +72,7 @@ async def run_query(
     if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
         raise DbQueryError(f"endpoint '{endpoint.name}' is not a postgres:// URL")
     port = parts.port or 5432
+    extra = _connection_parameters(endpoint.name, parts.query)
     try:
         target = await policy.check_url_async(f"http://{parts.hostname}:{port}/")
     except UrlRefused as exc:
@@ -68,6 +87,7 @@ async def run_query(
             password=endpoint.secrets.get("password") or unquote(parts.password or "") or None,
             connect_timeout=max(1, timeout_ms // 1000),
             autocommit=False,
+            **extra,
         )
     except psycopg.Error as exc:
         raise DbQueryError(f"cannot connect to '{endpoint.name}': {exc}".strip()) from None

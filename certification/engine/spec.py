@@ -224,6 +224,15 @@ class SuiteInvalid(Exception):
 # ----------------------------------------------------------------------------- helpers (public)
 
 
+def _scheme_of(url: str) -> str | None:
+    """The scheme of an absolute URL (``ftp`` for ``ftp://x``), or None for a ``/path`` or
+    ``endpoint/path`` whose query merely holds a URL (``/cb?to=https://x``)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or any(char in scheme for char in "/?#"):
+        return None
+    return scheme.lower()
+
+
 def parse_path(path: str) -> list[str | int]:
     """Split an assertion/extract path into segments, checking its root.
 
@@ -1318,7 +1327,7 @@ class _Parser:
                     url_y.pos, ctx, "'url' must not contain spaces (percent-encode them as %20)"
                 )
                 url = None
-            elif "://" in head and head.split("://", 1)[0].lower() not in ("http", "https"):
+            elif _scheme_of(head) not in (None, "http", "https"):
                 self.err(
                     url_y.pos,
                     ctx,

@@ -15,14 +15,35 @@ from urllib.parse import unquote
 from django.db import migrations
 
 from partners import crypto
-from partners.secret_rules import display_url, has_inline_password
+from partners.secret_rules import PASSWORD_QUERY_PARAMETERS, display_url, has_inline_password
 
 
 def _without_password(url: str) -> tuple[str, str]:
+    """The URL without its password, and the password (from ``user:pw@`` or ``?password=``)."""
+    password = ""
     scheme_end = url.find("://") + 3
-    at = url.index("@", scheme_end)
-    user, _, password = url[scheme_end:at].partition(":")
-    return f"{url[:scheme_end]}{user}@{url[at + 1 :]}", unquote(password)
+    at = url.find("@", scheme_end, _authority_end(url, scheme_end))
+    if at != -1 and ":" in url[scheme_end:at]:
+        user, _, password = url[scheme_end:at].partition(":")
+        url = f"{url[:scheme_end]}{user}@{url[at + 1 :]}"
+        password = unquote(password)
+    head, question, query = url.partition("?")
+    if question:
+        kept = []
+        for item in query.split("&"):
+            name, _, value = item.partition("=")
+            if unquote(name).lower() in PASSWORD_QUERY_PARAMETERS:
+                if unquote(name).lower() == "password" and not password:
+                    password = unquote(value)
+                continue
+            kept.append(item)
+        url = head + ("?" + "&".join(kept) if kept else "")
+    return url, password
+
+
+def _authority_end(url: str, start: int) -> int:
+    ends = [i for i in (url.find(c, start) for c in "/?#") if i != -1]
+    return min(ends, default=len(url))
 
 
 def _scrub(value: Any) -> Any:
@@ -46,7 +67,8 @@ def forwards(apps: Any, schema_editor: Any) -> None:
         except crypto.SecretDecryptionError:
             secrets = {}  # unreadable already: the password from the URL is all there is
         url, password = _without_password(endpoint.base_url)
-        secrets.setdefault("password", password)
+        if password:
+            secrets.setdefault("password", password)
         # Sealed as it was stored: the minimum length applies to secrets entered from now on.
         endpoint.secrets_sealed = crypto.seal_text(json.dumps(secrets, sort_keys=True), aad=aad)
         endpoint.base_url = url

@@ -107,6 +107,19 @@ def test_endpoint_override_with_an_inline_password_is_refused(
 
 
 @pytest.mark.django_db
+def test_endpoint_override_with_a_query_string_password_is_refused(
+    partner_a: Partner, tmp_path: Path
+) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="carries a password") as excinfo:
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite",
+                     _suite(tmp_path, HEALTH_SUITE), "--endpoint",
+                     "db=postgres://app@127.0.0.1/app?password=hunter22", "--inline")  # fmt: skip
+    assert "hunter22" not in str(excinfo.value)
+
+
+@pytest.mark.django_db
 def test_a_secret_sealed_with_a_missing_key_errors_the_run_naming_the_key(
     partner_a: Partner, endpoint_a: Endpoint, tmp_path: Path, settings: Any
 ) -> None:

@@ -120,3 +120,26 @@ def test_slow_query_is_cut_by_the_statement_timeout(partner_db: str) -> None:
     assert outcome.steps[0].failure.kind == "db_error"
     assert "statement timeout" in outcome.steps[0].failure.message
     assert outcome.steps[0].duration_ms < 3000
+
+
+def test_supported_connection_parameters_in_the_url_are_honoured(partner_db: str) -> None:
+    outcome = _run(
+        f"{partner_db}?application_name=certdash-probe&sslmode=disable",
+        """      - action: {type: dbQuery, database: orders-db,
+                 query: "SELECT current_setting('application_name') AS name"}
+        assertions:
+          - assertions:
+              - {path: "data[0].name", operator: eq, value: certdash-probe}
+""",
+    )
+    assert outcome.status == "passed", outcome.steps[0]
+
+
+def test_a_connection_parameter_that_could_bypass_the_policy_is_refused(partner_db: str) -> None:
+    outcome = _run(
+        f"{partner_db}?hostaddr=10.0.0.1",
+        "      - action: {type: dbQuery, database: orders-db, query: SELECT 1}\n",
+    )
+    failure = outcome.steps[0].failure
+    assert failure.kind == "db_error"
+    assert "connection parameter 'hostaddr' is not supported" in failure.message

@@ -2334,3 +2334,16 @@ def test_the_docs_complete_example_is_a_valid_suite() -> None:
     assert [scenario.code for scenario in suite.scenarios] == ["B-001", "B-002", "B-090"]
     assert [mock.name for mock in suite.mocks] == ["mock-stripe"]
     assert len(suite.warnings) == 1
+
+
+def test_a_relative_url_whose_query_holds_a_url_is_valid() -> None:
+    step = only_step({"action": http(url="/callback?to=http://127.0.0.1:8605/hdrs")})
+    assert step.action.url == "/callback?to=http://127.0.0.1:8605/hdrs"
+    step = only_step({"action": http(url="api/authorize?redirect_uri=https://app.example/cb")})
+    assert step.action.url.startswith("api/authorize")
+
+
+@pytest.mark.parametrize("url", ["ftp://files.example/x", "htp://typo.example/"])
+def test_a_url_with_another_scheme_is_still_refused(url: str) -> None:
+    (message,) = step_messages({"action": http(url=url)})
+    assert "'url' must be http:// or https://, a /path, or endpoint-name/path" in message

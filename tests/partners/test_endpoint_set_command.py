@@ -259,6 +259,13 @@ def test_database_url_with_an_inline_password(partner_a: Partner) -> None:
     assert "pw-SECRET-1" not in err
 
 
+def test_database_url_with_a_password_in_its_query_string(partner_a: Partner) -> None:
+    url = "postgres://reader@127.0.0.1/orders?password=pw-SECRET-1"
+    err = _fails(*_base("none", url=url), "--kind", "postgresql")
+    assert "error: --url: The URL holds a password" in err
+    assert "pw-SECRET-1" not in err
+
+
 def test_writable_http_endpoint(partner_a: Partner) -> None:
     err = _fails(*_base("none"), "--writable")
     assert "error: --writable: only postgresql endpoints can be writable" in err

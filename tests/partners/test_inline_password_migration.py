@@ -54,3 +54,16 @@ def test_no_table_keeps_the_password_readable(legacy: dict[str, Any]) -> None:
         ]
     )
     assert "legacy-pw-1234" not in stored
+
+
+@pytest.mark.django_db
+def test_a_password_in_the_query_string_moves_too(partner_a: Partner) -> None:
+    endpoint = Endpoint.objects.create(
+        partner=partner_a, name="db2", kind="postgresql", auth_kind="none",
+        base_url="postgres://127.0.0.1:5432/shop?sslmode=disable&password=query-pw-1234",
+    )  # fmt: skip
+    migration.forwards(apps, None)
+    endpoint.refresh_from_db()
+    assert endpoint.base_url == "postgres://127.0.0.1:5432/shop?sslmode=disable"
+    secrets = crypto.open_secrets(endpoint.secrets_sealed, aad=endpoint.secrets_aad)
+    assert secrets == {"password": "query-pw-1234"}

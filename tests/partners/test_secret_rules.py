@@ -56,3 +56,24 @@ def test_secret_shorter_than_the_minimum_is_refused_with_its_label() -> None:
     assert "The stored API key is shorter than 8" in str(
         short_secret_message("API key", "abc", stored=True)
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://reader@127.0.0.1:5432/db?password=hunter22pw",
+        "postgres://reader@127.0.0.1:5432/db?sslmode=require&PASSWORD=hunter22pw",
+        "postgres://reader@127.0.0.1:5432/db?pass%77ord=hunter22pw",
+        "postgres://reader@127.0.0.1:5432/db?sslpassword=hunter22pw",
+    ],
+)
+def test_a_password_in_the_query_string_is_an_inline_password_and_never_shown(url: str) -> None:
+    assert has_inline_password(url)
+    shown = display_url(url)
+    assert "hunter22pw" not in shown and shown.startswith("postgres://reader@127.0.0.1:5432/db?")
+
+
+def test_a_query_without_a_password_is_left_alone() -> None:
+    url = "postgres://reader@127.0.0.1:5432/db?sslmode=require&application_name=certdash"
+    assert not has_inline_password(url)
+    assert display_url(url) == url
