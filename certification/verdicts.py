@@ -225,6 +225,23 @@ def _errors_text(rollup: EndpointRollup) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())) or "none"
 
 
+def _unmeasured(
+    target: SLATarget, endpoint: str, *, unit: str, needed: int | None, rule: str
+) -> Verdict:
+    """The verdict before any sample is looked at: ``not measured``, no probe reached it."""
+    return Verdict(
+        sla=target.base_name,
+        kind=target.kind,
+        endpoint=endpoint,
+        target=describe(target),
+        verdict=NOT_MEASURED,
+        unit=unit,
+        min_samples=needed,
+        rule=rule,
+        reason=_unprobed(endpoint),
+    )
+
+
 def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | None) -> Verdict:
     assert target.percentile is not None and target.threshold_ms is not None
     pct = float(target.percentile)
@@ -233,23 +250,15 @@ def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | N
     needed = min_samples(allowed)
     below = "<" if target.strict else "<="
     name = target.base_name
-    verdict = Verdict(
-        sla=name,
-        kind=LATENCY,
-        endpoint=endpoint,
-        target=describe(target),
-        verdict=NOT_MEASURED,
-        unit="ms",
-        min_samples=needed,
-        rule=(
-            f"{name} of the successful probe samples of {_this(endpoint)} {below} "
-            f"{threshold} ms (a timeout at or above the target counts as a sample over it); "
-            f"met needs 95% confidence (at least {needed} samples when none is over the target)"
-        ),
+    rule = (
+        f"{name} of the successful probe samples of {_this(endpoint)} {below} "
+        f"{threshold} ms (a timeout at or above the target counts as a sample over it); "
+        f"met needs 95% confidence (at least {needed} samples when none is over the target)"
     )
+    verdict = _unmeasured(target, endpoint, unit="ms", needed=needed, rule=rule)
     if rollup is None or rollup.requests == 0:
-        verdict.reason = _unprobed(endpoint)
         return verdict
+    verdict.reason = ""
     verdict.requests, verdict.errors = rollup.requests, rollup.errors
     # A timeout is no latency sample, but it proves the latency was above its limit: one set
     # at or above the target is a sample over the target (recorded just above the limit).
@@ -299,24 +308,16 @@ def uptime_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | No
     goal = float(target.uptime_percent)
     allowed = 1 - goal / 100
     needed = min_samples(allowed)
-    verdict = Verdict(
-        sla=target.base_name,
-        kind=UPTIME,
-        endpoint=endpoint,
-        target=describe(target),
-        verdict=NOT_MEASURED,
-        unit="%",
-        min_samples=needed,
-        rule=(
-            f"successful share of the probe requests of {_this(endpoint)} >= {goal:g}%; met "
-            "needs 95% confidence ("
-            + (f"at least {needed} requests when none failed" if needed else "never, at 100%")
-            + ")"
-        ),
+    rule = (
+        f"successful share of the probe requests of {_this(endpoint)} >= {goal:g}%; met needs "
+        "95% confidence ("
+        + (f"at least {needed} requests when none failed" if needed else "never, at 100%")
+        + ")"
     )
+    verdict = _unmeasured(target, endpoint, unit="%", needed=needed, rule=rule)
     if rollup is None or rollup.requests == 0:
-        verdict.reason = _unprobed(endpoint)
         return verdict
+    verdict.reason = ""
     n, failures = rollup.requests, rollup.errors
     verdict.requests = verdict.samples = n
     verdict.errors = verdict.over_target = failures

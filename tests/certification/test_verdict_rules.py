@@ -266,3 +266,13 @@ def test_insufficient_samples_advice_accounts_for_the_slow_ones_seen() -> None:
     at_that = latency_verdict(P95, "api", _rollup([10.0] * (needed - needed * 3 // 100)
                                                    + [900.0] * (needed * 3 // 100)))  # fmt: skip
     assert at_that.verdict == "met"
+
+
+def test_a_flow_verdict_speaks_of_the_flow_not_of_its_internal_name() -> None:
+    flow_sla = parse_sla_text("p95<=1ms on flow:checkout")[0]
+    verdict = latency_verdict(flow_sla, "flow:checkout", _rollup([5.0] * 100))
+    assert verdict.verdict == "missed"
+    assert "@" not in verdict.reason and "this flow" in verdict.rule
+    assert failing_reasons([verdict.to_dict()])[0].startswith(
+        "SLA p95 ≤ 1 ms on flow checkout: missed"
+    )
