@@ -223,8 +223,8 @@ def _check_webhook_url(value: str) -> str:
     if has_inline_password(value):
         # Not echoed: the value holds a password.
         raise RowInvalid(
-            "endpoint: the URL holds a password (user:password@host); remove it, a URL is "
-            "stored and shown in clear"
+            "endpoint: the URL holds a password (user:password@host) or a password query "
+            "parameter (?password=); remove it, a URL is stored and shown in clear"
         )
     try:
         URLValidator(schemes=["http", "https"])(value)

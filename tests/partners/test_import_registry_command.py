@@ -258,6 +258,25 @@ def test_webhook_endpoint_with_a_password_is_refused_without_echoing_it(
 
 
 @pytest.mark.django_db
+def test_webhook_endpoint_with_a_password_query_parameter_is_refused_without_echoing_it(
+    tmp_path: Path, capsys: Any
+) -> None:
+    call_command("import_registry", str(DEMO / "partners.csv"))
+    path = _write(
+        tmp_path,
+        "hooks.csv",
+        "partner_id,endpoint,secret,window_s\n"
+        "p_001,https://a.example/h?password=pw-SECRET-1,whsec_1234567,300\n",
+    )
+    with pytest.raises(CommandError):
+        call_command("import_registry", path)
+    err = capsys.readouterr().err
+    assert f"{path}:2: endpoint: the URL holds a password" in err and "?password=" in err
+    assert "pw-SECRET-1" not in err
+    assert not WebhookSecret.objects.exists()
+
+
+@pytest.mark.django_db
 def test_webhook_secret_under_a_dropped_key_is_replaced_by_a_new_import(tmp_path: Path) -> None:
     call_command("import_registry", str(DEMO / "partners.csv"))
     header = "partner_id,endpoint,secret,window_s\n"
