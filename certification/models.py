@@ -109,6 +109,13 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    locked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set when a sign-off pins the run as evidence; the run and its results are then "
+        "immutable.",
+    )
 
     objects = PartnerScopedQuerySet.as_manager()
 

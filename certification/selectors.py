@@ -24,7 +24,7 @@ def suite_latest(name: str) -> Suite | None:
     return Suite.objects.filter(name=name).order_by("-version").first()
 
 
-def _step_json(step: StepResult) -> dict[str, Any]:
+def step_as_json(step: StepResult) -> dict[str, Any]:
     return {
         "name": step.name,
         "status": step.status,
@@ -91,7 +91,7 @@ def run_as_json(run: Run) -> dict[str, Any]:
                 "kind": sr.scenario.kind,
                 "status": sr.status,
                 "durationMs": sr.duration_ms,
-                "steps": [_step_json(step) for step in sr.steps.all()],
+                "steps": [step_as_json(step) for step in sr.steps.all()],
             }
             for sr in scenario_runs
         ],

@@ -249,6 +249,26 @@ STORAGES = {
     },
 }
 
+# Evidence bundles (zip files) are kept in this storage; with several web and worker machines,
+# point EVIDENCE_ROOT at a shared volume (or configure another storage backend here).
+EVIDENCE_ROOT = env.path("EVIDENCE_ROOT", default=BASE_DIR / "var" / "evidence")
+STORAGES["evidence"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": str(EVIDENCE_ROOT), "base_url": None},
+}
+# The Ed25519 key that signs evidence bundles: a PKCS#8 PEM (newlines may be written as \n) or
+# the base64 of the 32-byte private key. Required in production; in development a key is
+# generated once into EVIDENCE_SIGNING_KEY_FILE.
+EVIDENCE_SIGNING_KEY = env.str("EVIDENCE_SIGNING_KEY", default="")
+if PRODUCTION and not EVIDENCE_SIGNING_KEY:
+    raise ImproperlyConfigured(
+        "EVIDENCE_SIGNING_KEY must be set when APP_ENV=production; generate one with "
+        "`manage.py signing_key --generate`"
+    )
+EVIDENCE_SIGNING_KEY_FILE = env.path(
+    "EVIDENCE_SIGNING_KEY_FILE", default=BASE_DIR / "var" / "evidence-signing-key.pem"
+)
+
 # Uploaded registry CSVs are read in memory; nothing larger is accepted.
 REGISTRY_UPLOAD_MAX_BYTES = env.int("REGISTRY_UPLOAD_MAX_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

@@ -18,5 +18,6 @@ urlpatterns = [
     path("healthz", certification_views.healthz, name="healthz"),
     path("partners/", include("partners.urls")),
     path("", include("certification.urls")),
+    path("", include("evidence.urls")),
     path("admin/", admin.site.urls),
 ]

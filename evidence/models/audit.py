@@ -21,6 +21,11 @@ class AuditEvent(models.Model):
     )
     target = models.CharField(max_length=200, blank=True)
     data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # The hash chain: ``seq`` numbers events without gaps, ``prev_hash`` is the previous event's
+    # ``hash`` and ``hash`` covers this event's fields and ``prev_hash`` (see evidence.audit).
+    seq = models.PositiveBigIntegerField(unique=True, null=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, blank=True, editable=False)
 
     class Meta:
         ordering = ["-at", "-id"]
