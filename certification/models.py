@@ -16,6 +16,62 @@ from django.utils import timezone
 from partners.models import Partner, PartnerScopedQuerySet
 
 
+class ImmutableRecordError(Exception):
+    """A write to a record that a sign-off has frozen (a run pinned as evidence, its results,
+    a signed certification's content, a finished evidence bundle). PostgreSQL refuses the same
+    writes with triggers (evidence migration 0004), whatever code issues them."""
+
+
+class LockGuardQuerySet(PartnerScopedQuerySet):
+    """``update()`` and ``delete()`` refuse to touch rows of a locked run.
+
+    ``locked_lookup`` is the path from the row to its run's ``locked_at``."""
+
+    locked_lookup = "locked_at"
+
+    def _refuse_locked(self, verb: str) -> None:
+        if self.filter(**{f"{self.locked_lookup}__isnull": False}).exists():
+            raise ImmutableRecordError(
+                f"cannot {verb} results of a run that is evidence of a signed-off certification"
+            )
+
+    def update(self, **kwargs: object) -> int:
+        self._refuse_locked("change")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        self._refuse_locked("delete")
+        return super().delete()
+
+
+class LockGuardModel(models.Model):
+    """``save()`` and ``delete()`` refuse rows of a locked run (checked in the database, not
+    on the possibly stale instance)."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self._is_locked():
+            raise ImmutableRecordError(
+                f"{self._meta.verbose_name} {self.pk} is evidence of a signed-off certification"
+            )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        if self._is_locked():
+            raise ImmutableRecordError(
+                f"{self._meta.verbose_name} {self.pk} is evidence of a signed-off certification"
+            )
+        return super().delete(*args, **kwargs)
+
+    def _is_locked(self) -> bool:
+        if self._state.adding or self.pk is None:
+            return False
+        qs = type(self)._default_manager.filter(pk=self.pk)
+        return qs.filter(**{f"{qs.locked_lookup}__isnull": False}).exists()
+
+
 class Suite(models.Model):
     name = models.CharField(max_length=200)
     version = models.PositiveIntegerField()
@@ -81,7 +137,11 @@ FINISHED_STATUSES = (
 )
 
 
-class Run(models.Model):
+class RunQuerySet(LockGuardQuerySet):
+    pass
+
+
+class Run(LockGuardModel):
     Status = RunStatus
     FINISHED = FINISHED_STATUSES
 
@@ -117,7 +177,7 @@ class Run(models.Model):
         "immutable.",
     )
 
-    objects = PartnerScopedQuerySet.as_manager()
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -136,11 +196,12 @@ class Run(models.Model):
         return self.status in self.FINISHED
 
 
-class ScenarioRunQuerySet(PartnerScopedQuerySet):
+class ScenarioRunQuerySet(LockGuardQuerySet):
     partner_lookup = "run__partner"
+    locked_lookup = "run__locked_at"
 
 
-class ScenarioRun(models.Model):
+class ScenarioRun(LockGuardModel):
     Status = RunStatus
     FINISHED = FINISHED_STATUSES
 
@@ -168,11 +229,12 @@ class ScenarioRun(models.Model):
         return f"{self.run_id}/{self.index} {self.status}"
 
 
-class StepResultQuerySet(PartnerScopedQuerySet):
+class StepResultQuerySet(LockGuardQuerySet):
     partner_lookup = "scenario_run__run__partner"
+    locked_lookup = "scenario_run__run__locked_at"
 
 
-class StepResult(models.Model):
+class StepResult(LockGuardModel):
     class Status(models.TextChoices):
         PASSED = "passed", "Passed"
         FAILED = "failed", "Failed"

@@ -120,6 +120,9 @@ def run_create(
             "trigger": trigger,
         },
     )
+    from evidence.services import on_run_created
+
+    on_run_created(run=run, by=by)
     return run
 
 

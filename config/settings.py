@@ -356,6 +356,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "certification.tasks.start_due_recertifications",
         "schedule": 60.0,
     },
+    # Certifications whose validity or a waiver ended: expired within the hour.
+    "expire-certifications": {
+        "task": "evidence.tasks.expire_certifications",
+        "schedule": 3600.0,
+    },
 }
 
 LOGGING = {

@@ -25,6 +25,8 @@ class PartnerAdmin(admin.ModelAdmin):
     list_display = ["external_id", "name", "status", "contact_email"]
     list_filter = ["status"]
     search_fields = ["external_id", "name", "contact_email"]
+    # The lifecycle status follows the partner's certifications (evidence.services).
+    readonly_fields = ["status"]
     inlines = [SLAInline]
 
 

@@ -269,12 +269,14 @@ def _slas(value: str) -> list[SLATarget]:
 
 
 def _status(value: str | None) -> str | None:
-    status = (value or "").strip().lower() or None
-    if status is not None and status not in Partner.Status.values:
+    # The lifecycle status follows the partner's certifications (evidence.services); an import
+    # may not set it. An empty column is accepted so that exported registries import again.
+    if (value or "").strip():
         raise RowInvalid(
-            f"status: unknown status '{status}'; expected one of {', '.join(Partner.Status.values)}"
+            "status: the lifecycle status is not imported; it follows the partner's "
+            "certifications (leave the column empty or remove it)"
         )
-    return status
+    return None
 
 
 def _partner_row(row: dict[str, str], line: str) -> PartnerRow:
@@ -495,9 +497,7 @@ def _partner_values(row: PartnerRow, *, creating: bool) -> dict[str, Any]:
         "security": row.security,
         "contact_email": row.contact_email,
     }
-    if row.status is not None:
-        values["status"] = row.status
-    elif creating:
+    if creating:
         values["status"] = Partner.Status.ONBOARDING
     return values
 

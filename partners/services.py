@@ -32,6 +32,11 @@ _VIEW_RUNS = [
     "certification.view_run",
     "certification.view_recertificationschedule",
 ]
+_VIEW_EVIDENCE = [
+    "evidence.view_certification",
+    "evidence.view_evidencebundle",
+    "evidence.add_evidencebundle",
+]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     access.QA_LEAD: [
         *(f"partners.{verb}_{m}" for m in _MODELS for verb in ("add", "change", "delete", "view")),
@@ -45,6 +50,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "certification.change_run",
         "certification.add_recertificationschedule",
         "certification.delete_recertificationschedule",
+        *_VIEW_EVIDENCE,
+        "evidence.add_certification",
+        "evidence.sign_off_certification",
+        "evidence.suspend_certification",
+        "evidence.change_checklistitem",
+        "evidence.add_waiver",
+        "evidence.approve_waiver",
     ],
     access.AUDITOR: [
         *(f"partners.view_{model}" for model in _MODELS),
@@ -52,6 +64,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "partners.export_evidence",
         "partners.view_all_partners",
         *_VIEW_RUNS,
+        *_VIEW_EVIDENCE,
     ],
     access.PARTNER_USER: [
         "partners.view_partner",
@@ -64,6 +77,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *_VIEW_RUNS,
         "certification.add_run",
         "certification.change_run",
+        *_VIEW_EVIDENCE,
+        "evidence.confirm_certification",
     ],
 }
 

@@ -17,7 +17,10 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
 
+from certification.models import ImmutableRecordError
 from partners.models import Partner, PartnerScopedQuerySet
+
+__all__ = ["ImmutableRecordError"]
 
 SCOPE_VALIDATOR = RegexValidator(
     r"^[a-z0-9][a-z0-9_\-.]{0,59}$",
@@ -25,8 +28,19 @@ SCOPE_VALIDATOR = RegexValidator(
 )
 
 
-class ImmutableRecordError(Exception):
-    """A write to a record that a sign-off has frozen."""
+class CertificationQuerySet(PartnerScopedQuerySet):
+    def update(self, **kwargs: Any) -> int:
+        frozen = [k for k in kwargs if k not in Certification.MUTABLE_AFTER_SIGNOFF]
+        if frozen and self.filter(signed_off_at__isnull=False).exists():
+            raise ImmutableRecordError(
+                f"cannot change {', '.join(frozen)} of a signed-off certification"
+            )
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.filter(signed_off_at__isnull=False).exists():
+            raise ImmutableRecordError("cannot delete a signed-off certification")
+        return super().delete()
 
 
 class Certification(models.Model):
@@ -82,10 +96,15 @@ class Certification(models.Model):
     partner_confirmed_at = models.DateTimeField(null=True, blank=True)
     bundle_sha256 = models.CharField(max_length=64, blank=True)
 
-    objects = PartnerScopedQuerySet.as_manager()
+    objects = CertificationQuerySet.as_manager()
 
     class Meta:
         ordering = ["partner", "scope", "-created_at"]
+        permissions = [
+            ("sign_off_certification", "Can sign off a certification"),
+            ("suspend_certification", "Can suspend a certification"),
+            ("confirm_certification", "Can confirm a certification for the partner"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["partner", "scope"],
@@ -116,12 +135,85 @@ class Certification(models.Model):
     def __str__(self) -> str:
         return f"{self.partner.external_id} {self.title}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            old = type(self).objects.filter(pk=self.pk).first()
+            if old is not None and old.signed_off_at is not None:
+                changed = frozen_fields_changed(self, old, self.MUTABLE_AFTER_SIGNOFF)
+                if old.bundle_sha256 and self.bundle_sha256 != old.bundle_sha256:
+                    changed.append("bundle_sha256")
+                if changed:
+                    raise ImmutableRecordError(
+                        f"cannot change {', '.join(changed)} of a signed-off certification"
+                    )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if type(self).objects.filter(pk=self.pk, signed_off_at__isnull=False).exists():
+            raise ImmutableRecordError("cannot delete a signed-off certification")
+        return super().delete(*args, **kwargs)
+
     @property
     def is_signed(self) -> bool:
         return self.signed_off_at is not None
 
 
-class CertificationRun(models.Model):
+class FrozenWithCertificationQuerySet(models.QuerySet):
+    """Rows of a signed-off certification cannot be changed or deleted in bulk."""
+
+    def update(self, **kwargs: Any) -> int:
+        allowed = getattr(self.model, "MUTABLE_AFTER_SIGNOFF", ())
+        if (
+            set(kwargs) - set(allowed)
+            and self.filter(certification__signed_off_at__isnull=False).exists()
+        ):
+            raise ImmutableRecordError(
+                f"cannot change {self.model._meta.verbose_name_plural} of a signed-off "
+                "certification"
+            )
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.filter(certification__signed_off_at__isnull=False).exists():
+            raise ImmutableRecordError(
+                f"cannot delete {self.model._meta.verbose_name_plural} of a signed-off "
+                "certification"
+            )
+        return super().delete()
+
+
+class FrozenWithCertificationModel(models.Model):
+    """``save()`` and ``delete()`` refuse once the certification is signed off, except a change
+    limited to ``MUTABLE_AFTER_SIGNOFF`` fields (checked against the database row)."""
+
+    MUTABLE_AFTER_SIGNOFF: tuple[str, ...] = ()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._signed():
+            old = None if self._state.adding else type(self).objects.filter(pk=self.pk).first()
+            if old is None or frozen_fields_changed(self, old, self.MUTABLE_AFTER_SIGNOFF):
+                raise ImmutableRecordError(
+                    f"cannot change the {self._meta.verbose_name} of a signed-off certification"
+                )
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self._signed():
+            raise ImmutableRecordError(
+                f"cannot delete the {self._meta.verbose_name} of a signed-off certification"
+            )
+        return super().delete(*args, **kwargs)
+
+    def _signed(self) -> bool:
+        return Certification.objects.filter(
+            pk=self.certification_id, signed_off_at__isnull=False
+        ).exists()
+
+
+class CertificationRun(FrozenWithCertificationModel):
     """A run pinned as evidence of a certification at sign-off."""
 
     certification = models.ForeignKey(
@@ -131,6 +223,8 @@ class CertificationRun(models.Model):
         "certification.Run", on_delete=models.PROTECT, related_name="certification_links"
     )
     suite_name = models.CharField(max_length=200)
+
+    objects = FrozenWithCertificationQuerySet.as_manager()
 
     class Meta:
         ordering = ["certification", "suite_name"]
@@ -147,7 +241,7 @@ class CertificationRun(models.Model):
         return f"{self.certification} <- run {self.run_id}"
 
 
-class ChecklistItem(models.Model):
+class ChecklistItem(FrozenWithCertificationModel):
     class State(models.TextChoices):
         OPEN = "open", "Open"
         MET = "met", "Met"
@@ -166,6 +260,8 @@ class ChecklistItem(models.Model):
     )
     changed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = FrozenWithCertificationQuerySet.as_manager()
+
     class Meta:
         ordering = ["certification", "position"]
         constraints = [
@@ -180,8 +276,12 @@ class ChecklistItem(models.Model):
         return f"{self.key}: {self.state}"
 
 
-class Waiver(models.Model):
-    """An accepted exception for one failing item of a certification, until ``ends_on``."""
+class Waiver(FrozenWithCertificationModel):
+    """An accepted exception for one failing item of a certification, until ``ends_on``.
+
+    After sign-off only its expiry (``approved`` -> ``expired``) may still be written."""
+
+    MUTABLE_AFTER_SIGNOFF = ("status",)
 
     class ItemKind(models.TextChoices):
         SCENARIO = "scenario", "Scenario"
@@ -215,12 +315,13 @@ class Waiver(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_note = models.TextField(blank=True)
 
+    objects = FrozenWithCertificationQuerySet.as_manager()
+
     class Meta:
         ordering = ["certification", "item_kind", "item_key", "-requested_at"]
+        permissions = [("approve_waiver", "Can approve or reject a waiver")]
         constraints = [
-            models.CheckConstraint(
-                condition=~Q(reason=""), name="waiver_has_reason"
-            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="waiver_has_reason"),
             models.CheckConstraint(
                 condition=Q(decided_by__isnull=True) | ~Q(decided_by=F("requested_by")),
                 name="waiver_approver_not_requester",
@@ -258,6 +359,16 @@ class SigningKey(models.Model):
 
 class BundleQuerySet(PartnerScopedQuerySet):
     partner_lookup = "partner"
+
+    def update(self, **kwargs: Any) -> int:
+        if self.filter(status="ready").exists():
+            raise ImmutableRecordError("cannot change a finished evidence bundle")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.filter(status="ready").exists():
+            raise ImmutableRecordError("cannot delete a finished evidence bundle")
+        return super().delete()
 
 
 class EvidenceBundle(models.Model):
@@ -314,10 +425,25 @@ class EvidenceBundle(models.Model):
         ]
 
     def __str__(self) -> str:
-        subject = f"certification {self.certification_id}" if self.certification_id else (
-            f"run {self.run_id}"
+        subject = (
+            f"certification {self.certification_id}"
+            if self.certification_id
+            else (f"run {self.run_id}")
         )
         return f"bundle {self.pk} of {subject} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if (
+            not self._state.adding
+            and type(self).objects.filter(pk=self.pk, status="ready").exists()
+        ):
+            raise ImmutableRecordError("cannot change a finished evidence bundle")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if type(self).objects.filter(pk=self.pk, status="ready").exists():
+            raise ImmutableRecordError("cannot delete a finished evidence bundle")
+        return super().delete(*args, **kwargs)
 
     @property
     def download_name(self) -> str:

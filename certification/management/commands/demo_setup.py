@@ -19,9 +19,12 @@ from partners.registry import registry_import, registry_parse
 DEMO_DIR = Path(settings.BASE_DIR) / "demo" / "registry"
 SUITES_DIR = Path(settings.BASE_DIR) / "demo" / "suites"
 DEMO_SANDBOX_KEY = "demo-sandbox-key"
+DEMO_SUITE, DEMO_SCOPE = "checkout-certification", "checkout-v1"
 DEMO_USERS = (
     # username, password, role, partner
     ("qa", "qa-demo-pass", access.QA_LEAD, None),
+    # A second QA lead: a waiver needs an approver other than the one who asked for it.
+    ("qa2", "qa2-demo-pass", access.QA_LEAD, None),
     ("auditor", "auditor-demo-pass", access.AUDITOR, None),
     ("acme", "acme-demo-pass", access.PARTNER_USER, "p_001"),
 )
@@ -94,7 +97,21 @@ class Command(BaseCommand):
                 Membership.objects.update_or_create(
                     user=user, defaults={"partner": Partner.objects.get(external_id=partner_id)}
                 )
+        self._open_certification(acme, User.objects.get(username="qa"))
         self.stdout.write("Demo logins (development only):")
         for username, password, role, partner_id in DEMO_USERS:
             scope = f" of {partner_id}" if partner_id else ""
             self.stdout.write(f"  {role + scope:22} {username} / {password}")
+
+    def _open_certification(self, acme: Partner, qa: Any) -> None:
+        from evidence.models import Certification
+        from evidence.services import certification_open
+
+        if not Certification.objects.filter(partner=acme, scope=DEMO_SCOPE).exists():
+            certification_open(
+                partner=acme,
+                scope=DEMO_SCOPE,
+                title="Checkout API v1",
+                suite_names=[DEMO_SUITE],
+                by=qa,
+            )

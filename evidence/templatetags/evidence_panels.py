@@ -1,0 +1,39 @@
+"""Certification and evidence panels for pages of other apps.
+
+``{% partner_certifications partner %}`` on the partner page and ``{% run_evidence run %}`` on
+the run page, so that ``partners`` and ``certification`` show them without importing
+``evidence``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from evidence import access
+
+register = template.Library()
+
+
+@register.inclusion_tag("evidence/_partner_certifications.html", takes_context=True)
+def partner_certifications(context: template.Context, partner: Any) -> dict[str, Any]:
+    user = context["request"].user
+    return {
+        "partner": partner,
+        "certifications": access.certifications_visible_to(user)
+        .filter(partner=partner)
+        .order_by("scope", "-created_at")[:50],
+        "can_open": access.can_open(user),
+    }
+
+
+@register.inclusion_tag("evidence/_run_evidence.html", takes_context=True)
+def run_evidence(context: template.Context, run: Any) -> dict[str, Any]:
+    user = context["request"].user
+    return {
+        "run": run,
+        "bundle": run.bundles.order_by("-requested_at").first(),
+        "can_build": access.can_build_bundles(user) and run.is_finished,
+        "csrf_token": context.get("csrf_token"),
+        "request": context["request"],
+    }
