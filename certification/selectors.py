@@ -45,6 +45,7 @@ def step_as_json(step: StepResult) -> dict[str, Any]:
         "data": step.data,
         "latency": _latency_public(step.latency),
         "notes": step.notes,
+        "startedAt": step.started_at.isoformat() if step.started_at else None,
         "durationMs": round(step.duration_ms, 3),
     }
 

@@ -18,7 +18,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,19 +102,24 @@ def _progress(bundle_id: Any, percent: int, stage: str) -> None:
 
 
 def _counting(
-    source: BundleSource, bundle_id: Any, total: int, low: int, high: int
-) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    assert source.iter_steps is not None
-    last = time.monotonic()
-    for n, item in enumerate(source.iter_steps(), 1):
-        yield item
-        if time.monotonic() - last >= PROGRESS_EVERY_S:
-            last = time.monotonic()
-            _progress(
-                bundle_id,
-                low + (high - low) * n // max(total, 1),
-                f"records: {n:,} of {total:,} steps",
-            )
+    steps: Callable[[], Iterator[tuple[int, int, dict[str, Any]]]],
+    bundle_id: Any,
+    total: int,
+    low: int,
+    high: int,
+) -> Callable[[], Iterator[tuple[int, int, dict[str, Any]]]]:
+    """``steps``, reporting progress from ``low`` to ``high`` percent as they stream."""
+
+    def counted() -> Iterator[tuple[int, int, dict[str, Any]]]:
+        last = time.monotonic()
+        for n, item in enumerate(steps(), 1):
+            yield item
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                stage = f"records: {n:,} of {total:,} steps"
+                _progress(bundle_id, low + (high - low) * n // max(total, 1), stage)
+
+    return counted
 
 
 def build_files(
@@ -125,13 +130,14 @@ def build_files(
 
     total = sum(run["steps"]["total"] for run in source.summary["runs"])
     steps = source.iter_steps
+    assert steps is not None
     if bundle_id is not None:
-        source.iter_steps = lambda: _counting(source, bundle_id, total, 5, 55)
+        source.iter_steps = _counting(steps, bundle_id, total, 5, 55)
     results_path = folder / "results.jsonl"
     with results_path.open("wb") as out:
         head = records.write_results(source, out)
     if bundle_id is not None:
-        source.iter_steps = lambda: _counting(source, bundle_id, total, 55, 75)
+        source.iter_steps = _counting(steps, bundle_id, total, 55, 75)
     har_path = folder / "exchanges.har"
     with har_path.open("wb") as out:
         records.write_har(source, out)

@@ -69,6 +69,24 @@ def partner_a_client(partner_a: Partner) -> Client:
     return _login(factories.partner_user(partner_a))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _evidence_storage(tmp_path_factory: Any) -> Any:
+    """Bundles built by tests go to a temporary folder, not the developer's var/evidence."""
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    location = str(tmp_path_factory.mktemp("evidence"))
+    storages = {
+        **django_settings.STORAGES,
+        "evidence": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": location, "base_url": None},
+        },
+    }
+    with override_settings(STORAGES=storages):
+        yield location
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
