@@ -62,8 +62,10 @@ check-migrations: install
 	$(PY) manage.py makemigrations --check --dry-run
 
 check-deploy: install
-	APP_ENV=production SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(50))') \
+	export APP_ENV=production SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(50))') \
 	  SECRETS_ENCRYPTION_KEYS=k1:$$($(PY) -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())') \
+	  EVIDENCE_SIGNING_KEY=$$($(PY) -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())') \
 	  ALLOWED_HOSTS=certdash.example.com DATABASE_URL=$${DATABASE_URL:-sqlite:///var/deploy-check.sqlite3} \
-	  CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
-	  $(PY) manage.py check --deploy --fail-level WARNING
+	  CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}; \
+	  $(PY) manage.py check --deploy --fail-level WARNING && \
+	  $(PY) manage.py signing_key --fingerprint

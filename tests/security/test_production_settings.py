@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from config.settings import _DEV_ENCRYPTION_KEYS, _DEV_SECRET_KEY
+from evidence.signing import generate_pem
 
 PRODUCTION_ENV = {
     "APP_ENV": "production",
@@ -17,6 +18,7 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "certdash.example.com",
     "DATABASE_URL": "postgres://certdash@db.internal:5432/certdash",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
+    "EVIDENCE_SIGNING_KEY": generate_pem(),
 }
 
 
@@ -49,6 +51,13 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
 def test_production_refuses_to_start_without_encryption_keys() -> None:
     result = _manage("check", drop="SECRETS_ENCRYPTION_KEYS")
     assert "SECRETS_ENCRYPTION_KEYS must be set" in result.stderr
+
+
+def test_production_refuses_to_start_without_an_evidence_signing_key() -> None:
+    result = _manage("check", drop="EVIDENCE_SIGNING_KEY")
+    assert result.returncode != 0
+    assert "EVIDENCE_SIGNING_KEY must be set when APP_ENV=production" in result.stderr
+    assert "manage.py signing_key --generate" in result.stderr
 
 
 def test_production_refuses_to_start_without_a_database_url() -> None:
