@@ -118,3 +118,32 @@ def test_no_trace_of_the_key_in_any_database_row(exported: dict[str, str]) -> No
     # dumpdata of every app holding run data, audit events and partner rows (sealed secrets are
     # ciphertext): the strictest reading of "no secret in any record".
     assert traces(exported["dump"]) == []
+
+
+@pytest.mark.django_db
+def test_no_trace_of_the_key_in_the_runs_evidence_bundle(
+    exported: dict[str, str], partner_a: Partner, tmp_path: Path
+) -> None:
+    import zipfile
+
+    import pikepdf
+
+    from certification.models import Run
+
+    run = Run.objects.get(partner=partner_a)
+    out = tmp_path / "bundle.zip"
+    call_command("build_evidence", "--run", str(run.pk), "--out", str(out))
+    texts: dict[str, str] = {}
+    with zipfile.ZipFile(out) as archive:
+        for name in archive.namelist():
+            texts[name] = archive.read(name).decode("utf-8", "replace")
+        (tmp_path / "certificate.pdf").write_bytes(archive.read("certificate.pdf"))
+    with pikepdf.open(tmp_path / "certificate.pdf") as pdf:
+        for number, obj in enumerate(pdf.objects):
+            if isinstance(obj, pikepdf.Stream):
+                try:
+                    texts[f"pdf stream {number}"] = obj.read_bytes().decode("utf-8", "replace")
+                except pikepdf.PdfError:
+                    continue
+    assert "exchanges.har" in texts and "results.jsonl" in texts
+    assert {name: traces(text) for name, text in texts.items() if traces(text)} == {}
