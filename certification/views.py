@@ -20,6 +20,7 @@ from certification.engine.spec import SuiteInvalid
 from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
 from certification.models import RecertificationSchedule, ScenarioRun, Suite
 from config.http import redirect_after_post
+from evidence.audit import audit_record
 from partners import access
 
 
@@ -214,4 +215,11 @@ def run_export(request: HttpRequest, run_id: int, fmt: str) -> HttpResponse:
         raise Http404("Unknown export format")
     suffix = "json" if fmt == "json" else "xml"
     response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.{suffix}"'
+    audit_record(
+        actor=request.user,
+        action="run.export",
+        partner=run.partner,
+        target=f"run {run.pk}",
+        data={"format": fmt},
+    )
     return response

@@ -263,7 +263,8 @@ EVIDENCE_SIGNING_KEY = env.str("EVIDENCE_SIGNING_KEY", default="")
 if PRODUCTION and not EVIDENCE_SIGNING_KEY:
     raise ImproperlyConfigured(
         "EVIDENCE_SIGNING_KEY must be set when APP_ENV=production; generate one with "
-        "`manage.py signing_key --generate`"
+        "`openssl genpkey -algorithm ed25519` (or `manage.py signing_key --generate` outside "
+        "production)"
     )
 EVIDENCE_SIGNING_KEY_FILE = env.path(
     "EVIDENCE_SIGNING_KEY_FILE", default=BASE_DIR / "var" / "evidence-signing-key.pem"

@@ -10,9 +10,12 @@ from evidence.models import AuditEvent
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only: the audit log is append-only, also for administrators."""
 
-    list_display = ["at", "actor_label", "action", "partner", "target"]
+    # partner_label, not the partner: the partner may have been deleted since.
+    list_display = ["seq", "at", "actor_label", "action", "partner_label", "target", "short_hash"]
     list_filter = ["action"]
-    search_fields = ["actor_label", "target", "action"]
+    search_fields = ["actor_label", "target", "action", "partner_label"]
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+    actions = None
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -87,41 +87,53 @@ def partner_status_of(partner: Partner, *, now: dt.datetime | None = None) -> st
 
 
 def partner_status_refresh(*, partner: Partner, by: Any, reason: str = "") -> str:
-    """Set the partner's status from its certifications; audit a change. Returns the status."""
-    with transaction.atomic():
-        locked = Partner.objects.select_for_update().get(pk=partner.pk)
-        status = partner_status_of(locked)
-        if status != locked.status:
-            Partner.objects.filter(pk=locked.pk).update(status=status, updated_at=timezone.now())
-            audit_record(
-                actor=by,
-                action="partner.status",
-                partner=locked,
-                target=locked.external_id,
-                data={"from": locked.status, "to": status, "reason": reason},
-            )
+    """Set the partner's status from its certifications; audit a change. Returns the status.
+
+    The audit event is written before the partner row is updated: the audit chain's lock is
+    then always taken before the partner's row lock, the order every other writer uses, so
+    two refreshes cannot deadlock with a run being created."""
+    for _ in range(3):
+        current = Partner.objects.values_list("status", flat=True).get(pk=partner.pk)
+        status = partner_status_of(partner)
+        if status == current:
+            partner.status = status
+            return status
+        try:
+            with transaction.atomic():
+                audit_record(
+                    actor=by,
+                    action="partner.status",
+                    partner=partner,
+                    target=partner.external_id,
+                    data={"from": current, "to": status, "reason": reason},
+                )
+                changed = Partner.objects.filter(pk=partner.pk, status=current).update(
+                    status=status, updated_at=timezone.now()
+                )
+                if not changed:
+                    raise _StatusMoved
+        except _StatusMoved:
+            continue  # another writer moved it meanwhile: judge again
         partner.status = status
         return status
+    partner.refresh_from_db(fields=["status"])
+    return partner.status
+
+
+class _StatusMoved(Exception):
+    pass
 
 
 def on_run_created(*, run: Run, by: Any) -> None:
     """A run of a suite in an open certification's scope moves the partner into certification."""
-    if Certification.objects.filter(
-        partner_id=run.partner_id,
-        status=Certification.Status.OPEN,
-        suite_names__contains=[run.suite.name],
-    ).exists() or _open_scope_contains(run):
-        partner_status_refresh(partner=run.partner, by=by, reason=f"run {run.pk} in scope")
-
-
-def _open_scope_contains(run: Run) -> bool:
-    # JSON containment is not available on every backend (SQLite): check in Python as well.
-    return any(
-        run.suite.name in c.suite_names
-        for c in Certification.objects.filter(
+    in_scope = any(
+        run.suite.name in suite_names
+        for suite_names in Certification.objects.filter(
             partner_id=run.partner_id, status=Certification.Status.OPEN
-        ).only("suite_names")
+        ).values_list("suite_names", flat=True)
     )
+    if in_scope:
+        partner_status_refresh(partner=run.partner, by=by, reason=f"run {run.pk} in scope")
 
 
 # -- opening and the checklist ---------------------------------------------------------------
@@ -463,6 +475,8 @@ def certifications_expire(*, now: dt.datetime | None = None) -> list[Certificati
     expired: list[Certification] = []
     for waiver in Waiver.objects.filter(status=Waiver.Status.APPROVED, ends_on__lt=today):
         with transaction.atomic():
+            # The certification first, as every other writer of its parts locks it.
+            Certification.objects.select_for_update().get(pk=waiver.certification_id)
             locked = Waiver.objects.select_for_update().get(pk=waiver.pk)
             if locked.status != Waiver.Status.APPROVED:
                 continue
