@@ -165,8 +165,12 @@ def build_files(
         ("results.jsonl", results_path, "application/x-ndjson"),
         *((name, data, "application/yaml") for name, data in source.suite_files.items()),
     ]
+    def pdf_progress(percent: int, stage: str) -> None:
+        if bundle_id is not None:
+            _progress(bundle_id, 78 + 14 * percent // 100, f"certificate.pdf: {stage}")
+
     with pdf_path.open("wb") as out:
-        pdf.render_certificate(source, attachments=attachments, out=out)
+        pdf.render_certificate(source, attachments=attachments, out=out, progress=pdf_progress)
     return [
         ("certificate.pdf", pdf_path),
         ("certification.json", summary_bytes),
