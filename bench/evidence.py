@@ -2,11 +2,12 @@
 
 For runs of 100, 1,000 and 10,000 steps stored in PostgreSQL (realistic step records: request
 and response headers, a 600-byte JSON body each, assertions; 2 % of steps failing, so the
-certificate shows failures in full), builds the run's whole evidence bundle the way the worker
-does (collect from the database, results.jsonl, exchanges.har, certification.json,
-certificate.pdf, zip, SHA256SUMS and its signature) and prints the build time, the peak
-resident memory of the building process, and the zip's and the PDF's sizes. Each size is built
-in its own child process, pinned to one core, so the memory figures do not carry over.
+certificate shows failures in full, or none), builds the run's whole evidence bundle the way
+the worker does (collect from the database, results.jsonl, exchanges.har, certification.json,
+certificate.pdf, zip, SHA256SUMS and its signature), in a process whose imports are done as a
+worker's are, and prints the build time, the peak resident memory of the building process, and
+the zip's and the PDF's sizes. Each row is built in its own child process, pinned to one core,
+so the memory figures do not carry over.
 
 Needs PostgreSQL: BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/
 certdash_bench_evidence, recreated). Run: .venv/bin/python bench/evidence.py
@@ -29,9 +30,17 @@ PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash
 os.environ["DATABASE_URL"] = PG
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
 os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-SIZES = (100, 1_000, 10_000)
-STEPS_PER_SCENARIO = 20
-FAIL_EVERY = 50
+# (steps, steps per scenario, one failing step in every N; 0: none fails). Scenarios grow with
+# steps; then 10,000 steps in 50 scenarios, and all passing, to show what steps alone cost (the
+# certificate prints at most 200 failing steps in full, so failures cost up to that cap).
+SIZES = (
+    (100, 20, 50),
+    (1_000, 20, 50),
+    (10_000, 20, 50),
+    (10_000, 200, 50),
+    (1_000, 20, 0),
+    (10_000, 20, 0),
+)
 
 
 def fresh_database() -> None:
@@ -67,7 +76,7 @@ def _step(index: int, failing: bool) -> dict:
     }  # fmt: skip
 
 
-def seed(steps: int) -> int:
+def seed(steps: int, per_scenario: int, fail_every: int) -> int:
     """One finished run with ``steps`` steps; returns its id."""
     import django
 
@@ -78,8 +87,8 @@ def seed(steps: int) -> int:
     from certification.models import Run, ScenarioRun, StepResult
     from partners.models import Partner
 
-    scenarios = steps // STEPS_PER_SCENARIO
-    text = f"name: bench-{steps}\ntests:\n" + "".join(
+    scenarios = steps // per_scenario
+    text = f"name: bench-{steps}-{per_scenario}-{fail_every}\ntests:\n" + "".join(
         f"  - name: scenario {i}\n    code: B-{i:03d}\n    steps:\n"
         "      - action: {type: wait, ms: 1}\n"
         for i in range(scenarios)
@@ -92,8 +101,8 @@ def seed(steps: int) -> int:
     n = 0
     for sr in ScenarioRun.objects.filter(run=run).order_by("index"):
         failed_here = False
-        for k in range(STEPS_PER_SCENARIO):
-            failing = n % FAIL_EVERY == FAIL_EVERY - 1
+        for k in range(per_scenario):
+            failing = bool(fail_every) and n % fail_every == fail_every - 1
             failed_here |= failing
             rows.append(StepResult(scenario_run=sr, step_index=k, name=f"step {k}",
                                    status="failed" if failing else "passed", started_at=now,
@@ -114,7 +123,7 @@ def build(run_id: int, out: Path) -> None:
 
     django.setup()
     from certification.models import Run
-    from evidence import bundles, collect
+    from evidence import bundles, collect, pdf  # noqa: F401  (a worker has them imported)
 
     started = time.perf_counter()
     source = collect.source_for_run(Run.objects.get(pk=run_id))
@@ -123,9 +132,9 @@ def build(run_id: int, out: Path) -> None:
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with zipfile.ZipFile(out) as archive:
-        pdf = archive.getinfo("certificate.pdf").file_size
+        pdf_size = archive.getinfo("certificate.pdf").file_size
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "zip": out.stat().st_size,
-                      "pdf": pdf}))  # fmt: skip
+                      "pdf": pdf_size}))  # fmt: skip
 
 
 def main() -> None:
@@ -135,21 +144,27 @@ def main() -> None:
         return
     fresh_database()
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
-    print(f"{'steps':>7} {'build s':>8} {'peak MB':>8} {'zip KB':>8} {'pdf KB':>8}")
-    for steps in SIZES:
+    print(f"{'steps':>7} {'scenarios':>9} {'failing':>7} {'build s':>8} {'peak MB':>8} "
+          f"{'zip KB':>8} {'pdf KB':>8}")  # fmt: skip
+    for steps, per_scenario, fail_every in SIZES:
+        seed_call = (
+            f"import bench.evidence as b; print(b.seed({steps}, {per_scenario}, {fail_every}))"
+        )
         run_id = int(
             subprocess.run(
-                [sys.executable, "-c", f"import bench.evidence as b; print(b.seed({steps}))"],
+                [sys.executable, "-c", seed_call],
                 cwd=ROOT, check=True, capture_output=True, text=True,
             ).stdout.strip().splitlines()[-1]
         )  # fmt: skip
-        out = ROOT / "var" / f"bench-evidence-{steps}.zip"
+        out = ROOT / "var" / f"bench-evidence-{steps}-{per_scenario}-{fail_every}.zip"
         command = [sys.executable, __file__, "--build", f"{run_id}:{out}"]
         if hasattr(os, "sched_setaffinity"):
             command = ["taskset", "-c", "0", *command]
         result = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
         figures = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"{steps:>7,} {figures['seconds']:>8.2f} {figures['peak_mb']:>8.0f} "
+        failing = steps // fail_every if fail_every else 0
+        print(f"{steps:>7,} {steps // per_scenario:>9,} {failing:>7,} {figures['seconds']:>8.2f} "
+              f"{figures['peak_mb']:>8.0f} "
               f"{figures['zip'] / 1024:>8.0f} {figures['pdf'] / 1024:>8.0f}")  # fmt: skip
 
 
