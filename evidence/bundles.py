@@ -165,6 +165,7 @@ def build_files(
         ("results.jsonl", results_path, "application/x-ndjson"),
         *((name, data, "application/yaml") for name, data in source.suite_files.items()),
     ]
+
     def pdf_progress(percent: int, stage: str) -> None:
         if bundle_id is not None:
             _progress(bundle_id, 78 + 14 * percent // 100, f"certificate.pdf: {stage}")

@@ -20,7 +20,6 @@ from django.utils import timezone
 from evidence import bundles, collect, services
 from evidence.models import EvidenceBundle
 from evidence.review import certification_review
-from partners.models import Partner
 from tests import factories
 from tests.evidence import certs
 
