@@ -171,3 +171,51 @@ def test_the_signing_key_page_is_public_and_shows_the_fingerprint(db: Any) -> No
     page = Client().get(reverse("evidence:signing_keys")).content.decode()
     assert signing.fingerprint(signing.public_key_pem()) in page
     assert "BEGIN PUBLIC KEY" in page
+
+
+def _run_bundle(acme: Partner, qa: Any) -> Any:
+    from evidence import bundles
+
+    run = certs.finished_run(acme, passing=True)
+    return bundles.bundle_request(run=run, by=qa)
+
+
+def test_the_bundle_fragment_polls_while_building_and_stops_when_ready(
+    acme: Partner, qa: Any
+) -> None:
+    from evidence import bundles
+
+    bundle = _run_bundle(acme, qa)
+    client = _client(qa)
+    url = reverse("evidence:bundle_status", args=[bundle.pk])
+    waiting = client.get(url, headers={"HX-Request": "true"})
+    body = waiting.content.decode()
+    assert waiting.status_code == 200 and "<html" not in body
+    assert 'hx-trigger="every 1s"' in body and "waiting for a worker" in body
+    bundles.bundle_build(bundle_id=bundle.pk)
+    ready = client.get(url, headers={"HX-Request": "true"})
+    assert ready.status_code == 286  # htmx stops polling
+    assert "Download evidence-run-" in ready.content.decode()
+
+
+def test_the_partners_own_user_downloads_its_bundle_and_another_partners_cannot(
+    acme: Partner, qa: Any
+) -> None:
+    from evidence import bundles
+
+    bundle = _run_bundle(acme, qa)
+    bundles.bundle_build(bundle_id=bundle.pk)
+    url = reverse("evidence:bundle_download", args=[bundle.pk])
+    own = _client(factories.partner_user(acme)).get(url)
+    assert own.status_code == 200 and own["Content-Type"] == "application/zip"
+    assert b"".join(own.streaming_content)[:2] == b"PK"
+    other = factories.partner_user(factories.PartnerFactory(external_id="p_other"))
+    assert _client(other).get(url).status_code == 404
+
+
+def test_a_bundle_of_an_unfinished_run_is_refused_with_a_message(acme: Partner, qa: Any) -> None:
+    from certification import runs
+
+    run = runs.run_create(partner=acme, suite=certs.suite(passing=True), by="t")
+    page = _client(qa).post(reverse("evidence:run_bundle", args=[run.pk]), follow=True)
+    assert "The run has not finished" in page.content.decode()
