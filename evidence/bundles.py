@@ -53,26 +53,37 @@ def _subject(bundle: EvidenceBundle) -> str:
 def bundle_request(
     *, by: Any, certification: Certification | None = None, run: Run | None = None
 ) -> EvidenceBundle:
-    """The bundle for a certification or a run: an existing one when it is still current (a
-    signed certification's, a finished run's, or one being built), else a new one, queued."""
+    """The bundle for a certification or a run: an existing one when it is still current, else
+    a new one, queued.
+
+    Current means: for a finished run, any bundle of it; for a signed certification, a bundle
+    requested after the sign-off (a draft built before it never stands for the signed
+    certification); for an open certification, one still being built. A build stuck for
+    ``STALE_AFTER`` is not waited for."""
     if (certification is None) == (run is None):
         raise ValueError("a bundle is of a certification or of a run")
     if run is not None and not run.is_finished:
         from django.core.exceptions import ValidationError
 
         raise ValidationError("The run has not finished; its evidence can be built when it has.")
-    subject = {"certification": certification} if certification else {"run": run}
-    existing = EvidenceBundle.objects.filter(**subject).order_by("-requested_at")
     now = timezone.now()
-    for bundle in existing[:5]:
-        if bundle.status in (EvidenceBundle.Status.QUEUED, EvidenceBundle.Status.BUILDING):
-            if now - bundle.requested_at < STALE_AFTER:
-                return bundle
-        elif bundle.status == EvidenceBundle.Status.READY:
-            frozen = run is not None or (certification is not None and certification.is_signed)
-            if frozen:
-                return bundle
-            break
+    if certification is not None:
+        existing = EvidenceBundle.objects.filter(certification=certification)
+        if certification.is_signed:
+            existing = existing.filter(requested_at__gte=certification.signed_off_at)
+        reusable = [EvidenceBundle.Status.QUEUED, EvidenceBundle.Status.BUILDING]
+        if certification.is_signed:
+            reusable.append(EvidenceBundle.Status.READY)
+    else:
+        existing = EvidenceBundle.objects.filter(run=run)
+        reusable = [
+            EvidenceBundle.Status.QUEUED,
+            EvidenceBundle.Status.BUILDING,
+            EvidenceBundle.Status.READY,
+        ]
+    for bundle in existing.filter(status__in=reusable).order_by("-requested_at")[:5]:
+        if bundle.status == EvidenceBundle.Status.READY or now - bundle.requested_at < STALE_AFTER:
+            return bundle
     partner = certification.partner if certification else run.partner
     bundle = EvidenceBundle.objects.create(
         partner=partner,
@@ -87,7 +98,10 @@ def bundle_request(
         action="bundle.request",
         partner=partner,
         target=_subject(bundle),
-        data={"bundle": str(bundle.pk)},
+        data={
+            "bundle": str(bundle.pk),
+            "draft": bool(certification and not certification.is_signed),
+        },
     )
     from evidence.tasks import build_bundle
 
@@ -227,9 +241,12 @@ def bundle_build(*, bundle_id: Any) -> EvidenceBundle | None:
         return EvidenceBundle.objects.get(pk=bundle_id)
     from evidence import signing
 
+    # Only a build whose source showed the certification signed off stands for it.
+    signed_off = bool(bundle.certification_id and source.summary.get("certifiedBy"))
     with transaction.atomic():
         key = signing.signing_key_record(now=timezone.now())
         EvidenceBundle.objects.filter(pk=bundle_id).update(
+            signed_off=signed_off,
             status=EvidenceBundle.Status.READY,
             progress=100,
             stage="ready",
@@ -239,7 +256,7 @@ def bundle_build(*, bundle_id: Any) -> EvidenceBundle | None:
             signing_key=key,
             finished_at=timezone.now(),
         )
-        if bundle.certification_id:
+        if signed_off:
             Certification.objects.filter(
                 pk=bundle.certification_id, signed_off_at__isnull=False, bundle_sha256=""
             ).update(bundle_sha256=sha256)

@@ -89,7 +89,10 @@ def _waiver_ref(waiver: Waiver | None) -> dict[str, Any] | None:
 
 
 def _runs_part(
-    runs: list[Run], waivers_by_item: dict[tuple[str, str], Waiver], suite_of: dict[int, str]
+    runs: list[Run],
+    waivers_by_item: dict[tuple[str, str], Waiver],
+    suite_of: dict[int, str],
+    sla_in_scope: Any = None,
 ) -> dict[str, Any]:
     """The runs, scenarios, SLA verdicts, endpoints and latency of the evidence runs."""
     out: dict[str, list[dict[str, Any]]] = {
@@ -157,6 +160,8 @@ def _runs_part(
                     ).order_by("step_index", "iteration")
                 ]
         for verdict in run.sla_verdicts:
+            if sla_in_scope is not None and not sla_in_scope(verdict):
+                continue  # a certification shows the SLAs it certifies, no others
             key = review_reads.sla_key(suite_name, verdict)
             out["sla"].append(
                 {
@@ -289,11 +294,16 @@ def source_for_certification(certification: Certification) -> BundleSource:
     }
     fixed_time = certification_fixed_time(certification, runs)
     suites, files = _suite_entries(runs)
-    gathered = _runs_part(runs, in_force, suite_of)
+    gathered = _runs_part(
+        runs, in_force, suite_of, lambda v: review_reads.sla_in_scope(certification, v)
+    )
     summary = _base("certification", str(certification.pk), certification.partner, fixed_time)
     status = certification.status
+    waived = review.waived
     if status == Certification.Status.CERTIFIED:
         headline = f"CERTIFIED until {certification.valid_until:%Y-%m-%d}"
+        if waived:
+            headline += f" with {len(waived)} waiver{'s' if len(waived) > 1 else ''}"
         result = "certified"
     elif certification.is_signed:
         headline = f"{certification.get_status_display().upper()} (signed off " + (
@@ -304,6 +314,11 @@ def source_for_certification(certification: Certification) -> BundleSource:
         headline = "NOT SIGNED OFF"
         result = "not certified"
     reasons = [f"{item.label}: {item.detail}" for item in review.blockers]
+    reasons += [
+        f"waived until {item.waiver.ends_on.isoformat()}: {item.label} ({item.detail})"
+        for item in waived
+        if item.waiver is not None
+    ]
     if certification.status_reason:
         reasons.insert(0, certification.status_reason)
     checklist_rows = []

@@ -86,9 +86,40 @@ def go_live_answer(
             if review_reads.waiver_in_force(w, on=on)
         ],
     )
-    if certification.status_reason and not certified:
-        answer["reason"] = certification.status_reason
+    if not certified:
+        answer["reason"] = _public_reason(certification)
     return answer
+
+
+def _public_reason(certification: Certification) -> str:
+    """Why the scope is not certified, as far as the public may know: expiry reasons are the
+    product's own words; a suspension's or withdrawal's reason stays in the product."""
+    status = certification.status
+    if status == Certification.Status.EXPIRED or (status == Certification.Status.CERTIFIED):
+        return certification.status_reason or "the validity has ended"
+    return {
+        Certification.Status.OPEN: "in certification, not signed off yet",
+        Certification.Status.SUSPENDED: "suspended by a QA lead",
+        Certification.Status.WITHDRAWN: "withdrawn before sign-off",
+    }.get(status, status)
+
+
+def unknown_answer(partner_id: str, scope: str) -> dict[str, Any]:
+    """The answer for a partner id nobody registered: not certified, same shape."""
+    return {
+        "partner": partner_id,
+        "scope": scope,
+        "certified": False,
+        "status": "not certified",
+        "title": None,
+        "since": None,
+        "until": None,
+        "waiversInForce": [],
+        "bundleSha256": None,
+        "certification": None,
+        "checkedAt": _iso(timezone.now()),
+        "reason": "no such partner",
+    }
 
 
 _COLOURS = {

@@ -267,6 +267,11 @@ def waiver_request(
         raise ValidationError({"item": ["There is no such item in this certification."]})
     if item.state != review_reads.FAILING:
         raise ValidationError({"item": [f"{item.label} is not failing; nothing to waive."]})
+    if item.kind == Waiver.ItemKind.SUITE:
+        raise ValidationError(
+            {"item": [f"{item.label} has no evidence to waive ({item.detail}): run the suite, "
+                      "or open a certification without it in scope."]}
+        )  # fmt: skip
     if item.pending_waiver is not None:
         raise ValidationError({"item": [f"A waiver for {item.label} is already waiting."]})
     if not reason.strip():
@@ -308,6 +313,10 @@ def waiver_decide(*, waiver: Waiver, approve: bool, by: Any, note: str = "") -> 
         raise ValidationError(f"This waiver is already {waiver.get_status_display().lower()}.")
     if waiver.requested_by_id == by.pk:
         raise ValidationError("A waiver needs an approver other than the person who requested it.")
+    if approve and waiver.ends_on < review_reads.today():
+        raise ValidationError(
+            f"This waiver ended on {waiver.ends_on.isoformat()}; reject it and request a new one."
+        )
     waiver.status = Waiver.Status.APPROVED if approve else Waiver.Status.REJECTED
     waiver.decided_by = by
     waiver.decided_at = timezone.now()
@@ -343,7 +352,7 @@ def certification_sign_off(
         name for name, run in review.runs.items() if run is not None and not run.is_finished
     ]:
         raise ValidationError(f"Runs of {', '.join(running)} are still running.")
-    if review.blockers:
+    if review.blockers or not review.ready:
         shown = "; ".join(f"{i.label}: {i.detail}" for i in review.blockers[:10])
         more = len(review.blockers) - 10
         raise ValidationError(
@@ -358,19 +367,34 @@ def certification_sign_off(
     for previous in Certification.objects.select_for_update().filter(
         partner=certification.partner,
         scope=certification.scope,
-        status__in=[Certification.Status.CERTIFIED, Certification.Status.SUSPENDED],
+        status__in=[
+            Certification.Status.CERTIFIED,
+            Certification.Status.SUSPENDED,
+            Certification.Status.EXPIRED,
+        ],
     ):
+        was = previous.get_status_display().lower()
+        reason = f"superseded by the sign-off of {now:%Y-%m-%d %H:%M} UTC"
+        if previous.status_reason:
+            reason += f" (was {was}: {previous.status_reason})"
         previous.status = Certification.Status.SUPERSEDED
-        previous.status_reason = f"superseded by the sign-off of {now:%Y-%m-%d %H:%M} UTC"
+        previous.status_reason = reason
         previous.status_changed_at = now
         previous.status_changed_by = by
         previous.save(update_fields=Certification.MUTABLE_AFTER_SIGNOFF[:4])
+        audit_record(
+            actor=by,
+            action="certification.supersede",
+            partner=previous.partner,
+            target=f"{previous.partner.external_id}/{previous.scope}",
+            data={"was": was, "by_certification": str(certification.pk)},
+        )
     certification.status = Certification.Status.CERTIFIED
     certification.signed_off_by = by
     certification.signed_off_role = access.role_of(by)
     certification.signed_off_at = now
     certification.signoff_note = note.strip()
-    certification.valid_until = now + dt.timedelta(days=certification.validity_days)
+    certification.valid_until = signed_validity(certification, review, now=now)
     certification.status_changed_at = now
     certification.status_changed_by = by
     certification.save()
@@ -391,6 +415,20 @@ def certification_sign_off(
 
     bundles.bundle_request(certification=certification, by=by)
     return certification
+
+
+def signed_validity(
+    certification: Certification, review: review_reads.Review, *, now: dt.datetime
+) -> dt.datetime:
+    """Until when a sign-off now holds: the validity period, cut short by the first waiver
+    to end (a waiver is in force through its end date, so the certification until the end of
+    that day, UTC)."""
+    until = now + dt.timedelta(days=certification.validity_days)
+    for item in review.waived:
+        if item.waiver is not None:
+            end = dt.datetime.combine(item.waiver.ends_on + dt.timedelta(days=1), dt.time(), dt.UTC)
+            until = min(until, end)
+    return until
 
 
 @transaction.atomic

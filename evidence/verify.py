@@ -114,6 +114,8 @@ def expected_fingerprint(key: str) -> str:
     """The fingerprint ``--key`` stands for: ``SHA256:<hex>`` as given, or a PEM file's key.
     Raises ``UnreadableBundle`` for a value that is neither."""
     value = key.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}", value):  # the hex digits `sha256sum` prints
+        value = "SHA256:" + value
     if value.lower().startswith("sha256:"):
         digest = value[7:].strip().lower()
         if not re.fullmatch(r"[0-9a-f]{64}", digest):

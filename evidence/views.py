@@ -194,10 +194,11 @@ def waiver_request(request: HttpRequest, certification_id: str) -> HttpResponse:
     certification = _certification_for_post(request, certification_id)
     form = WaiverRequestForm(request.POST)
     if not form.is_valid():
+        labels = {"item_kind": "Item", "item_key": "Item", "reason": "Reason", "ends_on": "Ends on"}
         messages.error(
             request,
-            "A waiver needs a reason and an end date: "
-            + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()),
+            "The waiver was not requested: "
+            + "; ".join(f"{labels.get(k, k)}: {' '.join(v)}" for k, v in form.errors.items()),
         )
         return _back(request, certification)
     data = form.cleaned_data
@@ -359,10 +360,13 @@ def bundle_download(request: HttpRequest, bundle_id: str) -> HttpResponse:
     return response
 
 
-def _partner_or_404(partner_id: str) -> Any:
+def _answer(partner_id: str, scope: str) -> dict[str, Any]:
     from partners.models import Partner
 
-    return get_object_or_404(Partner, external_id=partner_id)
+    partner = Partner.objects.filter(external_id=partner_id).first()
+    if partner is None:
+        return golive.unknown_answer(partner_id, scope)
+    return golive.go_live_answer(partner, scope)
 
 
 @never_cache
@@ -370,18 +374,16 @@ def _partner_or_404(partner_id: str) -> Any:
 def go_live(request: HttpRequest, partner_id: str, scope: str) -> JsonResponse:
     """Public on purpose (deploy pipelines ask it): says only whether the scope is certified,
     when, until when, which waivers are in force (items and end dates, not reasons) and the
-    bundle hash."""
-    partner = _partner_or_404(partner_id)
-    answer = golive.go_live_answer(partner, scope)
+    bundle hash. Unknown partners and scopes get the same JSON shape with status 404."""
+    answer = _answer(partner_id, scope)
     return JsonResponse(answer, status=200 if answer["certification"] else 404)
 
 
 @never_cache
 @require_GET
 def go_live_badge(request: HttpRequest, partner_id: str, scope: str) -> HttpResponse:
-    partner = _partner_or_404(partner_id)
     response = HttpResponse(
-        golive.badge_svg(golive.go_live_answer(partner, scope)), content_type="image/svg+xml"
+        golive.badge_svg(_answer(partner_id, scope)), content_type="image/svg+xml"
     )
     response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
     return response

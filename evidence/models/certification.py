@@ -407,6 +407,10 @@ class EvidenceBundle(models.Model):
     signing_key = models.ForeignKey(
         SigningKey, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    signed_off = models.BooleanField(
+        default=False,
+        help_text="Built from the signed-off certification; False for a draft (or a run).",
+    )
 
     objects = BundleQuerySet.as_manager()
 
@@ -449,7 +453,8 @@ class EvidenceBundle(models.Model):
     def download_name(self) -> str:
         if self.certification_id:
             cert = self.certification
-            return f"evidence-{cert.partner.external_id}-{cert.scope}.zip"
+            draft = "" if self.signed_off else "-draft"
+            return f"evidence-{cert.partner.external_id}-{cert.scope}{draft}.zip"
         return f"evidence-run-{self.run_id}.zip"
 
 

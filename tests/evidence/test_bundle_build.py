@@ -84,7 +84,9 @@ def test_the_top_level_holds_exactly_the_documented_files(built: Any) -> None:
 @pytest.mark.django_db
 def test_verify_bundle_accepts_it(built: Any, capsys: Any) -> None:
     call_command("verify_bundle", str(built["path"]))
-    assert "FAILED" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAILED" not in out
+    assert "The bundle says: CERTIFIED until" in out and "with 1 waiver" in out
 
 
 @pytest.mark.django_db

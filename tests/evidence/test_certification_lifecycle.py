@@ -151,6 +151,7 @@ def test_an_sla_with_insufficient_samples_blocks_sign_off(acme: Partner, qa: Any
 
 def test_the_requester_cannot_approve_their_own_waiver(acme: Partner, qa: Any) -> None:
     certification = certs.open_certification(acme, qa)
+    certs.finished_run(acme, passing=False)
     (item, *_) = certification_review(certification).blockers
     waiver = services.waiver_request(
         certification=certification, item_kind=item.kind, item_key=item.key, reason="r",
@@ -177,7 +178,6 @@ def test_sign_off_with_a_waiver_for_each_failing_item_certifies_the_partner(
 ) -> None:
     certification = _signed(acme, qa, qa2, passing=False)
     assert certification.status == Certification.Status.CERTIFIED
-    assert certification.valid_until - certification.signed_off_at == dt.timedelta(days=365)
     acme.refresh_from_db()
     assert acme.status == Partner.Status.CERTIFIED
     (link,) = certification.evidence_runs.all()
@@ -351,3 +351,74 @@ def test_recertifying_supersedes_the_previous_certification(
     second = _signed(acme, qa, qa2)
     first.refresh_from_db()
     assert first.status == "superseded" and second.status == "certified"
+
+
+def test_a_certification_without_waivers_is_valid_for_its_whole_period(
+    acme: Partner, qa: Any, qa2: Any
+) -> None:
+    certification = _signed(acme, qa, qa2, passing=True)
+    assert certification.valid_until - certification.signed_off_at == dt.timedelta(days=365)
+
+
+def test_a_waiver_ending_first_cuts_the_validity_to_its_end(
+    acme: Partner, qa: Any, qa2: Any
+) -> None:
+    certification = _signed(acme, qa, qa2, passing=False)  # the waiver ends in 30 days
+    ends_on = certification.waivers.get().ends_on
+    assert certification.valid_until == dt.datetime.combine(
+        ends_on + dt.timedelta(days=1), dt.time(), dt.UTC
+    )
+
+
+def test_a_suite_that_never_ran_cannot_be_waived(acme: Partner, qa: Any) -> None:
+    certification = certs.open_certification(acme, qa)
+    with pytest.raises(ValidationError, match="no evidence to waive"):
+        services.waiver_request(
+            certification=certification, item_kind="suite", item_key="orders-api",
+            reason="later", ends_on=timezone.now().date(), by=qa,
+        )  # fmt: skip
+
+
+def test_a_waiver_past_its_end_date_cannot_be_approved(acme: Partner, qa: Any, qa2: Any) -> None:
+    certification = certs.open_certification(acme, qa)
+    certs.finished_run(acme, passing=False)
+    waiver = services.waiver_request(
+        certification=certification, item_kind="scenario", item_key="orders-api/B-101",
+        reason="r", ends_on=timezone.now().date(), by=qa,
+    )  # fmt: skip
+    Waiver.objects.filter(pk=waiver.pk).update(ends_on=timezone.now().date() - dt.timedelta(1))
+    with pytest.raises(ValidationError, match="ended on"):
+        services.waiver_decide(waiver=waiver, approve=True, by=qa2)
+
+
+def test_a_draft_bundle_never_stands_for_the_signed_certification(
+    acme: Partner, qa: Any, qa2: Any
+) -> None:
+    from evidence import bundles
+
+    certification = certs.open_certification(acme, qa)
+    certs.finished_run(acme, passing=True)
+    certs.decide_checklist(certification, qa)
+    draft = bundles.bundle_request(certification=certification, by=qa)
+    bundles.bundle_build(bundle_id=draft.pk)
+    certification = services.certification_sign_off(certification=certification, by=qa)
+    signed = bundles.bundle_request(certification=certification, by=qa)
+    assert signed.pk != draft.pk  # sign-off queued a new one
+    bundles.bundle_build(bundle_id=signed.pk)
+    draft.refresh_from_db()
+    signed.refresh_from_db()
+    certification.refresh_from_db()
+    assert not draft.signed_off and signed.signed_off
+    assert certification.bundle_sha256 == signed.sha256 != draft.sha256
+    assert draft.download_name.endswith("-draft.zip")
+    assert bundles.bundle_request(certification=certification, by=qa).pk == signed.pk
+
+
+def test_recertifying_after_expiry_takes_the_expired_one_off_the_due_list(
+    acme: Partner, qa: Any, qa2: Any
+) -> None:
+    first = _signed(acme, qa, qa2)
+    services.certifications_expire(now=first.valid_until)
+    _signed(acme, qa, qa2)
+    first.refresh_from_db()
+    assert first.status == "superseded" and "was expired" in first.status_reason

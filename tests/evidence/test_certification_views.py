@@ -155,7 +155,7 @@ def test_a_suspended_certification_is_not_certified_for_go_live(acme: Partner, q
         Client().get(reverse("evidence:go_live", args=[acme.external_id, "orders-api-v1"])).json()
     )
     assert body["certified"] is False and body["status"] == "suspended"
-    assert body["reason"] == "key leaked"
+    assert body["reason"] == "suspended by a QA lead"  # the QA lead's words stay inside
 
 
 def test_certification_list_shows_those_due_for_recertification(acme: Partner, qa: Any) -> None:
@@ -219,3 +219,11 @@ def test_a_bundle_of_an_unfinished_run_is_refused_with_a_message(acme: Partner, 
     run = runs.run_create(partner=acme, suite=certs.suite(passing=True), by="t")
     page = _client(qa).post(reverse("evidence:run_bundle", args=[run.pk]), follow=True)
     assert "The run has not finished" in page.content.decode()
+
+
+def test_go_live_answers_json_for_an_unknown_partner(db: Any) -> None:
+    response = Client().get(reverse("evidence:go_live", args=["p_nobody", "x"]))
+    assert response.status_code == 404
+    assert response.json()["certified"] is False and response.json()["reason"] == "no such partner"
+    badge = Client().get(reverse("evidence:go_live_badge", args=["p_nobody", "x"]))
+    assert badge["Content-Type"] == "image/svg+xml" and "not certified" in badge.content.decode()

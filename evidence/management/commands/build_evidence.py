@@ -58,6 +58,11 @@ class Command(BaseCommand):
             os.replace(partial, out)
         finally:
             partial.unlink(missing_ok=True)
+        from django.utils import timezone
+
+        from evidence import signing
+
+        signing.signing_key_record(now=timezone.now())  # listed on /about/signing-keys/
         audit_record(
             actor="manage.py build_evidence",
             action="bundle.export",

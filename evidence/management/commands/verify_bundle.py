@@ -36,6 +36,9 @@ class Command(BaseCommand):
         if failure is not None:
             # The bundle's verdict, not a command error: the FAILED line says it all.
             raise SystemExit(1)
+        headline = _headline(options["bundle"])
+        if headline:
+            self.stdout.write(f"The bundle says: {headline}")
         if report.key_checked:
             self.stdout.write("Bundle verified: signed with the expected key.")
         else:
@@ -43,3 +46,17 @@ class Command(BaseCommand):
                 f"Bundle verified, signed with the key {report.fingerprint}: compare it with "
                 "the published fingerprint, or pass --key."
             )
+
+
+def _headline(path: str) -> str:
+    """What the verified bundle attests (e.g. CERTIFIED until ..., NOT SIGNED OFF), so that a
+    draft is never mistaken for a signed certification."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            summary = json.loads(archive.read("certification.json"))
+        return str(summary.get("verdict", {}).get("headline", ""))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return ""
