@@ -461,7 +461,7 @@ def _cover(summary: Mapping[str, Any]) -> dict[str, Any]:
     facts += [
         ("Environment", env_text or "—"),
         ("Bundle", _clean(summary.get("id"))),
-        ("Generated", when(summary.get("generatedAt"))),
+        ("Evidence as of", when(summary.get("generatedAt"))),
     ]
     return {
         "kind_label": kind_label,
@@ -670,7 +670,8 @@ def _latency(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             "ratio": "—"
             if ratio is None
             else f"{100 * float(ratio):.2f}".removesuffix(".00") + " %",
-            **{k: svg_charts.format_ms(item.get(k)) for k in ("p50", "p90", "p95", "p99", "max")},
+            # As recorded (3 decimals), like the SLA table, so the two can be compared.
+            **{k: _measured(item.get(k), "ms") for k in ("p50", "p90", "p95", "p99", "max")},
             "targets": ", ".join(t.label for t in targets) or "none",
             "samples": count,
             "charted": n < MAX_LATENCY_CHARTS,
