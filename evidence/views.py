@@ -21,6 +21,7 @@ from certification.models import Suite
 from config.http import redirect_after_post
 from evidence import access, bundles, golive, services
 from evidence import review as review_reads
+from evidence.audit import audit_record
 from evidence.forms import (
     CertificationOpenForm,
     ChecklistForm,
@@ -47,12 +48,26 @@ def _back(request: HttpRequest, certification: Certification) -> HttpResponse:
 
 
 def _act(
-    request: HttpRequest, certification: Certification, action: Any, done: str
+    request: HttpRequest, certification: Certification, action: Any, done: str, *, what: str
 ) -> HttpResponse:
+    """Run a certification service; a refusal is shown to the user and audited.
+
+    The refusal's audit event is written here, after the service's transaction has rolled
+    back (an event written inside it would roll back with the refused change)."""
     try:
         action()
-    except ValidationError as exc:
-        messages.error(request, _error_text(exc))
+    except (ValidationError, PermissionDenied) as exc:
+        text = _error_text(exc) if isinstance(exc, ValidationError) else str(exc)
+        audit_record(
+            actor=request.user,
+            action=f"{what}.refused",
+            partner=certification.partner,
+            target=f"{certification.partner.external_id}/{certification.scope}",
+            data={"reason": text[:500]},
+        )
+        if isinstance(exc, PermissionDenied):
+            raise
+        messages.error(request, text)
     else:
         messages.success(request, done)
     return _back(request, certification)
@@ -185,6 +200,7 @@ def checklist_set(request: HttpRequest, certification_id: str, key: str) -> Http
             by=request.user,
         ),  # fmt: skip
         f"{item.label}: {form.cleaned_data['state'].replace('_', ' ')}.",
+        what="checklist.set",
     )
 
 
@@ -214,6 +230,7 @@ def waiver_request(request: HttpRequest, certification_id: str) -> HttpResponse:
             by=request.user,
         ),
         "Waiver requested; another QA lead must approve it.",
+        what="waiver.request",
     )
 
 
@@ -236,6 +253,7 @@ def waiver_decide(request: HttpRequest, certification_id: str, waiver_id: str) -
             waiver=waiver, approve=approve, by=request.user, note=form.cleaned_data["note"]
         ),
         f"Waiver {'approved' if approve else 'rejected'}.",
+        what="waiver.decide",
     )
 
 
@@ -252,6 +270,7 @@ def sign_off(request: HttpRequest, certification_id: str) -> HttpResponse:
             certification=certification, by=request.user, note=note
         ),
         "Signed off. The evidence bundle is being built.",
+        what="certification.sign_off",
     )
 
 
@@ -264,6 +283,7 @@ def confirm(request: HttpRequest, certification_id: str) -> HttpResponse:
         certification,
         lambda: services.certification_confirm(certification=certification, by=request.user),
         "Confirmed for the partner.",
+        what="certification.confirm",
     )
 
 
@@ -280,6 +300,7 @@ def suspend(request: HttpRequest, certification_id: str) -> HttpResponse:
             certification=certification, by=request.user, reason=reason
         ),
         "Suspended.",
+        what="certification.suspend",
     )
 
 
@@ -296,6 +317,7 @@ def withdraw(request: HttpRequest, certification_id: str) -> HttpResponse:
             certification=certification, by=request.user, reason=reason
         ),
         "Withdrawn.",
+        what="certification.withdraw",
     )
 
 

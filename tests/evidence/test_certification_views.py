@@ -227,3 +227,16 @@ def test_go_live_answers_json_for_an_unknown_partner(db: Any) -> None:
     assert response.json()["certified"] is False and response.json()["reason"] == "no such partner"
     badge = Client().get(reverse("evidence:go_live_badge", args=["p_nobody", "x"]))
     assert badge["Content-Type"] == "image/svg+xml" and "not certified" in badge.content.decode()
+
+
+def test_a_refused_sign_off_is_in_the_audit_trail(acme: Partner, qa: Any) -> None:
+    from evidence.models import AuditEvent
+
+    certification = certs.open_certification(acme, qa)
+    url = reverse("evidence:sign_off", args=[certification.pk])
+    assert _client(factories.partner_user(acme)).post(url).status_code == 403
+    _client(qa).post(url)  # blocked: nothing has run
+    refused = AuditEvent.objects.filter(action="certification.sign_off.refused").order_by("seq")
+    assert [e.actor_label for e in refused] == ["eng-p_acme", "qa1"]
+    assert "You may not sign off" in refused[0].data["reason"]
+    assert "Sign-off needs" in refused[1].data["reason"]
