@@ -287,38 +287,39 @@ def confirm(request: HttpRequest, certification_id: str) -> HttpResponse:
     )
 
 
-@login_required
-@require_POST
-def suspend(request: HttpRequest, certification_id: str) -> HttpResponse:
+def _with_reason(
+    request: HttpRequest, certification_id: str, service: Any, done: str, what: str
+) -> HttpResponse:
+    """A lifecycle action that takes a reason (suspend, withdraw); the service refuses an
+    empty one."""
     certification = _certification_for_post(request, certification_id)
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     return _act(
         request,
         certification,
-        lambda: services.certification_suspend(
-            certification=certification, by=request.user, reason=reason
-        ),
-        "Suspended.",
-        what="certification.suspend",
+        lambda: service(certification=certification, by=request.user, reason=reason),
+        done,
+        what=what,
     )
+
+
+@login_required
+@require_POST
+def suspend(request: HttpRequest, certification_id: str) -> HttpResponse:
+    return _with_reason(
+        request, certification_id, services.certification_suspend, "Suspended.",
+        "certification.suspend",
+    )  # fmt: skip
 
 
 @login_required
 @require_POST
 def withdraw(request: HttpRequest, certification_id: str) -> HttpResponse:
-    certification = _certification_for_post(request, certification_id)
-    form = ReasonForm(request.POST)
-    reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    return _act(
-        request,
-        certification,
-        lambda: services.certification_withdraw(
-            certification=certification, by=request.user, reason=reason
-        ),
-        "Withdrawn.",
-        what="certification.withdraw",
-    )
+    return _with_reason(
+        request, certification_id, services.certification_withdraw, "Withdrawn.",
+        "certification.withdraw",
+    )  # fmt: skip
 
 
 def _bundle_fragment(
