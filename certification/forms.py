@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 
 from certification.engine.spec import MAX_SUITE_BYTES, SuiteInvalid, check_suite_bytes
-from certification.models import Suite
+from certification.models import RunStatus, Suite
 
 
 class SuiteUploadForm(forms.Form):
@@ -59,3 +59,23 @@ class ScheduleForm(forms.Form):
         super().__init__(*args, **kwargs)
         names = Suite.objects.order_by("name").values_list("name", flat=True).distinct()
         self.fields["suite_name"].choices = [(n, n) for n in names]
+
+
+class RunFilterForm(forms.Form):
+    """The runs list's filters; every field optional, dates are UTC days (inclusive)."""
+
+    partner = forms.CharField(required=False, max_length=40, label="Partner ID")
+    suite = forms.CharField(required=False, max_length=200)
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices[:6]])
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
+            self.add_error("date_to", "The end date is before the start date.")
+        return data

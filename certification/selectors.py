@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from certification.models import Run, StepResult, Suite, WorkerHeartbeat
@@ -190,3 +193,55 @@ def run_as_junit(run: Run) -> str:
             ET.SubElement(case, "system-out").text = f"met: {text}"
     ET.indent(suite_el)
     return ET.tostring(ET.ElementTree(suite_el).getroot(), encoding="unicode", xml_declaration=True)
+
+
+RUN_LIST_PAGE_SIZE = 50
+_SCENARIO_COUNTS = ("passed", "failed", "error", "unevaluated", "cancelled")
+
+
+def runs_filtered(runs: QuerySet[Run], filters: Mapping[str, Any]) -> QuerySet[Run]:
+    """``runs`` narrowed by the runs list's cleaned filters (partner id, suite name, status,
+    UTC dates inclusive)."""
+    if filters.get("partner"):
+        runs = runs.filter(partner__external_id=filters["partner"].strip())
+    if filters.get("suite"):
+        runs = runs.filter(suite__name=filters["suite"].strip())
+    if filters.get("status"):
+        runs = runs.filter(status=filters["status"])
+    if filters.get("date_from"):
+        start = dt.datetime.combine(filters["date_from"], dt.time(), dt.UTC)
+        runs = runs.filter(created_at__gte=start)
+    if filters.get("date_to"):
+        end = dt.datetime.combine(filters["date_to"] + dt.timedelta(days=1), dt.time(), dt.UTC)
+        runs = runs.filter(created_at__lt=end)
+    return runs
+
+
+def run_list_rows(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """The runs with their scenario counts by status, in one query (``n_passed`` …)."""
+    return runs.select_related("partner", "suite").annotate(
+        **{
+            f"n_{status}": Count("scenario_runs", filter=Q(scenario_runs__status=status))
+            for status in _SCENARIO_COUNTS
+        }
+    )
+
+
+def run_duration_s(run: Run, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds from start (or creation) to finish; for a running run, so far."""
+    start = run.started_at or run.created_at
+    end = run.finished_at or (None if run.is_finished else (now or timezone.now()))
+    if end is None or run.status == Run.Status.QUEUED:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def sla_summary(verdicts: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """``[("missed", 1), ("met", 3)]``: how many SLA verdicts of each kind, failing ones first."""
+    order = ("missed", "insufficient samples", "not measured", "met")
+    counts = dict.fromkeys(order, 0)
+    for verdict in verdicts:
+        counts[verdict.get("verdict", "not measured")] = (
+            counts.get(verdict.get("verdict", "not measured"), 0) + 1
+        )
+    return [(verdict, n) for verdict, n in counts.items() if n]

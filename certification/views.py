@@ -5,11 +5,13 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -17,7 +19,7 @@ from certification import access as run_access
 from certification import runs, selectors, suites
 from certification.access import run_for_user, runs_visible_to
 from certification.engine.spec import SuiteInvalid
-from certification.forms import ScheduleForm, StartRunForm, SuiteUploadForm
+from certification.forms import RunFilterForm, ScheduleForm, StartRunForm, SuiteUploadForm
 from certification.models import RecertificationSchedule, ScenarioRun, Suite
 from config.http import redirect_after_post
 from evidence.audit import audit_record
@@ -97,8 +99,33 @@ def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    runs = runs_visible_to(request.user).select_related("partner", "suite")[:200]
-    return render(request, "certification/run_list.html", {"runs": runs})
+    """Runs the user may see, newest first, filtered and paginated; the URL keeps the filters."""
+    form = RunFilterForm(request.GET or None)
+    runs = runs_visible_to(request.user)
+    if form.is_bound and form.is_valid():
+        runs = selectors.runs_filtered(runs, form.cleaned_data)
+    elif form.is_bound:
+        runs = runs.none()
+    page = Paginator(
+        selectors.run_list_rows(runs).order_by("-created_at", "-id"), selectors.RUN_LIST_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    now = timezone.now()
+    rows = [
+        {
+            "run": run,
+            "duration_s": selectors.run_duration_s(run, now=now),
+            "sla": selectors.sla_summary(run.sla_verdicts),
+        }
+        for run in page.object_list
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "certification/run_list.html",
+        {"form": form, "page": page, "rows": rows, "query": query.urlencode()},
+        status=400 if form.is_bound and form.errors else 200,
+    )
 
 
 @login_required
