@@ -66,7 +66,11 @@ class RunFilterForm(forms.Form):
 
     partner = forms.CharField(required=False, max_length=40, label="Partner ID")
     suite = forms.CharField(required=False, max_length=200)
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RunStatus.choices[:6]])
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "Any status"), *RunStatus.choices[:6]],
+        widget=forms.Select(attrs={"aria-label": "Status"}),
+    )
     date_from = forms.DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
     )
