@@ -27,6 +27,10 @@ from partners.secret_rules import display_url
 
 @login_required
 def partner_list(request: HttpRequest) -> HttpResponse:
+    if (member_of := access.member_partner_id(request.user)) is not None:
+        # A partner's user has one partner: their landing page is its page, not a one-row list.
+        external_id = Partner.objects.values_list("external_id", flat=True).get(pk=member_of)
+        return redirect("partners:detail", partner_id=external_id)
     form = PartnerFilterForm(request.GET or None)
     partners = access.partners_visible_to(request.user).prefetch_related("slas")
     if request.GET:

@@ -61,8 +61,15 @@ def test_no_match_says_so(qa_client: Client, partner_a: Partner) -> None:
     assert "No partners match" in qa_client.get(URL, {"q": "zzz"}).content.decode()
 
 
-def test_partner_user_sees_only_their_partner(partner_a_client: Client, partner_b: Partner) -> None:
-    body = partner_a_client.get(URL).content.decode()
+def test_partner_user_lands_on_their_own_partner_page(
+    partner_a_client: Client, partner_a: Partner, partner_b: Partner
+) -> None:
+    response = partner_a_client.get(URL)
+    assert (
+        response.status_code == 302
+        and response["Location"] == f"/partners/{partner_a.external_id}/"
+    )
+    body = partner_a_client.get(URL, follow=True).content.decode()
     assert "Alpha Freight" in body and "Bravo Supplies" not in body
 
 
