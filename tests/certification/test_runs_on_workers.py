@@ -276,9 +276,20 @@ def test_sigkilled_worker_loses_and_duplicates_no_step_result(
             survivor.wait_for(lambda: bool(held_by_victim()), timeout=30)
             interrupted = held_by_victim()
             if victim == "pool process":
-                target = next(iter(interrupted.values()))
-                interrupted = {pk: pid for pk, pid in interrupted.items() if pid == target}
-                os.kill(target, signal.SIGKILL)
+                for _attempt in range(5):
+                    target = next(iter(interrupted.values()))
+                    os.kill(target, signal.SIGKILL)
+                    # What the process held when it died: its scenario may have finished
+                    # between the look and the kill, and the kill then interrupted nothing.
+                    interrupted = dict(
+                        ScenarioRun.objects.filter(
+                            run=run, status="running", claimed_by__endswith=f":{target}"
+                        ).values_list("pk", "attempts")
+                    )
+                    if interrupted:
+                        break
+                    survivor.wait_for(lambda: bool(held_by_victim()), timeout=30)
+                    interrupted = held_by_victim()
             else:
                 victim_worker.kill_all()
             killed_at = time.monotonic()
