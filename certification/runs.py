@@ -82,6 +82,31 @@ def _snapshot(
     return endpoints, default
 
 
+def _check_endpoints(
+    partner: Partner, suite: Suite, endpoints: dict[str, Any], default: str
+) -> None:
+    """Refuse, before anything is created, a run whose suite addresses endpoints the partner
+    lacks, naming them (rather than failing each step at run time)."""
+    from certification.engine.runner import endpoints_needed
+    from certification.suites import suite_of
+
+    names, needs_default = endpoints_needed(suite_of(suite))
+    missing = sorted(names - set(endpoints))
+    have = ", ".join(sorted(endpoints)) or "none"
+    if missing:
+        raise RunInputError(
+            f"{suite.name} v{suite.version} needs endpoint{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}, which {partner.external_id} does not have (its endpoints: "
+            f"{have}); add {'them' if len(missing) > 1 else 'it'} on the partner page or with "
+            "manage.py endpoint_set"
+        )
+    if needs_default and not default:
+        raise RunInputError(
+            f"{suite.name} v{suite.version} has URLs relative to the default endpoint ('/…'), "
+            f"but {partner.external_id} has no default endpoint (its endpoints: {have})"
+        )
+
+
 def run_create(
     *,
     partner: Partner,
@@ -96,6 +121,7 @@ def run_create(
     An override that points endpoint NAME at another origin drops NAME's credentials unless
     ``keep_auth`` is set."""
     endpoints, default = _snapshot(partner, endpoint_overrides or {}, keep_auth=keep_auth)
+    _check_endpoints(partner, suite, endpoints, default)
     scenarios = list(suite.scenarios.order_by("index"))
     run = Run.objects.create(
         partner=partner,

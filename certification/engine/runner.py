@@ -91,6 +91,35 @@ def resolve_url(url: str, context: RunContext) -> tuple[str, EndpointConfig | No
     )
 
 
+def endpoints_needed(suite: Suite) -> tuple[set[str], bool]:
+    """The endpoint names a suite's steps address (``name/path`` URLs, ``dbQuery`` databases)
+    and whether some URL is relative to the default endpoint (``/path``): read the way
+    :func:`resolve_url` reads them. A name made by a template (``{{...}}``) is not known before
+    the run and is not listed."""
+    names: set[str] = set()
+    needs_default = False
+    for scenario in suite.scenarios:
+        for step in scenario.steps:
+            action = step.action
+            if isinstance(action, DbQuery):
+                if "{{" not in action.database:
+                    names.add(action.database)
+                continue
+            request = action.request if isinstance(action, LatencyProbe) else action
+            if not isinstance(request, HttpRequest):
+                continue
+            url = request.url
+            if url.startswith(("http://", "https://")) or url.startswith("{{"):
+                continue
+            if url.startswith("/"):
+                needs_default = True
+                continue
+            name = url.partition("/")[0]
+            if name and "{{" not in name:
+                names.add(name)
+    return names, needs_default
+
+
 def _with_query(url: str, query: Mapping[str, Any]) -> str:
     if not query:
         return url
