@@ -19,20 +19,13 @@ from certification.verdicts import PERCENTILE_METHOD, sla_label
 from evidence import review as review_reads
 from evidence.bundle_source import FORMAT, BundleSource
 from evidence.models import Certification, Waiver
+from evidence.times import iso_utc as _iso
 from partners.secret_rules import display_url
 
 PRODUCT = "Certdash"
 PRODUCT_VERSION = "0.1.0"
 FAILING_STEP_STATUSES = ("failed", "error", "unevaluated")
 STEP_BATCH = 500
-
-
-def _iso(value: dt.datetime | dt.date | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    return value.isoformat()
 
 
 def _person(user: Any) -> dict[str, str] | None:
@@ -152,13 +145,13 @@ def _runs_part(
                     "waiver": _waiver_ref(waivers_by_item.get(("scenario", key))),
                 }
             )
-            if any(status in FAILING_STEP_STATUSES for status in statuses):
-                failures[f"{run.pk}/{sr.index}"] = [
-                    step_as_json(step)
-                    for step in StepResult.objects.filter(
-                        scenario_run=sr, status__in=FAILING_STEP_STATUSES
-                    ).order_by("step_index", "iteration")
-                ]
+        index_of = {sr.pk: sr.index for sr in scenario_runs}
+        failing = StepResult.objects.filter(
+            scenario_run__run=run, status__in=FAILING_STEP_STATUSES
+        ).order_by("scenario_run__index", "step_index", "iteration")
+        for step in failing:  # one query for the run, not one per failing scenario
+            key = f"{run.pk}/{index_of[step.scenario_run_id]}"
+            failures.setdefault(key, []).append(step_as_json(step))
         for verdict in run.sla_verdicts:
             if sla_in_scope is not None and not sla_in_scope(verdict):
                 continue  # a certification shows the SLAs it certifies, no others

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from evidence import review as review_reads
 from evidence.models import Certification, Waiver
+from evidence.times import iso_utc as _iso
 from partners.models import Partner
 
 
@@ -30,14 +31,6 @@ def current_certification(partner: Partner, scope: str) -> Certification | None:
         .order_by("-created_at")
         .first()
     )
-
-
-def _iso(value: dt.datetime | dt.date | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    return value.isoformat()
 
 
 def go_live_answer(

@@ -7,35 +7,20 @@ import hashlib
 import io
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from django.test import override_settings
 
 from evidence import archive, signing
 from tests.evidence import (
     BUNDLE_MEMBERS,
     FIXED_TIME,
-    build_zip,
     bundle_files,
     members,
     run,
     unzip,
 )
-
-
-@pytest.fixture(scope="module")
-def signing_pem() -> Iterator[str]:
-    pem = signing.generate_pem()
-    with override_settings(EVIDENCE_SIGNING_KEY=pem):
-        yield pem
-
-
-@pytest.fixture(scope="module")
-def bundle(signing_pem: str) -> bytes:
-    return build_zip()
 
 
 @pytest.fixture

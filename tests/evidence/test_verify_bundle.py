@@ -11,14 +11,12 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
-from django.test import override_settings
 
 from evidence import archive, signing
 from evidence.verify import UnreadableBundle, verify_bundle, verify_chain
@@ -32,18 +30,6 @@ from tests.evidence import (
     run,
     unzip,
 )
-
-
-@pytest.fixture(scope="module")
-def signing_pem() -> Iterator[str]:
-    pem = signing.generate_pem()
-    with override_settings(EVIDENCE_SIGNING_KEY=pem):
-        yield pem
-
-
-@pytest.fixture(scope="module")
-def bundle(signing_pem: str) -> bytes:
-    return build_zip()
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "bundle.zip") -> Path:
