@@ -60,3 +60,23 @@ document.addEventListener("change", function () {
 document.addEventListener("DOMContentLoaded", function () {
   document.dispatchEvent(new Event("change"));
 });
+
+// Times are shown in UTC (ISO 8601); the reader's local time is their tooltip. Runs again after
+// every htmx swap, so live fragments get it too.
+(function () {
+  function localTimes(root) {
+    (root || document).querySelectorAll("time.utc[datetime]:not([title])").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (!isNaN(d)) t.title = "Your local time: " + d.toLocaleString();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { localTimes(e.target); });
+})();
+
+// A form or button with data-confirm asks before it submits (Cancel run, and the like).
+document.addEventListener("submit", function (e) {
+  var form = e.target;
+  var message = form.dataset.confirm || (e.submitter && e.submitter.dataset.confirm);
+  if (message && !window.confirm(message)) e.preventDefault();
+});
