@@ -8,7 +8,7 @@ UV := var/bootstrap/bin/uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run worker beat test test-fast lint fix bench check-migrations check-deploy
+.PHONY: install run worker beat test test-fast lint fix bench bench-pages check-migrations check-deploy
 
 install: $(VENV)/.installed
 
@@ -25,17 +25,11 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 SANDBOX_PORT ?= 8001
 
 # The dashboard, a Celery worker, Celery beat and the demo partner sandbox, with demo data and
-# one finished run of the demo suite to look at.
+# one finished run of the demo suite to look at (made once: a restart adds none). demo/run.py
+# supervises them: "Dashboard on ..." once the server answers, Ctrl-C or SIGTERM stops each
+# process once. DEBUG is off, so pages are what a partner user sees; logs go to var/*.log.
 run: install
-	$(PY) manage.py migrate --no-input
-	@trap 'kill 0' EXIT INT TERM; \
-	  $(PY) -m demo.sandbox --port $(SANDBOX_PORT) --api-key demo-sandbox-key & \
-	  $(PY) manage.py demo_setup --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --wait || exit 1; \
-	  $(PY) manage.py run_suite --partner p_001 --suite checkout-certification --inline; \
-	  $(VENV)/bin/celery -A config worker --loglevel=INFO --pool=threads --concurrency=4 --logfile=var/worker.log & \
-	  $(VENV)/bin/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule --logfile=var/beat.log & \
-	  echo "Dashboard on http://$(HOST):$(PORT)/  (worker log var/worker.log; Ctrl-C stops everything)"; \
-	  $(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) -m demo.run --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO
@@ -57,6 +51,11 @@ fix: install
 bench: install
 	@for f in bench/engine.py bench/runs.py bench/transport_overhead.py; do \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
+
+# Page server time and queries at volume (seeds 500 partners, 200k steps into DATABASE_URL's
+# PostgreSQL on first use; see docs/volume.md).
+bench-pages: install
+	$(PY) bench/pages.py
 
 check-migrations: install
 	$(PY) manage.py makemigrations --check --dry-run

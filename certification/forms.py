@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.db.models import QuerySet
 
 from certification.engine.spec import MAX_SUITE_BYTES, SuiteInvalid, check_suite_bytes
 from certification.models import RunStatus, Suite
@@ -40,14 +41,14 @@ class SuiteUploadForm(forms.Form):
 
 
 class StartRunForm(forms.Form):
+    """The suite to run, from ``suites`` (``access.suites_runnable_for``): a suite outside it,
+    posted by id, is a form error like an unknown one."""
+
     suite = forms.ModelChoiceField(queryset=Suite.objects.none(), empty_label=None)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, suites: QuerySet[Suite], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        latest: dict[str, int] = {}
-        for suite in Suite.objects.order_by("name", "-version").only("id", "name"):
-            latest.setdefault(suite.name, suite.pk)
-        self.fields["suite"].queryset = Suite.objects.filter(pk__in=latest.values())
+        self.fields["suite"].queryset = suites
         self.fields["suite"].label_from_instance = lambda s: f"{s.name} (v{s.version})"
 
 
@@ -55,9 +56,10 @@ class ScheduleForm(forms.Form):
     suite_name = forms.ChoiceField(label="Suite")
     every_days = forms.IntegerField(label="Every (days)", min_value=1, max_value=3650, initial=30)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, suites: QuerySet[Suite], **kwargs: Any) -> None:
+        """``suites``: those the user may run for the partner (``access.suites_runnable_for``)."""
         super().__init__(*args, **kwargs)
-        names = Suite.objects.order_by("name").values_list("name", flat=True).distinct()
+        names = suites.order_by("name").values_list("name", flat=True).distinct()
         self.fields["suite_name"].choices = [(n, n) for n in names]
 
 

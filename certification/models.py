@@ -273,6 +273,35 @@ class StepResult(LockGuardModel):
         return f"{self.scenario_run} step {self.step_index} {self.status}"
 
 
+class LatestRun(models.Model):
+    """The latest finished, not cancelled run of each suite for each partner: what the overview
+    shows and filters on without scanning every run. Written when a run finishes
+    (``certification.standing``); rebuilt from the runs with ``latest_runs_rebuild``."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="latest_runs")
+    suite_name = models.CharField(max_length=200)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=20, choices=RunStatus.choices)
+    finished_at = models.DateTimeField()
+    scenarios_passed = models.PositiveIntegerField(default=0)
+    scenarios_total = models.PositiveIntegerField(default=0)
+    sla_missed = models.PositiveIntegerField(
+        default=0, help_text="SLA verdicts of the run that are not met (missed or unproven)."
+    )
+
+    objects = PartnerScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["partner", "suite_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "suite_name"], name="latest_run_unique"),
+        ]
+        indexes = [models.Index(fields=["status", "partner"], name="latest_run_status")]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id} {self.suite_name}: run {self.run_id} {self.status}"
+
+
 class RecertificationSchedule(models.Model):
     """Run the latest version of a suite against a partner every ``every_days`` days."""
 

@@ -19,6 +19,7 @@ from certification.models import (
     ScenarioRun,
     StepResult,
 )
+from certification.standing import latest_run_record
 from certification.verdicts import failing_reasons
 from certification.verdicts import run_evaluate as verdicts_of
 from evidence.audit import audit_record
@@ -244,6 +245,7 @@ def run_finalize(*, run: Run) -> Run:
     run.reasons = reasons
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "latency", "sla_verdicts", "reasons", "error", "finished_at"])
+    latest_run_record(run)
     audit_record(
         actor="system",
         action="run.finish",
@@ -270,3 +272,4 @@ def run_fail(*, run: Run, message: str) -> None:
         Run.objects.filter(pk=run.pk).update(
             status=Run.Status.ERROR, error=message[:2000], finished_at=timezone.now()
         )
+        latest_run_record(Run.objects.select_related("suite").get(pk=run.pk))

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from certification.access import suites_visible_to
 from certification.models import (
     RecertificationSchedule,
     Run,
@@ -17,6 +18,7 @@ from certification.models import (
     Suite,
 )
 from evidence.audit import audit_record
+from partners.access import member_partner_id, sees_all_partners
 from partners.models import Endpoint, Partner
 from partners.secret_rules import display_url, has_inline_password
 from partners.urlguard import check_sandbox_url
@@ -107,6 +109,20 @@ def _check_endpoints(
         )
 
 
+def _check_assigned(partner: Partner, suite: Suite, by: Any) -> None:
+    """Refuse a partner's user a suite not assigned to their partner. The views offer no
+    other; this holds every other caller to the same rule. Callers that are not users (the
+    CLI, the beat schedule) act for the operator."""
+    if not getattr(by, "is_authenticated", False) or sees_all_partners(by):
+        return
+    assigned = suites_visible_to(by).filter(pk=suite.pk).exists()
+    if member_partner_id(by) != partner.pk or not assigned:
+        raise RunInputError(
+            f"{suite.name} is not assigned to {partner.external_id}: a QA lead assigns suites "
+            "by opening a certification that names them"
+        )
+
+
 def run_create(
     *,
     partner: Partner,
@@ -120,6 +136,7 @@ def run_create(
 
     An override that points endpoint NAME at another origin drops NAME's credentials unless
     ``keep_auth`` is set."""
+    _check_assigned(partner, suite, by)
     endpoints, default = _snapshot(partner, endpoint_overrides or {}, keep_auth=keep_auth)
     _check_endpoints(partner, suite, endpoints, default)
     scenarios = list(suite.scenarios.order_by("index"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from certification import views
+from certification import run_views, views
 
 app_name = "certification"
 urlpatterns = [
@@ -10,9 +10,12 @@ urlpatterns = [
     path("suites/new/", views.suite_upload, name="suite_upload"),
     path("suites/<int:suite_id>/", views.suite_detail, name="suite_detail"),
     path("runs/", views.run_list, name="run_list"),
-    path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
-    path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
-    path("runs/<int:run_id>/export.<str:fmt>", views.run_export, name="run_export"),
+    path("runs/<int:run_id>/", run_views.run_detail, name="run_detail"),
+    path("runs/<int:run_id>/scenario/", run_views.run_scenario, name="run_scenario"),
+    path("runs/<int:run_id>/scenarios/", run_views.run_scenarios, name="run_scenarios"),
+    path("runs/<int:run_id>/compare/", run_views.run_compare, name="run_compare"),
+    path("runs/<int:run_id>/cancel/", run_views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/export.<str:fmt>", run_views.run_export, name="run_export"),
     path("partners/<str:partner_id>/runs/", views.run_start, name="run_start"),
     path("partners/<str:partner_id>/schedules/", views.schedule_create, name="schedule_create"),
     path(

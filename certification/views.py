@@ -1,28 +1,25 @@
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from certification import access as run_access
 from certification import runs, selectors, suites
-from certification.access import run_for_user, runs_visible_to
+from certification.access import runs_visible_to
 from certification.engine.spec import SuiteInvalid
 from certification.forms import RunFilterForm, ScheduleForm, StartRunForm, SuiteUploadForm
-from certification.models import RecertificationSchedule, ScenarioRun, Suite
+from certification.models import RecertificationSchedule
 from config.http import redirect_after_post
-from evidence.audit import audit_record
 from partners import access
 
 
@@ -39,17 +36,26 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 def suite_list(request: HttpRequest) -> HttpResponse:
-    suites = Suite.objects.order_by("name", "-version")
-    latest: dict[str, Suite] = {}
-    versions: dict[str, int] = {}
-    for suite in suites:
-        latest.setdefault(suite.name, suite)
-        versions[suite.name] = versions.get(suite.name, 0) + 1
-    rows = [(suite, versions[name]) for name, suite in latest.items()]
+    """The suites the user may see (a partner's user: those assigned to their partner)."""
+    visible = run_access.suites_visible_to(request.user)
+    versions = dict(
+        visible.values("name").annotate(n=Count("pk")).values_list("name", "n").order_by()
+    )
+    rows = [
+        (suite, versions[suite.name])
+        for suite in run_access.latest_versions(visible).order_by("name")
+    ]
+    member_of = None
+    if not access.sees_all_partners(request.user):
+        member_of = access.partners_visible_to(request.user).first()
     return render(
         request,
         "certification/suite_list.html",
-        {"rows": rows, "can_upload": run_access.can_upload_suites(request.user)},
+        {
+            "rows": rows,
+            "can_upload": run_access.can_upload_suites(request.user),
+            "member_of": member_of,
+        },
     )
 
 
@@ -83,8 +89,9 @@ def suite_upload(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def suite_detail(request: HttpRequest, suite_id: int) -> HttpResponse:
-    suite = get_object_or_404(Suite, pk=suite_id)
-    versions = Suite.objects.filter(name=suite.name).order_by("-version")
+    suite = run_access.suite_for_user(request.user, suite_id)
+    versions = run_access.suites_visible_to(request.user).filter(name=suite.name)
+    versions = versions.order_by("-version")
     return render(
         request,
         "certification/suite_detail.html",
@@ -134,8 +141,9 @@ def run_start(request: HttpRequest, partner_id: str) -> HttpResponse:
     partner = access.partner_for_user(request.user, partner_id)
     if not run_access.can_start_runs(request.user):
         raise PermissionDenied("Your role cannot start runs.")
-    form = StartRunForm(request.POST)
+    form = StartRunForm(request.POST, suites=run_access.suites_runnable_for(request.user, partner))
     if not form.is_valid():
+        # An unassigned suite is refused as an unknown one: partner users never learn of it.
         messages.error(request, "Choose a suite to run.")
         return redirect("partners:detail", partner_id=partner.external_id)
     try:
@@ -155,7 +163,7 @@ def schedule_create(request: HttpRequest, partner_id: str) -> HttpResponse:
     partner = access.partner_for_user(request.user, partner_id)
     if not run_access.can_schedule(request.user):
         raise PermissionDenied("Only QA leads can schedule recertification.")
-    form = ScheduleForm(request.POST)
+    form = ScheduleForm(request.POST, suites=run_access.suites_runnable_for(request.user, partner))
     if form.is_valid():
         try:
             schedule = runs.schedule_save(
@@ -190,63 +198,3 @@ def schedule_delete(request: HttpRequest, partner_id: str, schedule_id: int) -> 
     runs.schedule_delete(schedule=schedule, by=request.user)
     messages.success(request, f"Stopped recertifying with {schedule.suite_name}.")
     return redirect("partners:detail", partner_id=partner.external_id)
-
-
-@login_required
-def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
-    """The run page; its htmx poll gets only the live part and stops once the run is done."""
-    run = run_for_user(request.user, run_id)
-    scenario_runs = run.scenario_runs.select_related("scenario").prefetch_related("steps")
-    # A cancelled run is finished while scenarios already on a worker still complete: keep
-    # following it until nothing is queued or running.
-    live = (
-        not run.is_finished
-        or run.scenario_runs.filter(
-            status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING]
-        ).exists()
-    )
-    context = {
-        "run": run,
-        "scenario_runs": scenario_runs,
-        "live": live,
-        "can_cancel": run_access.can_start_runs(request.user) and not run.is_finished,
-    }
-    if request.htmx and request.htmx.target == "run-live":
-        response = render(request, "certification/run_detail.html#run-live", context)
-        if not live:
-            return HttpResponseStopPolling(response.content)
-        return response
-    return render(request, "certification/run_detail.html", context)
-
-
-@login_required
-@require_POST
-def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = run_for_user(request.user, run_id)
-    if not run_access.can_start_runs(request.user):
-        raise PermissionDenied("Your role cannot cancel runs.")
-    runs.run_cancel(run=run, by=request.user)
-    url = reverse("certification:run_detail", kwargs={"run_id": run.pk})
-    return redirect_after_post(request, url)
-
-
-@login_required
-def run_export(request: HttpRequest, run_id: int, fmt: str) -> HttpResponse:
-    run = run_for_user(request.user, run_id)
-    if fmt == "json":
-        body = json.dumps(selectors.run_as_json(run), indent=2)
-        response = HttpResponse(body, content_type="application/json")
-    elif fmt == "junit":
-        response = HttpResponse(selectors.run_as_junit(run), content_type="application/xml")
-    else:
-        raise Http404("Unknown export format")
-    suffix = "json" if fmt == "json" else "xml"
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}.{suffix}"'
-    audit_record(
-        actor=request.user,
-        action="run.export",
-        partner=run.partner,
-        target=f"run {run.pk}",
-        data={"format": fmt},
-    )
-    return response

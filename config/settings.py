@@ -20,10 +20,13 @@ from certification.engine.netpolicy import parse_networks
 from partners.crypto import parse_key_ring
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# Where the development mode keeps its SQLite database and file-system broker; `make run`'s
+# tests point it at a temporary directory to run a whole demo beside another one.
+VAR_DIR = Path(env.path("VAR_DIR", default=BASE_DIR / "var"))
 
 APP_ENV = env.str("APP_ENV", default="development")
 if APP_ENV not in {"development", "production"}:

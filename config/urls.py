@@ -6,9 +6,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from certification import views as certification_views
+from evidence import overview_views
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="partners:list", permanent=False), name="home"),
+    path("", RedirectView.as_view(pattern_name="overview", permanent=False), name="home"),
+    path("overview/", overview_views.overview_page, name="overview"),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

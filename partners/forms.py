@@ -5,15 +5,7 @@ from typing import Any
 from django import forms
 
 from certification.engine.auth_kinds import ALL_CONFIG_FIELDS, ALL_SECRET_FIELDS, CHOICES, SCHEMES
-from partners.models import NAME_VALIDATOR, Endpoint, Partner
-
-
-class PartnerFilterForm(forms.Form):
-    q = forms.CharField(required=False, label="Search")
-    status = forms.ChoiceField(
-        required=False, choices=[("", "Any status"), *Partner.Status.choices]
-    )
-    mode = forms.ChoiceField(required=False, choices=[("", "Any mode"), *Partner.Mode.choices])
+from partners.models import NAME_VALIDATOR, Endpoint
 
 
 class EndpointForm(forms.Form):

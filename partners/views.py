@@ -4,7 +4,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -13,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from certification.engine.auth_kinds import kinds_for
 from config.http import redirect_after_post
 from partners import access, crypto, services
-from partners.forms import EndpointForm, PartnerFilterForm, RegistryUploadForm
+from partners.forms import EndpointForm, RegistryUploadForm
 from partners.models import Endpoint, Partner
 from partners.registry import registry_import, registry_parse, registry_preview
 from partners.registry_uploads import (
@@ -27,29 +26,13 @@ from partners.secret_rules import display_url
 
 @login_required
 def partner_list(request: HttpRequest) -> HttpResponse:
+    """The partner list is the overview; a partner's user has one partner and lands on its
+    page. The query string (search, filters) carries over, so old links keep working."""
     if (member_of := access.member_partner_id(request.user)) is not None:
-        # A partner's user has one partner: their landing page is its page, not a one-row list.
         external_id = Partner.objects.values_list("external_id", flat=True).get(pk=member_of)
         return redirect("partners:detail", partner_id=external_id)
-    form = PartnerFilterForm(request.GET or None)
-    partners = access.partners_visible_to(request.user).prefetch_related("slas")
-    if request.GET:
-        form.is_valid()  # a bad filter value is shown on the form; the valid ones still apply
-        data = form.cleaned_data
-        if q := data.get("q", "").strip():
-            partners = partners.filter(
-                Q(name__icontains=q) | Q(external_id__icontains=q) | Q(contact_email__icontains=q)
-            )
-        if status := data.get("status"):
-            partners = partners.filter(status=status)
-        if mode := data.get("mode"):
-            # JSON containment is not portable to SQLite; the registry is small enough to filter
-            # the mode list in Python after the database has applied every other filter.
-            partners = [p for p in partners if mode in p.modes]
-    template = "partners/partner_list.html"
-    if request.htmx and request.htmx.target == "partner-table":
-        template += "#partner-table"
-    return render(request, template, {"form": form, "partners": partners})
+    url = reverse("overview")
+    return redirect(f"{url}?{request.GET.urlencode()}" if request.GET else url)
 
 
 @login_required

@@ -26,7 +26,7 @@ def field(page: Page, label: str) -> Locator:
 
 
 def partner_rows(page: Page) -> Locator:
-    return page.locator("#partner-table tbody tr")
+    return page.locator("#overview-table tbody tr")
 
 
 def open_new_endpoint_form(page: Page, live_server: Any, partner: Partner) -> None:
@@ -50,16 +50,16 @@ def test_qa_lead_logs_in_and_sees_every_partner_with_its_sla_summary(
     )
     login(page, live_server, factories.qa_lead().username)
 
-    expect(page).to_have_url(f"{live_server.url}/partners/")
+    expect(page).to_have_url(f"{live_server.url}/overview/")
     expect(page.locator("header .role")).to_have_text("QA lead")
     expect(partner_rows(page)).to_have_count(2)
     alpha = partner_rows(page).filter(has_text="Alpha Freight")
     bravo = partner_rows(page).filter(has_text="Bravo Supplies")
-    expect(alpha.get_by_role("link", name="p_a01")).to_be_visible()
+    expect(alpha.get_by_role("link", name="Alpha Freight")).to_be_visible()
     expect(alpha.locator(".chip.sla")).to_have_text(["p95 ≤ 300 ms"])
-    expect(bravo.get_by_role("link", name="p_b02")).to_be_visible()
+    expect(bravo.get_by_role("link", name="Bravo Supplies")).to_be_visible()
     expect(bravo.locator(".chip.sla")).to_have_count(0)
-    expect(bravo.get_by_text("none", exact=True)).to_be_visible()
+    expect(bravo.get_by_text("no SLAs", exact=True)).to_be_visible()
     screenshot(page, "partner_list")
 
 
@@ -74,7 +74,7 @@ def test_search_filters_the_partner_table_without_a_full_page_reload(
 
     expect(partner_rows(page)).to_have_count(1)
     expect(partner_rows(page)).to_contain_text("Bravo Supplies")
-    expect(page).to_have_url(re.compile(r"/partners/\?(.*&)?q=bravo(&|$)"))
+    expect(page).to_have_url(re.compile(r"/overview/\?(.*&)?q=bravo(&|$)"))
     assert page.evaluate("window.__marker") == 1, "the page was reloaded instead of swapped"
 
 
@@ -189,7 +189,7 @@ def test_registry_import_previews_then_imports_the_playbook_csvs(
 
     page.get_by_role("button", name="Confirm import").click()
 
-    expect(page).to_have_url(f"{live_server.url}/partners/")
+    expect(page).to_have_url(f"{live_server.url}/overview/")
     expect(page.get_by_role("status")).to_contain_text(
         re.compile(r"Registry imported: \d+ created, 0 updated, 0 deleted\.")
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -8,7 +9,7 @@ from playwright.sync_api import Page, expect
 from certification import runs, suites
 from partners.models import Partner
 from tests import factories
-from tests.browser.conftest import login
+from tests.browser.conftest import login, screenshot
 
 SUITE = (
     "name: slow\ntests:\n"
@@ -83,7 +84,6 @@ def test_run_page_shows_unevaluated_checks_amber_and_sla_verdicts_per_endpoint(
     from certification import execution
     from partners import services
     from partners.models import SLA
-    from tests.browser.conftest import screenshot
     from tests.engine.servers import closed_port
 
     factories.qa_lead()
@@ -110,3 +110,77 @@ def test_run_page_shows_unevaluated_checks_amber_and_sla_verdicts_per_endpoint(
     expect(table.locator("tr", has_text="dead")).to_contain_text("refused x10")
     expect(page.locator("ul.reasons")).to_contain_text("not evaluated")
     screenshot(page, "run_verdicts")
+
+
+LIVE_SUITE = """\
+name: live
+tests:
+  - name: Health answers
+    code: W-001
+    steps:
+      - action: {type: httpRequest, method: GET, url: /health}
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+  - name: Status contract
+    code: W-002
+    kind: alt
+    steps:
+      - action: {type: httpRequest, method: GET, url: /v1/status/500}
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+"""
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_run_on_a_worker_finishes_live_opens_its_failure_and_compares_with_the_last_run(
+    page: Page, live_server: Any, partner_a: Partner, sandbox: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from config.celery import app as celery_app
+    from partners import services
+    from tests.workers import celery_workers, new_queue
+
+    queue = new_queue()
+    monkeypatch.setitem(celery_app.conf, "task_default_queue", queue)
+    factories.qa_lead()
+    services.endpoint_save(
+        partner=partner_a, by="test", name="api", base_url=sandbox.url, is_default=True,
+        auth_kind="none", auth_config={}, new_secrets={},
+    )  # fmt: skip
+    suite, _ = suites.suite_store(entry="live.yaml", sources={"live.yaml": LIVE_SUITE}, by="t")
+    first = runs.start_run(partner=partner_a, suite=suite, by="test")  # queued, no worker yet
+    login(page, live_server, "qa")
+    page.goto(f"{live_server.url}/runs/{first.pk}/")
+    expect(page.locator("#run-live .badge")).to_have_text("Queued")
+    failing = page.locator("#scenario-1")
+    expect(failing).not_to_have_attribute("open", "")
+    headings = page.locator(".scenario-group h2")
+    expect(headings.nth(0)).to_contain_text("Main")
+    expect(headings.nth(1)).to_contain_text("Alternate")
+
+    with celery_workers(1, queue=queue):
+        # Watched without reloading: the header, then the failing scenario, which opens itself.
+        expect(page.locator("#run-live .badge")).to_have_text("Failed", timeout=30_000)
+        expect(page.locator("#run-live")).to_contain_text("2/2")
+        expect(page.locator("#run-live")).to_contain_text("1 passed · 1 failed · 0 errored")
+        expect(failing).to_have_attribute("open", "")
+        expect(failing.locator("tr.bad")).to_contain_text("500")
+        expect(failing.locator("tr.bad mark").last).to_have_text(
+            "5"
+        )  # 200 vs 500: only the 5 is marked
+        expect(page.locator("#scenario-0")).not_to_have_attribute("open", "")
+        page.locator("#scenario-0 summary").focus()
+        page.keyboard.press("Enter")  # keyboard opens it; its steps load on demand
+        expect(page.locator("#scenario-0 .step")).to_contain_text("HTTP 200")
+        screenshot(page, "run_page")
+        page.set_viewport_size({"width": 390, "height": 844})
+        screenshot(page, "run_page_phone")
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+        page.get_by_role("button", name="Re-run").click()
+        page.wait_for_url(re.compile(rf"/runs/(?!{first.pk}/)\d+/$"))
+        expect(page.locator("#run-live .badge")).to_have_text("Failed", timeout=30_000)
+
+    page.get_by_role("link", name="Compare with previous run").click()
+    expect(page.locator("h1")).to_contain_text(f"compared with #{first.pk}")
+    expect(page.locator("#still-failing")).to_contain_text("W-002")
+    expect(page.locator("#newly-failing")).to_contain_text("None.")

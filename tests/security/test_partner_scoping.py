@@ -67,6 +67,11 @@ def _waiver_b(partner: Partner, run: Run) -> str:
     )  # fmt: skip
 
 
+def _suite_b(partner: Partner, run: Run) -> str:
+    _certification_b(partner, run)  # names the suite: it is assigned to partner B only
+    return str(run.suite_id)
+
+
 def _bundle_b(partner: Partner, run: Run) -> str:
     from django.utils import timezone
 
@@ -91,15 +96,14 @@ B_VALUES: dict[str, Callable[[Partner, Endpoint, Run], str]] = {
     "key": lambda partner, endpoint, run: "auth",
     "bundle_id": lambda partner, endpoint, run: _bundle_b(partner, run),
     "scope": lambda partner, endpoint, run: _certification_b(partner, run).scope,
+    "suite_id": lambda partner, endpoint, run: _suite_b(partner, run),
 }
 # Public on purpose, for deploy pipelines and embedded badges: the go-live answer of any
 # partner's scope (tests/evidence/test_certification_views.py checks what it says).
 PUBLIC_BY_DESIGN = {"evidence:go_live", "evidence:go_live_badge"}
-# Parameters naming objects shared by all partners (suites): such URLs must answer, but show
-# nothing of partner B.
-GLOBAL_VALUES: dict[str, Callable[[Run], str]] = {
-    "suite_id": lambda run: str(run.suite_id),
-}
+# Parameters naming objects shared by all partners: such URLs must answer, but show nothing of
+# partner B. None today: suites are seen by a partner's users only once assigned to it.
+GLOBAL_VALUES: dict[str, Callable[[Run], str]] = {}
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.request
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
@@ -54,13 +56,39 @@ class Command(BaseCommand):
         parser.add_argument(
             "--wait", action="store_true", help="Wait up to 15 s for the sandbox to answer first."
         )
+        parser.add_argument(
+            "--demo-run",
+            action="store_true",
+            help=f"Then run the suite {DEMO_SUITE} against Acme Retail (in this process), "
+            "unless Acme Retail has a run already.",
+        )
 
-    def handle(self, *args: Any, sandbox_url: str, wait: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, sandbox_url: str, wait: bool, demo_run: bool, **options: Any
+    ) -> None:
         if settings.PRODUCTION:
             raise CommandError("demo_setup creates users with known passwords; not in production.")
         if wait and not _answers(f"{sandbox_url}/health", within_s=15):
             self.stderr.write(f"The demo sandbox at {sandbox_url} does not answer; continuing.")
         self._load(sandbox_url)
+        if demo_run:
+            self._demo_run()
+
+    def _demo_run(self) -> None:
+        """One finished run to look at, not one more on every restart of `make run`."""
+        if Partner.objects.get(external_id="p_001").runs.exists():
+            self.stdout.write("Acme Retail has runs already; no demo run started.")
+            return
+        # A failed run exits 1; the run and its summary are there to look at all the same.
+        with contextlib.suppress(SystemExit):
+            call_command(
+                "run_suite",
+                partner="p_001",
+                suite=DEMO_SUITE,
+                inline=True,
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
 
     @transaction.atomic
     def _load(self, sandbox_url: str) -> None:
