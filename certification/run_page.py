@@ -302,8 +302,9 @@ def verdict_rows(run: Run) -> list[dict[str, Any]]:
 
 
 def previous_run(run: Run, runs: QuerySet[Run]) -> Run | None:
-    """The last finished run of the same partner and suite name started before ``run``,
-    among ``runs`` (those the user may see)."""
+    """The last finished, not cancelled run of the same partner and suite name started before
+    ``run``, among ``runs`` (those the user may see). A cancelled run is no verdict, here as on
+    the overview (``certification.standing``) and in the evidence review."""
     return (
         runs.filter(
             partner_id=run.partner_id,
@@ -311,6 +312,7 @@ def previous_run(run: Run, runs: QuerySet[Run]) -> Run | None:
             status__in=Run.FINISHED,
             created_at__lte=run.created_at,
         )
+        .exclude(status=Run.Status.CANCELLED)
         .exclude(pk=run.pk)
         .exclude(created_at=run.created_at, pk__gt=run.pk)
         .select_related("partner", "suite")

@@ -14,12 +14,17 @@ from django.db import transaction
 from django.db.models import Count, Q
 
 from certification.models import LatestRun, Run, ScenarioRun
+from certification.verdicts import MET
 
-NOT_MET = ("missed", "insufficient samples", "not measured")
+_SCENARIO_COUNTS = {
+    "passed": Count("pk", filter=Q(status=ScenarioRun.Status.PASSED)),
+    "total": Count("pk"),
+}
 
 
 def _sla_not_met(verdicts: Iterable[dict[str, Any]]) -> int:
-    return sum(1 for v in verdicts or () if v.get("verdict") in NOT_MET)
+    """SLA verdicts that are not ``met``: missed, and those not proven either way."""
+    return sum(1 for v in verdicts or () if v.get("verdict") != MET)
 
 
 def latest_run_record(run: Run) -> None:
@@ -27,9 +32,7 @@ def latest_run_record(run: Run) -> None:
     a later finished run is already recorded."""
     if not run.is_finished or run.status == Run.Status.CANCELLED or run.finished_at is None:
         return
-    counts = run.scenario_runs.aggregate(
-        passed=Count("pk", filter=Q(status=ScenarioRun.Status.PASSED)), total=Count("pk")
-    )
+    counts = run.scenario_runs.aggregate(**_SCENARIO_COUNTS)
     values = {
         "run": run,
         "status": run.status,
@@ -55,8 +58,8 @@ def latest_run_record(run: Run) -> None:
 def latest_runs_rebuild(partner_ids: Iterable[int] | None = None) -> int:
     """Recompute the standings of the given partners (all when None) from their runs; returns
     how many were written."""
-    runs = Run.objects.exclude(status__in=[Run.Status.QUEUED, Run.Status.RUNNING]).exclude(
-        status=Run.Status.CANCELLED
+    runs = Run.objects.exclude(
+        status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.CANCELLED]
     )
     if partner_ids is not None:
         partner_ids = list(partner_ids)
@@ -73,20 +76,12 @@ def latest_runs_rebuild(partner_ids: Iterable[int] | None = None) -> int:
     )
     for row in rows.iterator(chunk_size=2000):
         latest[(row["partner_id"], row["suite__name"])] = row
-    passed = dict(
-        ScenarioRun.objects.filter(
-            run_id__in=[row["id"] for row in latest.values()], status=ScenarioRun.Status.PASSED
-        )
-        .values_list("run_id")
-        .annotate(n=Count("pk"))
-        .values_list("run_id", "n")
-    )
-    totals = dict(
-        ScenarioRun.objects.filter(run_id__in=[row["id"] for row in latest.values()])
-        .values_list("run_id")
-        .annotate(n=Count("pk"))
-        .values_list("run_id", "n")
-    )
+    counts = {
+        row["run_id"]: row
+        for row in ScenarioRun.objects.filter(run_id__in=[row["id"] for row in latest.values()])
+        .values("run_id")
+        .annotate(**_SCENARIO_COUNTS)
+    }
     objects = [
         LatestRun(
             partner_id=partner_id,
@@ -94,8 +89,8 @@ def latest_runs_rebuild(partner_ids: Iterable[int] | None = None) -> int:
             run_id=row["id"],
             status=row["status"],
             finished_at=row["finished_at"],
-            scenarios_passed=passed.get(row["id"], 0),
-            scenarios_total=totals.get(row["id"], row["scenarios_total"]),
+            scenarios_passed=counts.get(row["id"], {}).get("passed", 0),
+            scenarios_total=counts.get(row["id"], {}).get("total") or row["scenarios_total"],
             sla_missed=_sla_not_met(row["sla_verdicts"]),
         )
         for (partner_id, suite_name), row in latest.items()

@@ -89,27 +89,29 @@ def _backfill(apps, schema_editor):  # noqa: ANN001, ARG001
     )
     for row in runs.iterator(chunk_size=2000):
         latest[(row["partner_id"], row["suite__name"])] = row
-    objects = []
-    for (partner_id, suite_name), row in latest.items():
-        statuses = list(
-            ScenarioRun.objects.filter(run_id=row["id"]).values_list("status", flat=True)
+    # The same rule as certification.standing.latest_runs_rebuild, written against the
+    # historical models, as a migration must be (the live code may change after it).
+    counts = {
+        row["run_id"]: row
+        for row in ScenarioRun.objects.filter(run_id__in=[r["id"] for r in latest.values()])
+        .values("run_id")
+        .annotate(
+            passed=models.Count("pk", filter=models.Q(status="passed")), total=models.Count("pk")
         )
-        objects.append(
-            LatestRun(
-                partner_id=partner_id,
-                suite_name=suite_name,
-                run_id=row["id"],
-                status=row["status"],
-                finished_at=row["finished_at"],
-                scenarios_passed=statuses.count("passed"),
-                scenarios_total=len(statuses),
-                sla_missed=sum(
-                    1
-                    for v in row["sla_verdicts"] or ()
-                    if v.get("verdict") in ("missed", "insufficient samples", "not measured")
-                ),
-            )
+    }
+    objects = [
+        LatestRun(
+            partner_id=partner_id,
+            suite_name=suite_name,
+            run_id=row["id"],
+            status=row["status"],
+            finished_at=row["finished_at"],
+            scenarios_passed=counts.get(row["id"], {}).get("passed", 0),
+            scenarios_total=counts.get(row["id"], {}).get("total", 0),
+            sla_missed=sum(1 for v in row["sla_verdicts"] or () if v.get("verdict") != "met"),
         )
+        for (partner_id, suite_name), row in latest.items()
+    ]
     LatestRun.objects.bulk_create(objects, batch_size=1000)
 
 

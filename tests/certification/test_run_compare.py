@@ -106,6 +106,16 @@ def test_previous_run_is_the_last_finished_one_before_of_the_same_suite_and_part
     assert run_page.previous_run(older, Run.objects.all()) is None
 
 
+def test_a_cancelled_run_is_not_the_previous_run(partner_a: Partner) -> None:
+    previous = _run(partner_a, ["failed"] * 4)
+    cancelled = runs.run_create(partner=partner_a, suite=previous.suite, by="test")
+    runs.run_cancel(run=cancelled, by="test")
+    current = _run(partner_a, ["passed"] * 4)
+
+    assert Run.objects.get(pk=cancelled.pk).status == Run.Status.CANCELLED
+    assert run_page.previous_run(current, Run.objects.all()) == previous
+
+
 def test_compare_with_a_chosen_run(qa_client: Client, partner_a: Partner) -> None:
     first = _run(partner_a, ["failed"] * 4)
     _run(partner_a, ["passed"] * 4)
