@@ -57,11 +57,15 @@ def _seeded() -> bool:
 def prepare() -> None:
     import django
     from django.core.management import call_command
-    from django.db import connections
+    from django.db import OperationalError, connections
 
     django.setup()
-    call_command("migrate", verbosity=0)
-    if _seeded():
+    try:
+        call_command("migrate", verbosity=0)
+        seeded = _seeded()
+    except OperationalError:  # the bench database does not exist yet
+        seeded = False
+    if seeded:
         print("Reusing the seeded bench database.")
         return
     connections.close_all()

@@ -14,7 +14,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from certification.models import Run, Suite
+from certification.models import SUITE_BODY, Run, Suite
 from partners.access import member_partner_id, sees_all_partners
 
 # Certifications in these statuses assign nothing. A withdrawn one was closed unsigned. A
@@ -36,7 +36,10 @@ def run_for_user(user: Any, run_id: int | str) -> Run:
     except (TypeError, ValueError):
         raise Http404("No such run") from None
     return get_object_or_404(
-        runs_visible_to(user).select_related("partner", "suite", "created_by"), pk=pk
+        runs_visible_to(user)
+        .select_related("partner", "suite", "created_by")
+        .defer(*(f"suite__{name}" for name in SUITE_BODY)),
+        pk=pk,
     )
 
 
@@ -93,4 +96,4 @@ def suites_runnable_for(user: Any, partner: Any) -> QuerySet[Suite]:
     and for a partner's user only against their own partner."""
     if not sees_all_partners(user) and member_partner_id(user) != partner.pk:
         return Suite.objects.none()
-    return latest_versions(suites_visible_to(user)).order_by("name")
+    return latest_versions(suites_visible_to(user)).defer(*SUITE_BODY).order_by("name")

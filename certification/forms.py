@@ -49,7 +49,9 @@ class StartRunForm(forms.Form):
     def __init__(self, *args: Any, suites: QuerySet[Suite], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["suite"].queryset = suites
-        self.fields["suite"].label_from_instance = lambda s: f"{s.name} (v{s.version})"
+        # The options from one read of ``suites`` (the partner page shares it with the
+        # schedule form); a posted id is still checked against the queryset.
+        self.fields["suite"].choices = [(s.pk, f"{s.name} (v{s.version})") for s in suites]
 
 
 class ScheduleForm(forms.Form):
@@ -59,7 +61,7 @@ class ScheduleForm(forms.Form):
     def __init__(self, *args: Any, suites: QuerySet[Suite], **kwargs: Any) -> None:
         """``suites``: those the user may run for the partner (``access.suites_runnable_for``)."""
         super().__init__(*args, **kwargs)
-        names = suites.order_by("name").values_list("name", flat=True).distinct()
+        names = sorted({suite.name for suite in suites})
         self.fields["suite_name"].choices = [(n, n) for n in names]
 
 

@@ -97,6 +97,10 @@ class Suite(models.Model):
         return f"{self.name} v{self.version}"
 
 
+# A suite's YAML and parsed form: what pages listing runs or suites need not read back.
+SUITE_BODY = ("sources", "parsed")
+
+
 class Scenario(models.Model):
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="scenarios")
     index = models.PositiveIntegerField()
@@ -186,6 +190,12 @@ class Run(LockGuardModel):
                 condition=Q(status__in=["queued", "running"]) | Q(finished_at__isnull=False),
                 name="run_finished_has_time",
             ),
+        ]
+        indexes = [
+            # The runs list and a partner's run history, newest first; the partner's charts.
+            models.Index(fields=["-created_at", "-id"], name="run_newest"),
+            models.Index(fields=["partner", "-created_at", "-id"], name="run_partner_newest"),
+            models.Index(fields=["partner", "-finished_at"], name="run_partner_finished"),
         ]
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from certification.models import Run, ScenarioRun, StepResult
+from certification.models import SUITE_BODY, Run, ScenarioRun, StepResult
 from certification.verdicts import sla_label
 from evidence.svg_charts import LatencyTarget, latency_histogram_svg, parse_latency_target
 
@@ -316,6 +316,7 @@ def previous_run(run: Run, runs: QuerySet[Run]) -> Run | None:
         .exclude(pk=run.pk)
         .exclude(created_at=run.created_at, pk__gt=run.pk)
         .select_related("partner", "suite")
+        .defer(*(f"suite__{name}" for name in SUITE_BODY))
         .order_by("-created_at", "-id")
         .first()
     )

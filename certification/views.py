@@ -116,6 +116,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(
         selectors.run_list_rows(runs).order_by("-created_at", "-id"), selectors.RUN_LIST_PAGE_SIZE
     ).get_page(request.GET.get("page"))
+    page.object_list = selectors.scenario_counts_attach(list(page.object_list))
     now = timezone.now()
     rows = [
         {

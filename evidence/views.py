@@ -79,6 +79,8 @@ def certification_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     qs = access.certifications_visible_to(request.user).select_related("partner")
     show = request.GET.get("show", "")
+    if partner := request.GET.get("partner", "").strip():
+        qs = qs.filter(partner__external_id=partner)
     if show == "due":
         qs = qs.filter(status=Certification.Status.EXPIRED) | qs.filter(
             status=Certification.Status.CERTIFIED, valid_until__lte=now + EXPIRING_WITHIN
@@ -89,9 +91,15 @@ def certification_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "evidence/certification_list.html",
-        {"rows": rows, "show": show, "statuses": Certification.Status.choices, "now": now,
-         "expiring": now + EXPIRING_WITHIN},
-    )  # fmt: skip
+        {
+            "rows": rows,
+            "show": show,
+            "partner": partner,
+            "statuses": Certification.Status.choices,
+            "now": now,
+            "expiring": now + EXPIRING_WITHIN,
+        },
+    )
 
 
 @login_required

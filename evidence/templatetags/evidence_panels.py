@@ -14,15 +14,22 @@ from evidence import access
 
 register = template.Library()
 
+# The partner page lists the newest certifications, current and past; the rest are a link away.
+PARTNER_CERTIFICATIONS = 20
+
 
 @register.inclusion_tag("evidence/_partner_certifications.html", takes_context=True)
 def partner_certifications(context: template.Context, partner: Any) -> dict[str, Any]:
     user = context["request"].user
+    certifications = list(
+        access.certifications_visible_to(user)
+        .filter(partner=partner)
+        .order_by("-created_at")[: PARTNER_CERTIFICATIONS + 1]
+    )
     return {
         "partner": partner,
-        "certifications": access.certifications_visible_to(user)
-        .filter(partner=partner)
-        .order_by("scope", "-created_at")[:50],
+        "certifications": certifications[:PARTNER_CERTIFICATIONS],
+        "more": len(certifications) > PARTNER_CERTIFICATIONS,
         "can_open": access.can_open(user),
     }
 

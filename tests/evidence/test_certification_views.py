@@ -165,6 +165,16 @@ def test_certification_list_shows_those_due_for_recertification(acme: Partner, q
     assert "due for recertification" in page.content.decode()
 
 
+def test_certification_list_filters_by_partner_id(acme: Partner, qa: Any) -> None:
+    other = Partner.objects.create(external_id="p_777", name="Other Co")
+    certs.open_certification(acme, qa)
+    certs.open_certification(other, qa)
+    page = _client(qa).get(reverse("evidence:certification_list"), {"partner": "p_777"})
+    body = page.content.decode()
+    assert "Other Co" in body and acme.name not in body
+    assert 'value="p_777"' in body
+
+
 def test_the_signing_key_page_is_public_and_shows_the_fingerprint(db: Any) -> None:
     from evidence import signing
 
