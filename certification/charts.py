@@ -69,7 +69,7 @@ class RunPoint:
     @property
     def at(self) -> str:
         """The x value: UTC ISO 8601 to the second, which Plotly reads as a date."""
-        return self.finished_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return _fmt(self.finished_at)
 
     @property
     def label(self) -> str:
@@ -139,17 +139,35 @@ def run_point(
     )
 
 
-def _layout(title: str, *, y_title: str, y_range: list[float] | None = None) -> dict[str, Any]:
+# Runs close together (or a single run) still get a readable time axis: at least this much
+# on either side of them, rather than ticks a millisecond apart.
+MIN_TIME_PAD = dt.timedelta(minutes=30)
+
+
+def _fmt(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _layout(
+    runs: Sequence[RunPoint], *, y_title: str, y_range: list[float] | None = None
+) -> dict[str, Any]:
+    """The shared layout: a UTC time axis padded around ``runs``, no title (the page's
+    caption is the title), the legend under the plot."""
     yaxis: dict[str, Any] = {"title": {"text": y_title}, "rangemode": "tozero", "zeroline": False}
     if y_range is not None:
         yaxis["range"] = y_range
+    first, last = min(p.finished_at for p in runs), max(p.finished_at for p in runs)
+    pad = max((last - first) * 0.05, MIN_TIME_PAD)
     return {
-        "title": {"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}},
         "font": _FONT,
-        "xaxis": {"title": {"text": "run finished (UTC)"}, "type": "date"},
+        "xaxis": {
+            "title": {"text": "run finished (UTC)"},
+            "type": "date",
+            "range": [_fmt(first - pad), _fmt(last + pad)],
+        },
         "yaxis": yaxis,
-        "legend": {"orientation": "h", "y": -0.25},
-        "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
+        "legend": {"orientation": "h", "y": -0.3},
+        "margin": {"l": 56, "r": 16, "t": 12, "b": 56},
         "hovermode": "closest",
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
@@ -235,15 +253,19 @@ def latency_chart(points: Iterable[RunPoint], endpoint: str, *, slot: int = 0) -
                 insufficient["x"].append(point.at)
                 insufficient["y"].append(where)
                 insufficient["text"].append(text)
+    layout = _layout(runs, y_title="ms")
+    start, end = layout["xaxis"]["range"]
     for name, line in sorted(target_lines.items()):
+        # Drawn across the whole axis: from its left edge at the first run's target to the
+        # right edge at the last run's, stepping where a run was judged on another target.
         traces.append(
             {
                 "type": "scatter",
                 "mode": "lines",
                 "name": f"target {name}",
-                "x": line["x"],
-                "y": line["y"],
-                "text": line["text"],
+                "x": [start, *line["x"], end],
+                "y": [line["y"][0], *line["y"], line["y"][-1]],
+                "text": [line["text"][0], *line["text"], line["text"][-1]],
                 "hovertemplate": "target %{text}<extra></extra>",
                 "line": {"color": _TARGET, "width": 2, "dash": "dash", "shape": "hv"},
             }
@@ -297,7 +319,7 @@ def latency_chart(points: Iterable[RunPoint], endpoint: str, *, slot: int = 0) -
         id=f"chart-latency-{slot}-{_slug(endpoint)}",
         title=title,
         summary=summary,
-        figure={"data": traces, "layout": _layout(title, y_title="ms")},
+        figure={"data": traces, "layout": layout},
         columns=["Run", "Finished (UTC)", "Suite", "p50", "p95", "p99", "SLA verdicts"],
         rows=rows,
     )
@@ -353,7 +375,7 @@ def pass_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
         id="chart-pass-rate",
         title=title,
         summary=summary,
-        figure={"data": traces, "layout": _layout(title, y_title="%", y_range=[0, 105])},
+        figure={"data": traces, "layout": _layout(runs, y_title="%", y_range=[0, 105])},
         columns=["Run", "Finished (UTC)", "Suite", "Run verdict", "Scenarios passed", "Rate"],
         rows=rows,
     )
@@ -418,7 +440,7 @@ def error_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
         id="chart-error-rate",
         title=title,
         summary=summary,
-        figure={"data": traces, "layout": _layout(title, y_title="%", y_range=[0, top])},
+        figure={"data": traces, "layout": _layout(runs, y_title="%", y_range=[0, top])},
         columns=["Run", "Finished (UTC)", "Suite", "Endpoint", "Failed requests", "Rate"],
         rows=rows,
     )

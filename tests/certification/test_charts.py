@@ -73,7 +73,9 @@ def test_the_sla_target_is_a_dashed_line_at_its_threshold_in_every_run_it_was_ev
               for n in (1, 2, 3)]  # fmt: skip
     chart = latency_chart(points, "api")
     target = _trace(chart, "target p95")
-    assert target["y"] == [300.0, 300.0, 300.0]
+    assert target["y"] == [300.0] * 5  # each run, and the two edges of the axis
+    assert target["x"][0] == chart.figure["layout"]["xaxis"]["range"][0]
+    assert target["x"][-1] == chart.figure["layout"]["xaxis"]["range"][1]
     assert target["line"]["dash"] == "dash"
     assert "3 of 3 latency verdicts met, none missed" in chart.summary
 
@@ -85,7 +87,7 @@ def test_a_changed_target_is_drawn_as_a_step_at_the_run_it_changed() -> None:
                verdicts=[_verdict("api", "met", 51, target="p95 ≤ 200 ms")]),
     ]  # fmt: skip
     target = _trace(latency_chart(points, "api"), "target p95")
-    assert target["y"] == [300.0, 200.0]
+    assert target["y"] == [300.0, 300.0, 200.0, 200.0]
     assert target["line"]["shape"] == "hv"
 
 
@@ -207,3 +209,17 @@ def test_malformed_roll_ups_are_read_as_missing_values_not_errors() -> None:
     chart = latency_chart([point], "api")
     assert _trace(chart, "p95")["y"] == [None]
     assert not any(t["name"].startswith("target") for t in chart.figure["data"])
+
+
+def test_a_single_run_gets_a_time_axis_of_an_hour_not_of_milliseconds() -> None:
+    chart = pass_rate_chart([_point(1)])
+    assert chart.figure["layout"]["xaxis"]["range"] == [
+        "2026-11-02 11:30:00",
+        "2026-11-02 12:30:00",
+    ]
+
+
+def test_the_time_axis_spans_every_run_with_some_room_either_side() -> None:
+    chart = pass_rate_chart([_point(1), _point(21)])
+    first, last = chart.figure["layout"]["xaxis"]["range"]
+    assert first == "2026-11-01 12:00:00" and last == "2026-11-23 12:00:00"
