@@ -23,11 +23,12 @@ an endpoint has no point on its chart (a gap, never a zero).
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from certification.verdicts import INSUFFICIENT, MET, MISSED
+from certification.verdicts import INSUFFICIENT, MET, MISSED, NOT_MEASURED, is_flow
 from evidence.svg_charts import format_ms, parse_latency_target
 
 PERCENTILES = ("p50", "p95", "p99")
@@ -65,6 +66,8 @@ class RunPoint:
     total: int
     endpoints: Mapping[str, EndpointPoint]
     verdicts: Sequence[Mapping[str, Any]] = ()
+    # Scenarios the engine ran to an outcome (not those a run-level error closed unrun).
+    ran: int = 0
 
     @property
     def at(self) -> str:
@@ -114,8 +117,10 @@ def run_point(
     total: int,
     latency: Mapping[str, Any] | None,
     verdicts: Sequence[Mapping[str, Any]] | None,
+    ran: int | None = None,
 ) -> RunPoint:
-    """A run's point from its stored roll-ups (``Run.latency``, ``Run.sla_verdicts``)."""
+    """A run's point from its stored roll-ups (``Run.latency``, ``Run.sla_verdicts``).
+    ``ran``: scenarios that ran to an outcome (default: all of ``total``)."""
     endpoints = {
         str(name): EndpointPoint(
             requests=_int(rollup.get("requests")),
@@ -136,6 +141,7 @@ def run_point(
         total=total,
         endpoints=endpoints,
         verdicts=tuple(v for v in verdicts or () if isinstance(v, Mapping)),
+        ran=total if ran is None else ran,
     )
 
 
@@ -182,13 +188,51 @@ def _ordered(points: Iterable[RunPoint]) -> list[RunPoint]:
     return sorted((p for p in points if p.status != "cancelled"), key=lambda p: p.finished_at)
 
 
-def _pct(value: float) -> str:
-    return f"{value:.1f} %".replace(".0 %", " %")
+def _pct(part: int, whole: int) -> str:
+    """``part`` of ``whole`` in percent, with as many decimals as it takes never to read 0 %
+    when some did, nor 100 % when not all did (1 of 3,000 is 0.03 %, 1,999 of 2,000 99.95 %)."""
+    if part <= 0:
+        return "0 %"
+    if part >= whole:
+        return "100 %"
+    value = 100 * part / whole
+    text = f"{value:.1f}"
+    for digits in range(1, 8):
+        text = f"{value:.{digits}f}"
+        if 0 < float(text) < 100:
+            break
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} %"
+
+
+def _plain(text: Any) -> str:
+    """Text for a Plotly label: Plotly reads a subset of HTML (links, styles) in names and hover
+    text, so angle brackets and ampersands in partner-given names are sent as entities."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _iso(at: dt.datetime) -> str:
+    """The page's time format, UTC ISO 8601 to the second (``2026-12-02T10:39:11Z``)."""
+    return at.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+_OUTCOME_ORDER = (MISSED, INSUFFICIENT, NOT_MEASURED, MET)
+
+
+def _outcomes_text(outcomes: list[str]) -> str:
+    """``"1 missed, 1 insufficient samples, 2 met (of 4 latency verdicts)."``"""
+    counts = Counter(outcomes)
+    order = [*_OUTCOME_ORDER, *sorted(set(counts) - set(_OUTCOME_ORDER))]
+    parts = [f"{counts[o]} {o}" for o in order if counts[o]]
+    if MISSED not in counts:
+        parts.insert(0, "0 missed")
+    return f"{', '.join(parts)} (of {len(outcomes)} latency verdicts)."
 
 
 @dataclass(frozen=True)
 class _Target:
-    name: str  # "p95"
+    sla: str  # the SLA's name: "p95", "p95-orders"
     label: str  # "p95 ≤ 300 ms"
     threshold_ms: float
 
@@ -200,8 +244,41 @@ def _latency_verdicts(point: RunPoint, endpoint: str) -> list[tuple[Mapping[str,
             continue
         target = parse_latency_target(str(verdict.get("target", "")))
         if target is not None:
-            found.append((verdict, _Target(target.short, target.label, target.threshold_ms)))
+            sla = str(verdict.get("sla") or target.short)
+            found.append((verdict, _Target(sla, target.label, target.threshold_ms)))
     return found
+
+
+def _target_trace(
+    sla: str, runs: Sequence[RunPoint], judged: Mapping[int, _Target], edges: tuple[str, str]
+) -> dict[str, Any]:
+    """One SLA's target as a dashed step line over the runs judged on it, broken across runs
+    that were not, and reaching an edge of the axis only from a first or last run judged."""
+    xs: list[Any] = []
+    ys: list[float | None] = []
+    texts: list[str] = []
+    for point in runs:
+        target = judged.get(point.run_id)
+        xs.append(point.at)
+        ys.append(target.threshold_ms if target else None)
+        texts.append(_plain(f"{sla}: {target.label}") if target else "")
+    if ys[0] is not None:
+        xs, ys, texts = [edges[0], *xs], [ys[0], *ys], [texts[0], *texts]
+    if ys[-1] is not None:
+        xs, ys, texts = [*xs, edges[1]], [*ys, ys[-1]], [*texts, texts[-1]]
+    return {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "name": _plain(f"target {sla}"),
+        "x": xs,
+        "y": ys,
+        "text": texts,
+        "hovertemplate": "target %{text}<extra></extra>",
+        "line": {"color": _TARGET, "width": 2, "dash": "dash", "shape": "hv"},
+        # A run judged alone between runs that were not still shows its target.
+        "marker": {"symbol": "line-ew-open", "size": 14, "color": _TARGET},
+        "connectgaps": False,
+    }
 
 
 def latency_chart(points: Iterable[RunPoint], endpoint: str, *, slot: int = 0) -> Chart | None:
@@ -219,57 +296,43 @@ def latency_chart(points: Iterable[RunPoint], endpoint: str, *, slot: int = 0) -
                 "name": name,
                 "x": [p.at for p in runs],
                 "y": [p.endpoints[endpoint].value(name) for p in runs],
-                "text": [p.label for p in runs],
-                "hovertemplate": f"{name} %{{y:.1f}} ms<br>%{{text}}<br>%{{x}} UTC<extra></extra>",
+                "text": [_plain(p.label) for p in runs],
+                "hovertemplate": f"{name} %{{y:.4~g}} ms<br>%{{text}}<br>%{{x}} UTC<extra></extra>",
                 "line": {"color": _COLOURS[name], "width": 2},
                 "marker": {"size": 5},
                 "connectgaps": False,
             }
         )
-    # Targets as they were evaluated in each run: one dashed line per target label kind.
-    target_lines: dict[str, dict[str, list[Any]]] = {}
+    # Each SLA's target as it was evaluated in each run: SLA name -> run id -> target.
+    judged: dict[str, dict[int, _Target]] = {}
     missed: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
     insufficient: dict[str, list[Any]] = {"x": [], "y": [], "text": []}
     table_targets: dict[int, list[str]] = {}
-    breaches = 0
+    outcomes: list[str] = []
     for point in runs:
         for verdict, target in _latency_verdicts(point, endpoint):
-            line = target_lines.setdefault(target.name, {"x": [], "y": [], "text": []})
-            line["x"].append(point.at)
-            line["y"].append(target.threshold_ms)
-            line["text"].append(target.label)
-            outcome = str(verdict.get("verdict", ""))
+            judged.setdefault(target.sla, {})[point.run_id] = target
+            outcome = str(verdict.get("verdict", "")) or NOT_MEASURED
+            outcomes.append(outcome)
             measured = _ms(verdict.get("measured"))
-            table_targets.setdefault(point.run_id, []).append(f"{target.label}: {outcome}")
+            table_targets.setdefault(point.run_id, []).append(
+                f"{target.sla} ({target.label}): {outcome}"
+            )
             where = measured if measured is not None else target.threshold_ms
             why = str(verdict.get("reason") or "")
-            text = f"{target.label} {outcome} in {point.label}" + (f": {why}" if why else "")
-            if outcome == MISSED:
-                breaches += 1
-                missed["x"].append(point.at)
-                missed["y"].append(where)
-                missed["text"].append(text)
-            elif outcome == INSUFFICIENT:
-                insufficient["x"].append(point.at)
-                insufficient["y"].append(where)
-                insufficient["text"].append(text)
+            text = _plain(
+                f"{target.sla} ({target.label}) {outcome} in {point.label}"
+                + (f": {why}" if why else "")
+            )
+            marks = {MISSED: missed, INSUFFICIENT: insufficient}.get(outcome)
+            if marks is not None:
+                marks["x"].append(point.at)
+                marks["y"].append(where)
+                marks["text"].append(text)
     layout = _layout(runs, y_title="ms")
-    start, end = layout["xaxis"]["range"]
-    for name, line in sorted(target_lines.items()):
-        # Drawn across the whole axis: from its left edge at the first run's target to the
-        # right edge at the last run's, stepping where a run was judged on another target.
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": f"target {name}",
-                "x": [start, *line["x"], end],
-                "y": [line["y"][0], *line["y"], line["y"][-1]],
-                "text": [line["text"][0], *line["text"], line["text"][-1]],
-                "hovertemplate": "target %{text}<extra></extra>",
-                "line": {"color": _TARGET, "width": 2, "dash": "dash", "shape": "hv"},
-            }
-        )
+    edges = tuple(layout["xaxis"]["range"])
+    for sla, by_run in sorted(judged.items()):
+        traces.append(_target_trace(sla, runs, by_run, edges))  # type: ignore[arg-type]
     if missed["x"]:
         traces.append(
             {
@@ -293,22 +356,18 @@ def latency_chart(points: Iterable[RunPoint], endpoint: str, *, slot: int = 0) -
             }
         )
     title = f"{endpoint}: latency of successful probe requests"
-    checked = sum(len(v) for v in table_targets.values())
-    if not target_lines:
+    if not outcomes:
         verdict_text = "No latency SLA was evaluated for this endpoint."
-    elif breaches:
-        verdict_text = f"{breaches} of {checked} latency verdicts missed."
     else:
-        met = sum(1 for ts in table_targets.values() for t in ts if t.endswith(f": {MET}"))
-        verdict_text = f"{met} of {checked} latency verdicts met, none missed."
+        verdict_text = _outcomes_text(outcomes)
     summary = (
         f"p50, p95 and p99 in milliseconds of {len(runs)} run{'s' if len(runs) != 1 else ''} "
-        f"from {runs[0].at} to {runs[-1].at} UTC. {verdict_text}"
+        f"from {_iso(runs[0].finished_at)} to {_iso(runs[-1].finished_at)}. {verdict_text}"
     )
     rows = [
         [
             f"#{p.run_id}",
-            p.at,
+            p.finished_at,
             p.suite,
             *(format_ms(p.endpoints[endpoint].value(n)) for n in PERCENTILES),
             "; ".join(table_targets.get(p.run_id, [])) or "—",
@@ -335,8 +394,9 @@ def latency_charts(points: Iterable[RunPoint]) -> list[Chart]:
 
 def pass_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
     """Scenarios passed of all scenarios, per run, one line per suite; ``None`` without runs
-    that ran scenarios."""
-    runs = [p for p in _ordered(points) if p.total > 0]
+    that ran scenarios. A run that ran none (a run-level error before any scenario ran, such as
+    a suite that no longer parses) has no point: it measured nothing about the partner."""
+    runs = [p for p in _ordered(points) if p.total > 0 and p.ran > 0]
     if not runs:
         return None
     suites = sorted({p.suite for p in runs})
@@ -347,11 +407,17 @@ def pass_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": suite,
+                "name": _plain(suite),
                 "x": [p.at for p in mine],
-                "y": [round(100 * p.passed / p.total, 2) for p in mine],
-                "text": [f"{p.passed} of {p.total} scenarios passed, {p.label}" for p in mine],
-                "hovertemplate": "%{y:.1f} %<br>%{text}<br>%{x} UTC<extra></extra>",
+                "y": [round(100 * p.passed / p.total, 3) for p in mine],
+                "text": [
+                    _plain(
+                        f"{_pct(p.passed, p.total)}: {p.passed} of {p.total} scenarios "
+                        f"passed, {p.label}"
+                    )
+                    for p in mine
+                ],  # fmt: skip
+                "hovertemplate": "%{text}<br>%{x} UTC<extra></extra>",
                 "line": {"color": _PALETTE[i % len(_PALETTE)], "width": 2},
                 "marker": {
                     "size": 8,
@@ -367,8 +433,8 @@ def pass_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
         "passed as a whole (a cross marks a run that did not)."
     )
     rows = [
-        [f"#{p.run_id}", p.at, p.suite, p.status, f"{p.passed}/{p.total}",
-         _pct(100 * p.passed / p.total)]
+        [f"#{p.run_id}", p.finished_at, p.suite, p.status, f"{p.passed}/{p.total}",
+         _pct(p.passed, p.total)]
         for p in runs
     ]  # fmt: skip
     return Chart(
@@ -381,61 +447,67 @@ def pass_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
     )
 
 
+def _probed(point: RunPoint) -> list[tuple[str, EndpointPoint]]:
+    """The endpoints a run's probes sent requests to, by name. Flows are left out: a flow's
+    requests are already counted under the endpoints they went to."""
+    return [(n, e) for n, e in sorted(point.endpoints.items()) if e.requests and not is_flow(n)]
+
+
 def error_rate_chart(points: Iterable[RunPoint]) -> Chart | None:
     """Failed probe requests of all probe requests per run, one line per endpoint; ``None``
     when no run sent probe requests."""
-    runs = [p for p in _ordered(points) if any(e.requests for e in p.endpoints.values())]
+    runs = [p for p in _ordered(points) if _probed(p)]
     if not runs:
         return None
-    names = sorted({n for p in runs for n, e in p.endpoints.items() if e.requests})
+    names = sorted({n for p in runs for n, _ in _probed(p)})
     traces = []
     highest = 0.0
     for i, name in enumerate(names):
-        mine = [p for p in runs if p.endpoints.get(name) and p.endpoints[name].requests]
-        rates = [100 * p.endpoints[name].errors / p.endpoints[name].requests for p in mine]
+        mine = [(p, p.endpoints[name]) for p in runs if name in dict(_probed(p))]
+        rates = [100 * e.errors / e.requests for _, e in mine]
         highest = max([highest, *rates])
         traces.append(
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": name,
-                "x": [p.at for p in mine],
-                "y": [round(r, 3) for r in rates],
+                "name": _plain(name),
+                "x": [p.at for p, _ in mine],
+                "y": [round(r, 4) for r in rates],
                 "text": [
-                    f"{p.endpoints[name].errors} of {p.endpoints[name].requests} requests "
-                    f"failed, {p.label}"
-                    for p in mine
-                ],
-                "hovertemplate": "%{y:.2f} %<br>%{text}<br>%{x} UTC<extra></extra>",
+                    _plain(
+                        f"{_pct(e.errors, e.requests)}: {e.errors} of {e.requests} "
+                        f"requests failed, {p.label}"
+                    )
+                    for p, e in mine
+                ],  # fmt: skip
+                "hovertemplate": "%{text}<br>%{x} UTC<extra></extra>",
                 "line": {"color": _PALETTE[i % len(_PALETTE)], "width": 2},
                 "marker": {"size": 6},
             }
         )
     title = "Error rate: failed probe requests per run"
-    worst = max(
-        ((n, p) for p in runs for n, e in p.endpoints.items() if e.requests),
-        key=lambda item: item[1].endpoints[item[0]].errors / item[1].endpoints[item[0]].requests,
+    worst_name, worst_point, worst = max(
+        ((n, p, e) for p in runs for n, e in _probed(p)),
+        key=lambda item: item[2].errors / item[2].requests,
     )
-    worst_e = worst[1].endpoints[worst[0]]
     summary = (
         f"Share of probe requests that failed (no response, or an unexpected status), per "
         f"endpoint, in {len(runs)} run{'s' if len(runs) != 1 else ''}. "
         + (
-            f"Highest: {_pct(100 * worst_e.errors / worst_e.requests)} on {worst[0]} in "
-            f"{worst[1].label}."
-            if worst_e.errors
+            f"Highest: {_pct(worst.errors, worst.requests)} on {worst_name} in {worst_point.label}."
+            if worst.errors
             else "No probe request failed."
         )
     )
     rows = [
-        [f"#{p.run_id}", p.at, p.suite, name, f"{e.errors}/{e.requests}",
-         _pct(100 * e.errors / e.requests)]
+        [f"#{p.run_id}", p.finished_at, p.suite, name, f"{e.errors}/{e.requests}",
+         _pct(e.errors, e.requests)]
         for p in runs
-        for name, e in sorted(p.endpoints.items())
-        if e.requests
+        for name, e in _probed(p)
     ]  # fmt: skip
-    # A flat 0 % line would sit on the axis: keep some headroom above the highest rate.
-    top = max(5.0, min(100.0, highest * 1.2))
+    # Headroom above the highest rate (a flat 0 % line would sit on the axis, a 100 % point
+    # on the top edge).
+    top = max(5.0, min(105.0, highest * 1.2))
     return Chart(
         id="chart-error-rate",
         title=title,

@@ -52,9 +52,10 @@ def chart_runs(user: Any, partner: Any) -> QuerySet[Run]:
             "latency",
             "sla_verdicts",
             "scenarios_total",
+            "error",
             "suite__name",
             "partner_id",
-        )  # fmt: skip
+        )
         .order_by("-finished_at", "-id")[:CHART_RUNS]
     )
 
@@ -63,25 +64,32 @@ def chart_points(user: Any, partner: Any) -> list[RunPoint]:
     runs = list(selectors.scenario_counts_attach(list(chart_runs(user, partner))))
     points = []
     for run in runs:
-        counted = sum(getattr(run, f"n_{s}") for s in ("passed", "failed", "error",
-                                                           "unevaluated", "cancelled"))  # fmt: skip
+        outcomes = {s: getattr(run, f"n_{s}") for s in selectors.SCENARIO_COUNTS}
+        # A run-level error (``run_fail``) closes the scenarios it had not run as errors: those
+        # did not run. Without one, an errored scenario ran and errored.
+        ran = outcomes["passed"] + outcomes["failed"] + outcomes["unevaluated"]
+        if not run.error:
+            ran += outcomes["error"]
         points.append(
             run_point(
                 run_id=run.pk,
                 suite=run.suite.name,
                 status=run.status,
                 finished_at=run.finished_at,
-                passed=run.n_passed,
-                total=max(counted, run.scenarios_total),
+                passed=outcomes["passed"],
+                total=max(sum(outcomes.values()), run.scenarios_total),
                 latency=run.latency,
                 verdicts=run.sla_verdicts,
+                ran=ran,
             )
         )
     return points
 
 
-def charts_for(user: Any, partner: Any) -> list[Chart]:
-    return partner_charts(chart_points(user, partner))
+def charts_for(user: Any, partner: Any) -> tuple[list[Chart], int]:
+    """The partner page's charts, and how many runs they were drawn from."""
+    points = chart_points(user, partner)
+    return partner_charts(points), len(points)
 
 
 _STANDING_FIELDS = ("suite_name", "status", "finished_at", "scenarios_passed", "scenarios_total",

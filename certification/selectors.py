@@ -203,7 +203,7 @@ def run_as_junit(run: Run) -> str:
 
 
 RUN_LIST_PAGE_SIZE = 50
-_SCENARIO_COUNTS = ("passed", "failed", "error", "unevaluated", "cancelled")
+SCENARIO_COUNTS = ("passed", "failed", "error", "unevaluated", "cancelled")
 
 
 def runs_filtered(runs: QuerySet[Run], filters: Mapping[str, Any]) -> QuerySet[Run]:
@@ -240,7 +240,7 @@ def scenario_counts_attach(runs: Sequence[Run]) -> Sequence[Run]:
     counts: dict[int, dict[str, int]] = {run.pk: {} for run in runs}
     if counts:
         grouped = (
-            ScenarioRun.objects.filter(run_id__in=list(counts), status__in=_SCENARIO_COUNTS)
+            ScenarioRun.objects.filter(run_id__in=list(counts), status__in=SCENARIO_COUNTS)
             .values_list("run_id", "status")
             .annotate(n=Count("id"))
             .order_by()
@@ -248,7 +248,7 @@ def scenario_counts_attach(runs: Sequence[Run]) -> Sequence[Run]:
         for run_id, status, n in grouped:
             counts[run_id][status] = n
     for run in runs:
-        for status in _SCENARIO_COUNTS:
+        for status in SCENARIO_COUNTS:
             setattr(run, f"n_{status}", counts[run.pk].get(status, 0))
     return runs
 

@@ -61,8 +61,10 @@ def partner_suites(partner: Any) -> dict[str, Any]:
 
 @register.inclusion_tag("certification/_partner_charts.html", takes_context=True)
 def partner_charts(context: template.Context, partner: Any) -> dict[str, Any]:
+    charts, runs_drawn = partner_page.charts_for(context["request"].user, partner)
     return {
         "partner": partner,
-        "charts": partner_page.charts_for(context["request"].user, partner),
+        "charts": charts,
+        "runs_drawn": runs_drawn,
         "chart_runs": partner_page.CHART_RUNS,
     }

@@ -15,17 +15,21 @@
         return;
       }
       el.hidden = false;
-      window.Plotly.newPlot(el, figure.data, figure.layout, {
-        displaylogo: false,
-        responsive: true,
-        modeBarButtonsToRemove: ["select2d", "lasso2d"],
-      }).then(function () {
-        el.setAttribute("data-drawn", "true");
-        var table = el.parentNode.querySelector("details.chart-table");
-        if (table) table.open = false;
-      }, function () {
-        el.hidden = true;
-      });
+      try {
+        window.Plotly.newPlot(el, figure.data, figure.layout, {
+          displaylogo: false,
+          responsive: true,
+          modeBarButtonsToRemove: ["select2d", "lasso2d"],
+        }).then(function () {
+          el.setAttribute("data-drawn", "true");
+          var table = el.parentNode.querySelector("details.chart-table");
+          if (table) table.open = false;
+        }, function () {
+          el.hidden = true;
+        });
+      } catch (e) {
+        el.hidden = true; // this chart's table stays open; the others are still drawn
+      }
     });
   }
   if (document.readyState === "loading") {

@@ -34,6 +34,7 @@ def _verdict(endpoint: str, outcome: str, measured: float | None, target: str = 
 def _point(
     n: int,
     *,
+    ran: int | None = None,
     latency: dict[str, Any] | None = None,
     verdicts: list[Any] | None = None,
     status: str = "passed",
@@ -43,7 +44,7 @@ def _point(
 ) -> RunPoint:
     return run_point(
         run_id=n, suite=suite, status=status, finished_at=T0 + dt.timedelta(days=n),
-        passed=passed, total=total, latency=latency, verdicts=verdicts,
+        passed=passed, total=total, latency=latency, verdicts=verdicts, ran=ran,
     )  # fmt: skip
 
 
@@ -63,8 +64,8 @@ def test_latency_chart_draws_p50_p95_p99_of_each_run_in_time_order() -> None:
     assert _trace(chart, "p95")["y"] == [50, 80]
     assert _trace(chart, "p50")["x"] == ["2026-11-02 12:00:00", "2026-11-03 12:00:00"]
     assert [row[:6] for row in chart.rows] == [
-        ["#1", "2026-11-02 12:00:00", "orders", "10 ms", "50 ms", "90 ms"],
-        ["#2", "2026-11-03 12:00:00", "orders", "20 ms", "80 ms", "120 ms"],
+        ["#1", T0 + dt.timedelta(days=1), "orders", "10 ms", "50 ms", "90 ms"],
+        ["#2", T0 + dt.timedelta(days=2), "orders", "20 ms", "80 ms", "120 ms"],
     ]
 
 
@@ -77,7 +78,8 @@ def test_the_sla_target_is_a_dashed_line_at_its_threshold_in_every_run_it_was_ev
     assert target["x"][0] == chart.figure["layout"]["xaxis"]["range"][0]
     assert target["x"][-1] == chart.figure["layout"]["xaxis"]["range"][1]
     assert target["line"]["dash"] == "dash"
-    assert "3 of 3 latency verdicts met, none missed" in chart.summary
+    assert "0 missed, 3 met (of 3 latency verdicts)" in chart.summary
+    assert "from 2026-11-02T12:00:00Z to 2026-11-04T12:00:00Z" in chart.summary
 
 
 def test_a_changed_target_is_drawn_as_a_step_at_the_run_it_changed() -> None:
@@ -102,8 +104,8 @@ def test_a_missed_sla_is_marked_at_the_measured_percentile_of_that_run() -> None
     assert missed["x"] == ["2026-11-03 12:00:00"] and missed["y"] == [451.2]
     assert missed["marker"]["symbol"] == "x"
     assert "above 300 ms" in missed["text"][0]
-    assert "1 of 2 latency verdicts missed" in chart.summary
-    assert chart.rows[1][-1] == "p95 ≤ 300 ms: missed"
+    assert "1 missed, 1 met (of 2 latency verdicts)" in chart.summary
+    assert chart.rows[1][-1] == "p95 (p95 ≤ 300 ms): missed"
 
 
 def test_a_target_exactly_met_has_no_breach_marker() -> None:
@@ -133,7 +135,8 @@ def test_insufficient_samples_are_marked_and_not_counted_as_met() -> None:
     chart = latency_chart(points, "api")
     marker = _trace(chart, "insufficient samples")
     assert marker["y"] == [12.0] and marker["marker"]["symbol"] == "circle-open"
-    assert "0 of 1 latency verdicts met" in chart.summary
+    assert "0 missed, 1 insufficient samples (of 1 latency verdicts)" in chart.summary
+    assert " met" not in chart.summary
 
 
 def test_endpoints_get_a_chart_each_and_their_samples_are_never_pooled() -> None:
@@ -161,8 +164,8 @@ def test_cancelled_runs_are_left_out_of_every_chart() -> None:
                      passed=1, total=8)]  # fmt: skip
     latency = latency_chart(points, "api")
     assert _trace(latency, "p95")["y"] == [50]
-    assert pass_rate_chart(points).rows == [["#1", "2026-11-02 12:00:00", "orders", "passed",
-                                              "8/8", "100 %"]]  # fmt: skip
+    rows = pass_rate_chart(points).rows
+    assert rows == [["#1", T0 + dt.timedelta(days=1), "orders", "passed", "8/8", "100 %"]]
 
 
 def test_pass_rate_is_scenarios_passed_of_all_per_suite_and_marks_runs_that_failed() -> None:
@@ -223,3 +226,63 @@ def test_the_time_axis_spans_every_run_with_some_room_either_side() -> None:
     chart = pass_rate_chart([_point(1), _point(21)])
     first, last = chart.figure["layout"]["xaxis"]["range"]
     assert first == "2026-11-01 12:00:00" and last == "2026-11-23 12:00:00"
+
+
+def test_two_slas_on_the_same_percentile_get_a_line_each_named_after_the_sla() -> None:
+    both = [
+        _verdict("orders", "met", 250, target="p95 ≤ 300 ms") | {"sla": "p95"},
+        _verdict("orders", "met", 250, target="p95 ≤ 500 ms") | {"sla": "p95-orders"},
+    ]
+    points = [_point(n, latency={"orders": _rollup(100, 250, 400)}, verdicts=both) for n in (1, 2)]
+    chart = latency_chart(points, "orders")
+    assert _trace(chart, "target p95")["y"] == [300.0] * 4
+    assert _trace(chart, "target p95-orders")["y"] == [500.0] * 4
+    assert "0 missed, 4 met (of 4 latency verdicts)" in chart.summary
+
+
+def test_a_target_is_drawn_only_over_the_runs_that_were_judged_on_it() -> None:
+    judged = [_verdict("api", "met", 51)]
+    points = [_point(1, latency={"api": _rollup(10, 50, 90)}),
+              _point(2, latency={"api": _rollup(10, 50, 90)}, verdicts=judged),
+              _point(3, latency={"api": _rollup(10, 50, 90)})]  # fmt: skip
+    target = _trace(latency_chart(points, "api"), "target p95")
+    assert target["y"] == [None, 300.0, None]  # not stretched to the edges nor other runs
+    assert target["connectgaps"] is False
+    assert target["marker"]["symbol"] == "line-ew-open"  # a lone judged run still shows it
+
+
+def test_small_shares_never_round_to_zero_or_to_a_whole() -> None:
+    points = [_point(1, latency={"api": _rollup(10, 50, 90, requests=3000, errors=1)},
+                     passed=1999, total=2000, status="failed")]  # fmt: skip
+    errors = error_rate_chart(points)
+    assert errors.rows[0][4:] == ["1/3000", "0.03 %"]
+    assert "Highest: 0.03 % on api" in errors.summary
+    assert pass_rate_chart(points).rows[0][5] == "99.95 %"
+
+
+def test_flows_are_left_out_of_the_error_rate_their_requests_are_counted_under_endpoints() -> None:
+    latency = {"api": _rollup(10, 50, 90, requests=100, errors=10),
+               "flow:checkout": _rollup(10, 50, 90, requests=100, errors=10)}  # fmt: skip
+    chart = error_rate_chart([_point(1, latency=latency)])
+    assert [t["name"] for t in chart.figure["data"]] == ["api"]
+    assert [row[3] for row in chart.rows] == ["api"]
+
+
+def test_a_run_that_ran_no_scenario_has_no_pass_rate_point() -> None:
+    points = [_point(1, passed=8, total=8),
+              _point(2, status="error", passed=0, total=8, ran=0)]  # fmt: skip
+    chart = pass_rate_chart(points)
+    assert _trace(chart, "orders")["y"] == [100.0]
+
+
+def test_error_rate_of_every_request_failed_leaves_headroom_above_the_point() -> None:
+    points = [_point(1, latency={"api": _rollup(None, None, None, requests=4, errors=4)})]
+    assert error_rate_chart(points).figure["layout"]["yaxis"]["range"] == [0, 105.0]
+
+
+def test_partner_given_names_reach_plotly_as_text_not_markup() -> None:
+    point = _point(1, suite='<a href="https://evil.example">x</a>', passed=1, total=2,
+                   status="failed")  # fmt: skip
+    trace = pass_rate_chart([point]).figure["data"][0]
+    assert trace["name"] == '&lt;a href="https://evil.example"&gt;x&lt;/a&gt;'
+    assert "<a" not in trace["text"][0]

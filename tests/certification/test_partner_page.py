@@ -151,7 +151,8 @@ def test_each_chart_has_a_table_of_its_numbers_open_until_the_chart_is_drawn(
     table = table[: table.index("</figure>")]
     assert '<details class="chart-table" open>' in table
     assert f"<td>#{run.pk}</td>" in table and "<td>40 ms</td>" in table
-    assert "p95 ≤ 300 ms: met" in table
+    assert "p95 (p95 ≤ 300 ms): met" in table
+    assert '<time class="utc"' in table
     assert 'role="img"' in table and "aria-label=" in table
 
 
@@ -247,3 +248,14 @@ def test_the_partner_page_reads_a_constant_number_of_queries_whatever_its_histor
     with CaptureQueriesContext(connection) as seven:
         qa_client.get(url)
     assert len(seven) == len(one)
+
+
+def test_a_run_that_failed_before_running_any_scenario_has_no_pass_rate_point(
+    qa_client: Client, partner_a: Partner, endpoint_a: Any
+) -> None:
+    suite = _suite()
+    _finished_run(partner_a, suite, statuses=("passed", "passed"))
+    broken = runs.run_create(partner=partner_a, suite=suite, by="test")
+    results.run_fail(run=broken, message="the suite no longer parses")
+    figure = _figures(_page(qa_client, partner_a))["chart-pass-rate"]
+    assert _trace(figure, "orders")["y"] == [100.0]
