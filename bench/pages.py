@@ -126,6 +126,19 @@ def measure(client, url: str) -> dict:
     }
 
 
+def cpu_reference_ms() -> float:
+    """A fixed pure-Python loop (best of 3): shared machines vary in speed from minute to
+    minute, so the figures are printed with how fast this one was while they were taken."""
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(3_000_000):
+            total += i
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
+
+
 def main() -> None:
     prepare()
     from django.test.utils import setup_test_environment
@@ -162,6 +175,7 @@ def main() -> None:
         f"{StepResult.objects.count():,} step results; {REQUESTS} requests per page, "
         f"server time in process (django.test.Client), target median < {TARGET_MS} ms\n"
     )
+    before = cpu_reference_ms()
     header = f"{'page':<34} {'median ms':>10} {'p95 ms':>9} {'queries':>8} {'KB':>9}  target"
     print(header)
     print("-" * len(header))
@@ -179,6 +193,10 @@ def main() -> None:
                 f"{label:<34} {r['median']:>10.1f} {r['p95']:>9.1f} {r['queries']:>8} "
                 f"{r['kb']:>9.1f}  {ok}"
             )
+    print(
+        f"\nCPU reference (3M-iteration Python loop, best of 3): {before:.0f} ms before, "
+        f"{cpu_reference_ms():.0f} ms after (lower is faster; compare runs at similar values)"
+    )
     print("\nQueries constant in the rows shown:")
     labels = [label for label, _ in pages]
     for small, large in zip(labels[1::2], labels[0::2], strict=True):

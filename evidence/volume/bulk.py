@@ -39,9 +39,19 @@ def ids_reserve(model: type[models.Model], count: int) -> list[int]:
                 [table, count],
             )
             return [row[0] for row in cursor.fetchall()]
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")
+        # SQLite: past both the highest id and AUTOINCREMENT's counter, and the counter moved
+        # past the reserved ids, so that a row the ORM inserts meanwhile cannot take one.
+        cursor.execute(
+            f"SELECT MAX(COALESCE((SELECT MAX(id) FROM {table}), 0),"
+            " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0))",
+            [table],
+        )
         start = cursor.fetchone()[0] + 1
-        return list(range(start, start + count))
+        last = start + count - 1
+        cursor.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = %s", [last, table])
+        if cursor.rowcount == 0:
+            cursor.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)", [table, last])
+        return list(range(start, last + 1))
 
 
 def rows_insert(
@@ -76,7 +86,10 @@ def rows_insert(
             return value.hex
         return value
 
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+    names = ", ".join(ops.quote_name(c) for c in columns)  # ScenarioRun has an "index"
+    sql = (
+        f"INSERT INTO {ops.quote_name(table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+    )
     batch: list[list[Any]] = []
     with connection.cursor() as cursor:
         for row in rows:

@@ -1,5 +1,6 @@
 """``{% load partners_display %}``: ``{{ url|display_url }}`` shows a URL without its password;
-``{{ when|utc }}`` shows a time in UTC ISO 8601 with the local time on hover."""
+``{{ when|utc }}`` shows a time in UTC ISO 8601 with the local time on hover;
+``{% status_badge status label %}`` a status as a coloured badge."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from django.utils.html import conditional_escape, format_html
 from partners.secret_rules import display_url as _display_url
 
 register = template.Library()
+
+
+@register.simple_tag
+def status_badge(status: object, label: object) -> str:
+    """``<span class="badge status-failed">Failed</span>``: a tag rather than an included
+    template, since lists render one per row."""
+    return format_html('<span class="badge status-{}">{}</span>', status, label)
 
 
 @register.filter
