@@ -324,6 +324,9 @@ class EndpointAuth:
         self.header_names: frozenset[str] = frozenset()
         self.ssl_context: ssl.SSLContext | None = None
         self.oauth: OAuth2ClientCredentials | None = None
+        # Values computed from the secrets that carry them readably (Basic's base64 of
+        # "user:password"): the transport masks them like the secrets themselves.
+        self.derived_secrets: tuple[str, ...] = ()
         self._error: AuthFailure | None = None
         config = endpoint.auth_config
         try:
@@ -333,6 +336,14 @@ class EndpointAuth:
                 self.header_names = frozenset({self._api_key_header.lower()})
             elif self.kind == "bearer":
                 self._token = self._secret("token")
+                self.header_names = frozenset({"authorization"})
+            elif self.kind == "basic":
+                username = config.get("username") or ""
+                if not username or ":" in username:
+                    raise self._misconfigured("auth_config needs a username without ':'")
+                pair = f"{username}:{self._secret('password')}".encode()
+                self._basic = base64.b64encode(pair).decode("ascii")
+                self.derived_secrets = (self._basic,)
                 self.header_names = frozenset({"authorization"})
             elif self.kind == "oauth2_client_credentials":
                 token_url = config.get("token_url")
@@ -391,6 +402,8 @@ class EndpointAuth:
             _set_default(headers, self._api_key_header, self._api_key)
         elif kind == "bearer":
             _set_default(headers, "Authorization", f"Bearer {self._token}")
+        elif kind == "basic":
+            _set_default(headers, "Authorization", f"Basic {self._basic}")
         elif kind == "hmac":
             if self._has(headers, self._signature_header):
                 return _NOTHING

@@ -50,6 +50,13 @@ SCHEMES: dict[str, AuthScheme] = {
         secrets=(Field("api_key", "API key"),),
     ),
     "bearer": AuthScheme("Bearer token", secrets=(Field("token", "Bearer token"),)),
+    "basic": AuthScheme(
+        "HTTP Basic",
+        config=(
+            Field("username", "Username", help="Shown as saved (an account ID, say); not secret."),
+        ),
+        secrets=(Field("password", "Password"),),
+    ),
     "oauth2_client_credentials": AuthScheme(
         "OAuth2 client credentials",
         config=(

@@ -569,7 +569,9 @@ class Transport:
             *(value for name, value in endpoint.secrets.items() if not name.endswith("_pem"))
         )
         if endpoint.auth_kind != "mtls":
-            return EndpointAuth(endpoint)
+            auth = EndpointAuth(endpoint)
+            self._masker.add(*auth.derived_secrets)
+            return auth
         # Temp files and the CA store load take tens of milliseconds: not on the event loop,
         # where they would stall every request in flight (and a latency probe's percentiles).
         auth = await asyncio.to_thread(EndpointAuth, endpoint, ca_pem=self._ca_pem)

@@ -98,6 +98,40 @@ def test_bearer_token_reaches_the_server_and_is_masked() -> None:
     asyncio.run(scenario())
 
 
+def test_http_basic_reaches_the_server_and_its_encoded_credentials_are_masked() -> None:
+    endpoint = EndpointConfig(
+        name="api", base_url="", auth_kind="basic", auth_config={"username": "AC0123456789"},
+        secrets={"password": "basic-password-xyz"},
+    )  # fmt: skip
+    encoded = base64.b64encode(b"AC0123456789:basic-password-xyz").decode()
+
+    async def scenario() -> None:
+        async with serve(partner_app()) as base:
+            exchange = await send_with(endpoint, f"{base}/echo")
+        assert exchange.json()["headers"]["Authorization"] == f"Basic {encoded}"
+        assert exchange.request is not None and exchange.response is not None
+        assert exchange.request.headers["Authorization"] == MASK
+        assert encoded not in exchange.response.body  # echoed back, still masked
+        assert "basic-password-xyz" not in exchange.response.body
+
+    asyncio.run(scenario())
+
+
+def test_http_basic_without_a_username_is_an_error_naming_the_endpoint() -> None:
+    endpoint = EndpointConfig(
+        name="api", base_url="", auth_kind="basic", secrets={"password": "basic-password-xyz"}
+    )
+
+    async def scenario() -> None:
+        async with serve(partner_app()) as base:
+            exchange = await send_with(endpoint, f"{base}/echo")
+        assert exchange.failure is not None
+        assert "'api' (basic)" in exchange.failure.message
+        assert "username" in exchange.failure.message
+
+    asyncio.run(scenario())
+
+
 def test_an_explicit_authorization_header_wins_over_the_endpoint_auth() -> None:
     # Exception scenarios send a wrong token on purpose and expect a 401.
     endpoint = EndpointConfig(

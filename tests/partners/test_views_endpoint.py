@@ -52,6 +52,28 @@ def test_qa_lead_creates_an_endpoint_and_its_secret_is_sealed(
     assert "tok-SECRET-1" not in str(event.data)
 
 
+def test_http_basic_endpoint_keeps_the_username_shown_and_the_password_sealed(
+    qa_client: Client, partner_a: Partner
+) -> None:
+    form = _form(auth_kind="basic", token="", username="AC0123456789", password="pw-SECRET-22")
+    assert qa_client.post(_new(partner_a), form).status_code == 302
+    endpoint = Endpoint.objects.get(partner=partner_a, name="api")
+    assert endpoint.auth_config == {"username": "AC0123456789"}
+    assert services.endpoint_secrets(endpoint) == {"password": "pw-SECRET-22"}
+    page = qa_client.get(reverse("partners:detail", args=[partner_a.external_id])).content
+    assert b"HTTP Basic" in page and b"AC0123456789" in page and b"pw-SECRET-22" not in page
+
+
+def test_http_basic_without_a_username_is_reported_on_its_field(
+    qa_client: Client, partner_a: Partner
+) -> None:
+    form = _form(auth_kind="basic", token="", username="", password="pw-SECRET-22")
+    response = qa_client.post(_new(partner_a), form)
+    assert response.status_code == 200
+    assert "Username is required for this auth kind." in response.content.decode()
+    assert not partner_a.endpoints.exists()
+
+
 def test_partner_user_manages_their_own_endpoints(
     partner_a_client: Client, partner_a: Partner
 ) -> None:
