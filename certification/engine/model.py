@@ -98,6 +98,7 @@ class HttpRequest:
     body_kind: BodyKind = "json"
     timeout_ms: int | None = None
     follow_redirects: bool = True
+    use_auth: bool = True  # ``auth: none`` sends it without the endpoint's credentials
 
 
 @dataclass

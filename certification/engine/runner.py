@@ -302,6 +302,7 @@ class ScenarioRunner:
             body=body,
             timeout_ms=timeout,
             follow_redirects=request.follow_redirects,
+            use_auth=request.use_auth,
         )
         return prepared, endpoint
 

@@ -101,9 +101,12 @@ MAX_MS = 600_000
 TOP_LEVEL_KEYS = ("name", "description", "version", "variables", "items", "tests")
 SCENARIO_KEYS = ("name", "code", "kind", "description", "steps")
 STEP_KEYS = ("name", "action", "assertions", "extract", "until", "continueOnFailure")
+# ``auth`` of an httpRequest: "none" sends it without the endpoint's credentials (a negative
+# test: "401 without credentials"), "endpoint" (the default) with them.
+AUTH_CHOICES = ("none", "endpoint")
 REQUEST_KEYS = ("method", "url", "headers", "query", "body", "bodyType", "timeoutMs")
 ACTION_KEYS: dict[str, tuple[str, ...]] = {
-    "httpRequest": ("type", *REQUEST_KEYS, "followRedirects"),
+    "httpRequest": ("type", *REQUEST_KEYS, "followRedirects", "auth"),
     "dbQuery": ("type", "database", "query", "params"),
     "wait": ("type", "ms"),
     "latencyProbe": (
@@ -1274,6 +1277,17 @@ class _Parser:
                 request.follow_redirects = True if follow is None else follow
             elif "followRedirects" in m:
                 self.boolean(m["followRedirects"], ctx, "followRedirects")
+            if "auth" in m:
+                auth = self.string(m["auth"], ctx, "auth", templated=False)
+                if auth is not None and auth not in AUTH_CHOICES:
+                    self.err(
+                        m["auth"].pos,
+                        ctx,
+                        f"'auth' must be 'none' (send without the endpoint's credentials) or "
+                        f"'endpoint' (the default), not {auth!r}",
+                    )
+                elif request is not None:
+                    request.use_auth = auth != "none"
             return request, kind
         if kind == "dbQuery":
             database = self.string(

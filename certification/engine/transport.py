@@ -94,6 +94,7 @@ class PreparedRequest:
     body: bytes | None = None
     timeout_ms: int | None = None  # whole exchange; default RunContext.request_timeout_ms
     follow_redirects: bool = True
+    use_auth: bool = True  # False: none of the endpoint's credentials (headers, client cert)
 
 
 _UNPARSED: Any = object()
@@ -683,8 +684,11 @@ class Transport:
         endpoint: EndpointConfig,
         keep_body: bool,
     ) -> None:
-        auth = await self._auth_for(endpoint)
         headers = dict(request.headers)  # auth adds to a copy, never to the caller's request
+        if not request.use_auth:
+            await self._follow(progress, request, headers, None, _NOTHING_APPLIED, keep_body)
+            return
+        auth = await self._auth_for(endpoint)
         applied = await auth.apply(headers, request.body, self._fetch_token)
         if applied.token is not None:
             self._masker.add(applied.token)

@@ -132,6 +132,32 @@ def test_http_basic_without_a_username_is_an_error_naming_the_endpoint() -> None
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("kind", "config", "secrets", "header"),
+    [
+        ("bearer", {}, {"token": "bearer-token-abcdef"}, "Authorization"),
+        ("api_key", {}, {"api_key": "partner-key-123456"}, "X-API-Key"),
+        ("basic", {"username": "AC01"}, {"password": "basic-password-xyz"}, "Authorization"),
+        ("hmac", {}, {"signing_secret": "hmac-secret-123456"}, "X-Signature"),
+    ],
+)
+def test_a_request_without_auth_carries_none_of_the_endpoints_credentials(
+    kind: str, config: dict[str, str], secrets: dict[str, str], header: str
+) -> None:
+    endpoint = EndpointConfig(
+        name="api", base_url="", auth_kind=kind, auth_config=config, secrets=secrets
+    )
+
+    async def scenario() -> None:
+        async with serve(partner_app()) as base:
+            exchange = await send_with(endpoint, f"{base}/api", use_auth=False)
+        assert exchange.response is not None and exchange.response.status == 401
+        assert header not in exchange.request.headers
+        assert exchange.failure is None  # a 401 is an answer, for the assertions to judge
+
+    asyncio.run(scenario())
+
+
 def test_an_explicit_authorization_header_wins_over_the_endpoint_auth() -> None:
     # Exception scenarios send a wrong token on purpose and expect a 401.
     endpoint = EndpointConfig(

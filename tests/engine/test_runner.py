@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from certification.engine.masking import MASK
 from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
@@ -490,3 +491,26 @@ def test_operator_against_a_real_response(
     assert result.passed is passes, result.message
     if not passes:
         assert result.message
+
+
+def test_auth_none_gets_the_401_a_request_without_credentials_gets() -> None:
+    from demo.sandbox import SandboxServer
+
+    text = """
+name: t
+tests:
+  - name: credentials are required
+    code: B-102
+    kind: exception
+    steps:
+      - action: {type: httpRequest, url: /v1/status/200, auth: none}
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 401}]}]
+      - action: {type: httpRequest, url: /v1/status/200}
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+"""
+    with SandboxServer(api_key="sandbox-key-SECRET") as server:
+        [outcome] = _run(text, _context(server.url))
+    assert outcome.status == "passed", [step.failure for step in outcome.steps]
+    without, with_key = outcome.steps
+    assert "X-API-Key" not in without.request.headers
+    assert with_key.request.headers["X-API-Key"] == MASK  # sent, and masked as recorded

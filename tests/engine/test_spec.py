@@ -1389,6 +1389,10 @@ def test_raw_body_is_a_string() -> None:
             {"followRedirects": "yes please"},
             "'followRedirects' must be true or false, not 'yes please'",
         ),
+        (
+            {"auth": "off"},
+            "'auth' must be 'none' (send without the endpoint's credentials) or 'endpoint'",
+        ),
         ({"headers": {"Content Type": "x"}}, "'Content Type' is not a valid header name"),
         (
             {"headers": {"Accept": "a", "accept": "b"}},
@@ -1404,6 +1408,16 @@ def test_http_request_fields_are_checked(extra: dict[str, Any], expected: str) -
 
     assert len(found) == 1, found
     assert expected in found[0]
+
+
+def test_auth_none_sends_a_request_without_the_endpoints_credentials() -> None:
+    suite = parse(
+        "name: s\ntests:\n  - name: t\n    steps:\n"
+        "      - action: {type: httpRequest, url: /a, auth: none}\n"
+        "      - action: {type: httpRequest, url: /a, auth: endpoint}\n"
+        "      - action: {type: httpRequest, url: /a}\n"
+    )
+    assert [step.action.use_auth for step in suite.scenarios[0].steps] == [False, True, True]
 
 
 def test_http_request_needs_a_url() -> None:
@@ -2252,6 +2266,7 @@ def test_schema_operators_kinds_and_limits_are_the_parsers() -> None:
     assert defs["typeName"]["enum"] == list(spec.TYPE_NAMES)
     assert defs["scenario"]["properties"]["kind"]["enum"] == list(spec.SCENARIO_KINDS)
     assert defs["httpRequest"]["properties"]["bodyType"]["enum"] == list(spec.BODY_TYPES)
+    assert defs["httpRequest"]["properties"]["auth"]["enum"] == list(spec.AUTH_CHOICES)
 
 
 SAMPLE_VALUES: dict[str, Any] = {
@@ -2259,8 +2274,8 @@ SAMPLE_VALUES: dict[str, Any] = {
     "code": "B-001", "kind": "main", "steps": [], "action": {"type": "wait", "ms": 1},
     "assertions": [], "extract": {}, "until": {}, "continueOnFailure": True,
     "method": "GET", "url": "/a", "headers": {}, "query": {}, "body": "b", "bodyType": "raw",
-    "timeoutMs": 5, "followRedirects": True, "database": "db", "params": [], "ms": 1,
-    "requests": 1, "concurrency": 1, "rate": 1, "expectStatus": 200,
+    "timeoutMs": 5, "followRedirects": True, "auth": "none", "database": "db", "params": [],
+    "ms": 1, "requests": 1, "concurrency": 1, "rate": 1, "expectStatus": 200,
 }  # fmt: skip
 
 
