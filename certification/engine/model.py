@@ -267,7 +267,7 @@ class ResponseRecord(Capture):
 @dataclass
 class Failure:
     """Why a step could not complete. ``kind`` is one of: timeout, too_large, connection_reset,
-    tls_error, refused, dns, blocked_address, redirect_limit, bad_url, undefined_variable,
+    tls_error, refused, dns, blocked_address, redirect_limit, bad_url, undefined_variable, template,
     invalid_response, db_error, no_success (a latency probe none of whose requests succeeded),
     error."""
 

@@ -43,11 +43,11 @@ from certification.engine.model import (
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
 from certification.engine.spec import parse_path
-from certification.engine.templating import UndefinedVariable, render
+from certification.engine.templating import TemplateFunctionError, UndefinedVariable, render
 from certification.engine.transport import Exchange, PreparedRequest, Transport
 
 # Failures that say the definition or configuration is wrong rather than the partner's sandbox.
-ERROR_KINDS = {"undefined_variable", "bad_url", "blocked_address", "error", "db_config"}
+ERROR_KINDS = {"undefined_variable", "template", "bad_url", "blocked_address", "error", "db_config"}
 
 ScenarioCallback = Callable[[int, ScenarioOutcome], Awaitable[None] | None]
 
@@ -205,6 +205,8 @@ class ScenarioRunner:
             setup_failure = None
         except UndefinedVariable as exc:
             setup_failure = Failure("undefined_variable", f"suite variables: {exc}")
+        except TemplateFunctionError as exc:
+            setup_failure = Failure("template", f"suite variables: {exc}")
         stopped = False
         for index, step in enumerate(scenario.steps):
             name = step.name or f"step {index + 1}"
@@ -247,6 +249,8 @@ class ScenarioRunner:
                         "stored credentials were not loaded; --keep-auth sends them)"
                     )
             outcome.failure = Failure("undefined_variable", message)
+        except TemplateFunctionError as exc:
+            outcome.failure = Failure("template", str(exc))
         except Exception as exc:  # the runner must report, never crash
             outcome.failure = Failure("error", f"{type(exc).__name__}: {exc}")
         if outcome.failure is not None:

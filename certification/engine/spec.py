@@ -52,6 +52,7 @@ from yaml.events import (
 )
 from yaml.nodes import ScalarNode
 
+from certification.engine import templating
 from certification.engine.model import (
     ACTION_TYPES,
     HTTP_METHODS,
@@ -347,15 +348,23 @@ def template_names(text: str) -> list[str]:
         inner = text[i + 2 : j].strip()
         if not inner:
             raise ValueError(f"empty '{{{{}}}}' at character {i + 1}")
-        if not _TEMPLATE_NAME_RE.fullmatch(inner):
+        if _TEMPLATE_NAME_RE.fullmatch(inner):
+            found = [inner]
+        elif "(" in inner:
+            found = templating.names_in(templating.parse(inner))  # a function call
+        else:
             raise ValueError(
                 f"'{{{{{inner}}}}}' is not a variable name (a letter or '_', then letters, "
-                "digits and '_'; dotted like partner.id; or a built-in such as $uuid)"
+                "digits and '_'; dotted like partner.id; or a built-in such as $uuid) nor a "
+                "function call such as base64(secret.api.token)"
             )
-        if inner.startswith("$") and inner not in BUILTINS:
-            hint = _did_you_mean(inner, BUILTINS) or f"; the built-ins are {_either(BUILTINS)}"
-            raise ValueError(f"unknown built-in '{{{{{inner}}}}}'{hint}")
-        names.append(inner)
+        for name in found:
+            if not _TEMPLATE_NAME_RE.fullmatch(name):
+                raise ValueError(f"'{name}' in '{{{{{inner}}}}}' is not a variable name")
+            if name.startswith("$") and name not in BUILTINS:
+                hint = _did_you_mean(name, BUILTINS) or f"; the built-ins are {_either(BUILTINS)}"
+                raise ValueError(f"unknown built-in '{{{{{name}}}}}'{hint}")
+        names.extend(found)
         start = j + 2
 
 

@@ -4,21 +4,31 @@ A string that is exactly one ``{{var}}`` becomes the variable's value with its t
 stays a number); inside a longer string the value is formatted (JSON for lists and objects).
 Dotted names walk into objects (``{{order.id}}``, ``{{partner.id}}``, ``{{sla.p95}}``,
 ``{{secret.api_key}}``).
+
+A template may also call a function (``FUNCTIONS``) on names, quoted strings, numbers and
+other calls: ``{{ base64(concat(partner.id, ':', secret.api.token)) }}``,
+``{{ hmacSha256(secret.hooks.signing_secret, concat(ts, '.', body)) }}``, ``{{ number(n) }}``.
+:func:`parse` reads an expression (the suite reader uses it to report errors early).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
+import hmac
 import json
 import random
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-_TEMPLATE = re.compile(r"\{\{\s*([$A-Za-z_][\w.$-]*)\s*\}\}")
-_WHOLE = re.compile(r"^\{\{\s*([$A-Za-z_][\w.$-]*)\s*\}\}$")
+# The innermost ``{{ ... }}`` (``{{{x}}}`` is the template ``x`` in braces), its inside lazily.
+_TEMPLATE = re.compile(r"\{\{(?!\{)(.+?)\}\}", re.S)
+_WHOLE = re.compile(r"^\{\{(?!\{)(.+?)\}\}$", re.S)
 
 
 class UndefinedVariable(LookupError):
@@ -37,6 +47,155 @@ def _builtin(name: str) -> Any:
     if name == "$randomInt":
         return random.randint(0, 2**31 - 1)
     raise UndefinedVariable(name)
+
+
+class TemplateFunctionError(ValueError):
+    """A template function could not compute its value (``number('abc')``)."""
+
+
+def _text(value: Any) -> str:
+    return _format(value)
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise TemplateFunctionError(f"number() of {_format(value)!r}: not a number")
+    if isinstance(value, int | float):
+        return value
+    text = _format(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise TemplateFunctionError(f"number() of {text[:40]!r}: not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise TemplateFunctionError(f"number() of {text[:40]!r}: not a finite number")
+    return number
+
+
+def _hmac_sha256(key: Any, message: Any) -> str:
+    return hmac.new(_text(key).encode(), _text(message).encode(), hashlib.sha256).hexdigest()
+
+
+# name -> (function, fewest arguments, most arguments (None: any number)). Documented in
+# docs/scenario-format.md; evaluated each time the template is rendered.
+FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None]] = {
+    "base64": (lambda v: base64.b64encode(_text(v).encode()).decode("ascii"), 1, 1),
+    "sha256": (lambda v: hashlib.sha256(_text(v).encode()).hexdigest(), 1, 1),
+    "hmacSha256": (_hmac_sha256, 2, 2),
+    "concat": (lambda *vs: "".join(_text(v) for v in vs), 1, None),
+    "number": (_number, 1, 1),
+    "string": (_text, 1, 1),
+    "now": (lambda: int(time.time()), 0, 0),
+    "nowMs": (lambda: int(time.time() * 1000), 0, 0),
+    "uuid": (lambda: str(uuid.uuid4()), 0, 0),
+}
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<str>'[^']*'|"[^"]*")|(?P<num>-?\d+(?:\.\d+)?(?![\w.]))"""
+    r"""|(?P<name>[$A-Za-z_][\w.$-]*)|(?P<punct>[(),]))"""
+)
+
+# An expression: ("name", "order.id"), ("lit", value) or ("call", "base64", (args...)).
+Expr = tuple[Any, ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(text: str) -> Expr:
+    """The expression inside ``{{ }}``; ``ValueError`` saying what is wrong and where."""
+    tokens: list[tuple[str, str, int]] = []
+    position, source = 0, text.strip()
+    while position < len(source):
+        match = _TOKEN.match(source, position)
+        if match is None or match.end() == position:
+            rest = source[position:].strip()
+            raise ValueError(f"cannot read {rest[:20]!r} in '{{{{{source}}}}}'")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind), match.start(kind)))
+        position = match.end()
+        while position < len(source) and source[position].isspace():
+            position += 1
+    if not tokens:
+        raise ValueError("empty '{{}}'")
+    expr, used = _expression(tokens, 0, source)
+    if used != len(tokens):
+        raise ValueError(f"unexpected {tokens[used][1]!r} in '{{{{{source}}}}}'")
+    return expr
+
+
+def _expression(tokens: list[tuple[str, str, int]], i: int, source: str) -> tuple[Expr, int]:
+    if i >= len(tokens):
+        raise ValueError(f"'{{{{{source}}}}}' ends too early")
+    kind, value, _ = tokens[i]
+    if kind == "str":
+        return ("lit", value[1:-1]), i + 1
+    if kind == "num":
+        return ("lit", float(value) if "." in value else int(value)), i + 1
+    if kind != "name":
+        raise ValueError(f"unexpected {value!r} in '{{{{{source}}}}}'")
+    if i + 1 < len(tokens) and tokens[i + 1][1] == "(":
+        if value not in FUNCTIONS:
+            raise ValueError(f"unknown function '{value}()'" + _hint(value))
+        args: list[Expr] = []
+        j = i + 2
+        if j < len(tokens) and tokens[j][1] == ")":
+            j += 1
+        else:
+            while True:
+                arg, j = _expression(tokens, j, source)
+                args.append(arg)
+                if j < len(tokens) and tokens[j][1] == ",":
+                    j += 1
+                    continue
+                if j < len(tokens) and tokens[j][1] == ")":
+                    j += 1
+                    break
+                raise ValueError(f"'{value}(' is not closed with ')' in '{{{{{source}}}}}'")
+        _, low, high = FUNCTIONS[value]
+        if len(args) < low or (high is not None and len(args) > high):
+            wanted = str(low) if low == high else f"{low} or more" if high is None else ""
+            raise ValueError(
+                f"{value}() takes {wanted} argument{'s' if wanted != '1' else ''}, not {len(args)}"
+            )
+        return ("call", value, tuple(args)), j
+    return ("name", value), i + 1
+
+
+def _hint(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, FUNCTIONS, n=1)
+    known = ", ".join(f"{f}()" for f in FUNCTIONS)
+    return f"; did you mean '{close[0]}()'?" if close else f"; the functions are {known}"
+
+
+def names_in(expr: Expr) -> list[str]:
+    """The variable names an expression reads, in order."""
+    if expr[0] == "name":
+        return [expr[1]]
+    if expr[0] == "call":
+        return [name for arg in expr[2] for name in names_in(arg)]
+    return []
+
+
+def evaluate(expr: Expr, variables: Mapping[str, Any]) -> Any:
+    if expr[0] == "lit":
+        return expr[1]
+    if expr[0] == "name":
+        return lookup(expr[1], variables)
+    function = FUNCTIONS[expr[1]][0]
+    return function(*(evaluate(arg, variables) for arg in expr[2]))
+
+
+def _value(inside: str, variables: Mapping[str, Any]) -> Any:
+    try:
+        expr = parse(inside)
+    except ValueError as exc:  # the suite reader reports these; a run-time variable may not
+        raise TemplateFunctionError(str(exc)) from None
+    return evaluate(expr, variables)
 
 
 def _index_ok(part: str, items: list[Any]) -> bool:
@@ -85,9 +244,9 @@ def render(value: Any, variables: Mapping[str, Any]) -> Any:
         if "{{" not in value:
             return value
         whole = _WHOLE.match(value)
-        if whole:
-            return lookup(whole.group(1), variables)
-        return _TEMPLATE.sub(lambda m: _format(lookup(m.group(1), variables)), value)
+        if whole and "{{" not in whole.group(1):
+            return _value(whole.group(1), variables)
+        return _TEMPLATE.sub(lambda m: _format(_value(m.group(1), variables)), value)
     if isinstance(value, list):
         return [render(item, variables) for item in value]
     if isinstance(value, dict):

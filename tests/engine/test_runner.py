@@ -514,3 +514,45 @@ tests:
     without, with_key = outcome.steps
     assert "X-API-Key" not in without.request.headers
     assert with_key.request.headers["X-API-Key"] == MASK  # sent, and masked as recorded
+
+
+SIGNED_WEBHOOK = """
+name: t
+variables:
+  ts: "{{ now() }}"
+  event: '{"id": "evt_fn_1", "type": "ping"}'
+tests:
+  - name: signed webhook
+    steps:
+      - action:
+          type: httpRequest
+          method: POST
+          url: /webhooks/stripe
+          bodyType: raw
+          body: "{{event}}"
+          headers:
+            X-Signature: "t={{ts}},v1={{ hmacSha256('whsec_demo', concat(ts, '.', event)) }}"
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 200}]}]
+      - action:
+          type: httpRequest
+          method: POST
+          url: /webhooks/stripe
+          bodyType: raw
+          body: "{{event}}"
+          headers:
+            X-Signature: "t={{ts}},v1={{ sha256(event) }}"
+        assertions: [{assertions: [{path: response.status, operator: eq, value: 401}]}]
+      - action: {type: httpRequest, url: "/health?n={{number('abc')}}"}
+"""
+
+
+def test_a_signature_computed_by_template_functions_is_accepted_by_the_sandbox() -> None:
+    from demo.sandbox import SandboxServer
+
+    with SandboxServer() as server:
+        [outcome] = _run(SIGNED_WEBHOOK, _context(server.url))
+    signed, tampered, bad = outcome.steps
+    assert signed.status == "passed" and tampered.status == "passed"
+    assert bad.status == "error"
+    assert bad.failure is not None and bad.failure.kind == "template"
+    assert bad.failure.message == "number() of 'abc': not a number"
