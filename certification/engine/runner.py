@@ -52,6 +52,14 @@ ERROR_KINDS = {"undefined_variable", "template", "bad_url", "blocked_address", "
 ScenarioCallback = Callable[[int, ScenarioOutcome], Awaitable[None] | None]
 
 
+def _expects_failure(step: Step) -> bool:
+    """A step that asserts (or extracts) on ``failure.*`` expects its exchange to fail: a
+    failure is then its result, and a response leaves ``failure`` missing, which fails."""
+    paths = [a.path for g in step.groups if g.match is None for a in g.assertions]
+    paths += list(step.extract.values())
+    return any(p == "failure" or p.startswith(("failure.", "failure[")) for p in paths)
+
+
 class StepError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -268,7 +276,7 @@ class ScenarioRunner:
         if isinstance(action, HttpRequest):
             if step.until is not None:
                 return await self._poll(index, step, action, outcome)
-            return await self._http(index, action, outcome)
+            return await self._http(index, action, outcome, expects_failure=_expects_failure(step))
         if isinstance(action, LatencyProbe):
             return await self._probe(action, outcome)
         if isinstance(action, Wait):
@@ -310,7 +318,14 @@ class ScenarioRunner:
         )
         return prepared, endpoint
 
-    async def _http(self, index: int, request: HttpRequest, outcome: StepOutcome) -> dict[str, Any]:
+    async def _http(
+        self,
+        index: int,
+        request: HttpRequest,
+        outcome: StepOutcome,
+        *,
+        expects_failure: bool = False,
+    ) -> dict[str, Any]:
         prepared, endpoint = self._prepare(index, request)
         exchange = await self.transport.send(prepared, endpoint=endpoint)
         outcome.request = exchange.request
@@ -319,7 +334,13 @@ class ScenarioRunner:
             **{k: None if v is None else round(v, 3) for k, v in vars(exchange.timings).items()}
         )
         if exchange.failure is not None:
-            raise StepError(exchange.failure.kind, exchange.failure.message)
+            if not expects_failure:
+                raise StepError(exchange.failure.kind, exchange.failure.message)
+            # The step asserts on ``failure``: the failure is its result, for them to judge.
+            outcome.notes.append(
+                f"failed as checked: {exchange.failure.kind}: {exchange.failure.message}"
+            )
+            return {"failure": {"kind": exchange.failure.kind, "message": exchange.failure.message}}
         # What went on the wire (final hop, auth included), not what the step asked for.
         sent = exchange.sent
         return {

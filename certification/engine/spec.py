@@ -144,9 +144,9 @@ SCHEMA_KEYWORDS = (
 REF_EXTENSIONS = (".yaml", ".yml", ".json")
 
 # Path roots, and which of them each kind of step can assert on.
-PATH_ROOTS = ("response", "request", "data", "latency", "errors", "status")
+PATH_ROOTS = ("response", "request", "data", "latency", "errors", "status", "failure")
 ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
-    "httpRequest": ("response", "request"),
+    "httpRequest": ("response", "request", "failure"),
     "dbQuery": ("data",),
     "wait": (),
     "latencyProbe": ("latency", "errors", "status"),
@@ -154,6 +154,8 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
 MATCH_ROOTS = ("request", "response")
 _RESPONSE_FIELDS = ("status", "headers", "body", "timeMs", "redirects")
 _REQUEST_FIELDS = ("method", "url", "headers", "body")
+# An httpRequest that asserts on ``failure`` expects the exchange to fail: see docs.
+_FAILURE_FIELDS = ("kind", "message")
 _LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "max", "requests", "ok", "successRatio")
 _ERRORS_FIELDS = ("rate", "count")
 
@@ -306,6 +308,11 @@ def _check_path_root(segments: list[str | int]) -> None:
         need(_RESPONSE_FIELDS)
     elif root == "request":
         need(_REQUEST_FIELDS)
+    elif root == "failure":
+        need(_FAILURE_FIELDS)
+        if len(rest) > 1:
+            raise ValueError(f"'failure.{first}' is a single value and has no fields")
+        return
     elif root == "latency":
         need(_LATENCY_FIELDS)
     elif root == "errors":

@@ -17,7 +17,7 @@ from certification.engine.masking import MASK
 from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
-from certification.engine.spec import parse_suite
+from certification.engine.spec import SuiteInvalid, parse_suite
 from tests.engine.servers import closed_port
 
 POLICY = AddressPolicy(["127.0.0.0/8"])
@@ -556,3 +556,53 @@ def test_a_signature_computed_by_template_functions_is_accepted_by_the_sandbox()
     assert bad.status == "error"
     assert bad.failure is not None and bad.failure.kind == "template"
     assert bad.failure.message == "number() of 'abc': not a number"
+
+
+EXPECTED_FAILURES = """
+name: t
+tests:
+  - name: the partner must time out rather than answer late
+    steps:
+      - action: {type: httpRequest, url: "/v1/slow?ms=2000", timeoutMs: 200}
+        assertions: [{assertions: [{path: failure.kind, operator: eq, value: timeout}]}]
+        continueOnFailure: true
+      - action: {type: httpRequest, url: /health}
+        assertions: [{assertions: [{path: failure.kind, operator: eq, value: timeout}]}]
+        continueOnFailure: true
+      - action: {type: httpRequest, url: "/v1/slow?ms=2000", timeoutMs: 200}
+        assertions: [{assertions: [{path: failure.kind, operator: eq, value: refused}]}]
+"""
+
+
+def test_an_expected_failure_passes_when_it_happens_and_fails_when_it_does_not(
+    sandbox: Any,
+) -> None:
+    (outcome,) = _run(EXPECTED_FAILURES, _context(sandbox.url))
+    timed_out, answered, other_failure = outcome.steps
+    assert timed_out.status == "passed" and timed_out.failure is None
+    assert timed_out.assertions[0].actual == "timeout"
+    assert any(n.startswith("failed as checked: timeout") for n in timed_out.notes)
+    assert answered.status == "failed"  # it answered: there is no failure to find
+    assert other_failure.status == "failed"  # it failed, but not as the check expected
+    assert other_failure.assertions[0].actual == "timeout"
+    assert outcome.status == "failed"
+
+
+def test_a_refused_connection_can_be_the_expected_result() -> None:
+    text = _one_step(
+        "          type: httpRequest\n          url: /health",
+        "        assertions:\n          - assertions:\n"
+        "              - {path: failure.kind, operator: eq, value: refused}",
+    )
+    (outcome,) = _run(text, _context(f"http://127.0.0.1:{closed_port()}"))
+    assert outcome.status == "passed", outcome.steps[0].assertions
+
+
+def test_failure_paths_are_checked_when_the_suite_is_read() -> None:
+    text = _one_step(
+        "          type: httpRequest\n          url: /health",
+        "        assertions:\n          - assertions:\n"
+        "              - {path: failure.reason, operator: eq, value: x}",
+    )
+    with pytest.raises(SuiteInvalid, match="unknown field 'failure.reason'; failure has kind"):
+        parse_suite(text, filename="suite.yaml")

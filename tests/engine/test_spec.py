@@ -1082,13 +1082,13 @@ def test_match_group_with_count_and_assertions() -> None:
 @pytest.mark.parametrize(
     ("action", "path", "expected"),
     [
-        (http(), "data[0].status", "use a path under response or request"),
+        (http(), "data[0].status", "use a path under response, request or failure"),
         (
             {"type": "dbQuery", "database": "db", "query": "SELECT 1"},
             "response.status",
             "use a path under data",
         ),
-        (http(), "latency.p95", "use a path under response or request"),
+        (http(), "latency.p95", "use a path under response, request or failure"),
         (
             {"type": "latencyProbe", "url": "/a", "requests": 5, "rate": 1},
             "response.status",
@@ -1185,8 +1185,8 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
         ("", "the path is empty"),
         (
             "body.id",
-            "unknown root 'body'; a path starts with response, request, data, latency, errors "
-            "or status",
+            "unknown root 'body'; a path starts with response, request, data, latency, errors, "
+            "status or failure",
         ),
         ("respons.status", "did you mean 'response'?"),
         ("response", "'response' needs a field: status, headers, body, timeMs or redirects"),
