@@ -42,7 +42,7 @@ from certification.engine.model import (
 )
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
-from certification.engine.spec import parse_path
+from certification.engine.spec import parse_path, path_conversion
 from certification.engine.templating import TemplateFunctionError, UndefinedVariable, render
 from certification.engine.transport import Exchange, PreparedRequest, Transport
 
@@ -52,11 +52,27 @@ ERROR_KINDS = {"undefined_variable", "template", "bad_url", "blocked_address", "
 ScenarioCallback = Callable[[int, ScenarioOutcome], Awaitable[None] | None]
 
 
+def read_path(root: dict[str, Any], path: str) -> tuple[Any, str]:
+    """The value at ``path`` in a step's result, converted as the path says
+    (``number(response.headers.x-total-count)``), and what went wrong converting it ("" when
+    nothing did). A missing value stays missing."""
+    conversion, _ = path_conversion(path)
+    value = resolve(root, parse_path(path))
+    if conversion is None or value is MISSING:
+        return value, ""
+    if conversion == "string":
+        return render("{{ string(v) }}", {"v": value}), ""
+    try:
+        return render("{{ number(v) }}", {"v": value}), ""
+    except TemplateFunctionError as exc:
+        return value, str(exc)
+
+
 def _expects_failure(step: Step) -> bool:
     """A step that asserts (or extracts) on ``failure.*`` expects its exchange to fail: a
     failure is then its result, and a response leaves ``failure`` missing, which fails."""
     paths = [a.path for g in step.groups if g.match is None for a in g.assertions]
-    paths += list(step.extract.values())
+    paths = [path_conversion(p)[1] for p in [*paths, *step.extract.values()]]
     return any(p == "failure" or p.startswith(("failure.", "failure[")) for p in paths)
 
 
@@ -364,15 +380,14 @@ class ScenarioRunner:
     ) -> dict[str, Any]:
         until = step.until
         assert until is not None
-        segments = parse_path(until.path)
         expected = render(until.value, self._scope())
         deadline = time.perf_counter() + until.timeout_ms / 1000
         polls = 0
         while True:
             root = await self._http(index, request, outcome)
             polls += 1
-            actual = resolve(root, segments)
-            done, _ = ops.evaluate(until.operator, actual, expected)
+            actual, problem = read_path(root, until.path)
+            done = not problem and ops.evaluate(until.operator, actual, expected)[0]
             if done:
                 outcome.iteration = polls - 1
                 outcome.notes.append(f"until condition met after {polls} request(s)")
@@ -549,9 +564,13 @@ class ScenarioRunner:
                 self._not_evaluated(group, outcome)
                 continue
             for assertion in group.assertions:
-                actual = resolve(root, parse_path(assertion.path))
+                actual, problem = read_path(root, assertion.path)
                 expected = render(assertion.value, scope)
-                passed, message = ops.evaluate(assertion.operator, actual, expected)
+                passed, message = (
+                    (False, problem)
+                    if problem
+                    else ops.evaluate(assertion.operator, actual, expected)
+                )
                 outcome.assertions.append(
                     AssertionResult(
                         path=assertion.path,
@@ -589,7 +608,9 @@ class ScenarioRunner:
 
     def _extract(self, step: Step, root: dict[str, Any], outcome: StepOutcome) -> None:
         for name, path in step.extract.items():
-            value = resolve(root, parse_path(path))
+            value, problem = read_path(root, path)
+            if problem:
+                raise StepError("extract", f"extract {name}: {path}: {problem}")
             if value is MISSING:
                 raise StepError("extract", f"extract {name}: {path} does not exist in the result")
             self.variables[name] = value

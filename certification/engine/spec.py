@@ -239,13 +239,27 @@ def _scheme_of(url: str) -> str | None:
     return scheme.lower()
 
 
+# A path may be read as a number or as text: ``number(response.headers.x-total-count)``.
+PATH_CONVERSIONS = ("number", "string")
+_CONVERSION_RE = re.compile(r"^\s*(number|string)\((.*)\)\s*$", re.S)
+
+
+def path_conversion(path: str) -> tuple[str | None, str]:
+    """``("number", "response.headers.x-total-count")`` for a converted path; ``(None, path)``
+    otherwise."""
+    match = _CONVERSION_RE.match(path) if isinstance(path, str) else None
+    return (match.group(1), match.group(2).strip()) if match else (None, path)
+
+
 def parse_path(path: str) -> list[str | int]:
     """Split an assertion/extract path into segments, checking its root.
 
     ``"response.body.items[0].sku"`` -> ``["response", "body", "items", 0, "sku"]``;
     ``'response.body["odd.key"]'`` -> ``["response", "body", "odd.key"]``. Raises ``ValueError``
-    with a readable reason when the path is malformed or does not start with a known root.
+    with a readable reason when the path is malformed or does not start with a known root. A
+    conversion (``number(...)``, ``string(...)``) is read through: its path's segments.
     """
+    _, path = path_conversion(path)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("the path is empty")
     match = _IDENT_RE.match(path)

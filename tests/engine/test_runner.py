@@ -606,3 +606,34 @@ def test_failure_paths_are_checked_when_the_suite_is_read() -> None:
     )
     with pytest.raises(SuiteInvalid, match="unknown field 'failure.reason'; failure has kind"):
         parse_suite(text, filename="suite.yaml")
+
+
+CONVERTED_PATHS = """
+name: t
+tests:
+  - name: retry-after is a number of seconds
+    steps:
+      - action: {type: httpRequest, url: /v1/status/429}
+        assertions:
+          - assertions:
+              - {path: "number(response.headers.retry-after)", operator: eq, value: 2}
+              - {path: "number(response.headers.retry-after)", operator: lte, value: 60}
+              - {path: response.headers.retry-after, operator: eq, value: 2}
+              - {path: "string(response.status)", operator: eq, value: "429"}
+              - {path: "number(response.headers.content-type)", operator: eq, value: 1}
+        extract:
+          wait: "number(response.headers.retry-after)"
+"""
+
+
+def test_a_path_read_as_a_number_compares_a_header_with_a_number(sandbox: Any) -> None:
+    (outcome,) = _run(CONVERTED_PATHS, _context(sandbox.url))
+    step = outcome.steps[0]
+    results = [(a.path, a.passed, a.message) for a in step.assertions]
+    assert [passed for _, passed, _ in results] == [True, True, False, True, False]
+    assert results[2][2] == 'expected 2, got "2"'  # the header itself is text
+    assert (
+        results[4][2].startswith("number() of 'application/json")
+        and "not a number" in results[4][2]
+    )
+    assert step.extracted == {"wait": 2}

@@ -2362,3 +2362,11 @@ def test_a_relative_url_whose_query_holds_a_url_is_valid() -> None:
 def test_a_url_with_another_scheme_is_still_refused(url: str) -> None:
     (message,) = step_messages({"action": http(url=url)})
     assert "'url' must be http:// or https://, a /path, or endpoint-name/path" in message
+
+
+def test_a_converted_path_is_checked_like_the_path_inside_it() -> None:
+    assert parse_path("number(response.headers.x-total-count)") == [
+        "response", "headers", "x-total-count"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="unknown field 'response.stauts'"):
+        parse_path("number(response.stauts)")
