@@ -244,7 +244,7 @@ def render(value: Any, variables: Mapping[str, Any]) -> Any:
         if "{{" not in value:
             return value
         whole = _WHOLE.match(value)
-        if whole and "{{" not in whole.group(1):
+        if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
             return _value(whole.group(1), variables)
         return _TEMPLATE.sub(lambda m: _format(_value(m.group(1), variables)), value)
     if isinstance(value, list):

@@ -71,6 +71,8 @@ def test_quoted_strings_may_hold_commas_parentheses_and_braces_inside() -> None:
 def test_templates_without_functions_render_as_before() -> None:
     assert render("{{count}}-{{ user }}", VARS) == "42-AC01"
     assert render("{{{count}}}", VARS) == "{42}"
+    assert render("{{count}}}}", VARS) == "42}}"
+    assert render('{"a":{"b":"{{ user }}"}}', VARS) == '{"a":{"b":"AC01"}}'
 
 
 def _errors(template: str) -> list[str]:
