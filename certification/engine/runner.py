@@ -42,7 +42,7 @@ from certification.engine.model import (
 )
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
-from certification.engine.spec import parse_path, path_conversion
+from certification.engine.spec import _is_failure_path, parse_path, path_conversion
 from certification.engine.templating import TemplateFunctionError, UndefinedVariable, render
 from certification.engine.transport import Exchange, PreparedRequest, Transport
 
@@ -69,11 +69,12 @@ def read_path(root: dict[str, Any], path: str) -> tuple[Any, str]:
 
 
 def _expects_failure(step: Step) -> bool:
-    """A step that asserts (or extracts) on ``failure.*`` expects its exchange to fail: a
-    failure is then its result, and a response leaves ``failure`` missing, which fails."""
-    paths = [a.path for g in step.groups if g.match is None for a in g.assertions]
-    paths = [path_conversion(p)[1] for p in [*paths, *step.extract.values()]]
-    return any(p == "failure" or p.startswith(("failure.", "failure[")) for p in paths)
+    """A step that asserts on ``failure.*`` expects its exchange to fail: a failure of the
+    exchange is then its result, and a response leaves ``failure`` missing, which fails. A
+    failure of the definition or configuration (``ERROR_KINDS``) stays an error."""
+    return any(
+        _is_failure_path(a.path) for g in step.groups if g.match is None for a in g.assertions
+    )
 
 
 class StepError(Exception):
@@ -350,11 +351,12 @@ class ScenarioRunner:
             **{k: None if v is None else round(v, 3) for k, v in vars(exchange.timings).items()}
         )
         if exchange.failure is not None:
-            if not expects_failure:
+            if not expects_failure or exchange.failure.kind in ERROR_KINDS:
                 raise StepError(exchange.failure.kind, exchange.failure.message)
             # The step asserts on ``failure``: the failure is its result, for them to judge.
             outcome.notes.append(
-                f"failed as checked: {exchange.failure.kind}: {exchange.failure.message}"
+                f"the request failed ({exchange.failure.kind}: {exchange.failure.message}); "
+                "the step's assertions on failure judge it"
             )
             return {"failure": {"kind": exchange.failure.kind, "message": exchange.failure.message}}
         # What went on the wire (final hop, auth included), not what the step asked for.
@@ -394,10 +396,11 @@ class ScenarioRunner:
                 return root
             if time.perf_counter() + until.interval_ms / 1000 > deadline:
                 outcome.iteration = polls - 1
+                last = problem or f"last value {ops.show(actual)}"
                 raise StepError(
                     "timeout",
                     f"until {until.path} {until.operator} {ops.show(expected)} not met within "
-                    f"{until.timeout_ms} ms ({polls} requests); last value {ops.show(actual)}",
+                    f"{until.timeout_ms} ms ({polls} requests); {last}",
                 )
             await asyncio.sleep(until.interval_ms / 1000)
 

@@ -356,17 +356,8 @@ def template_names(text: str) -> list[str]:
     ``$built-in``. Whitespace inside the braces is allowed (``{{ orderId }}``).
     """
     names: list[str] = []
-    start = 0
-    while True:
-        i = text.find("{{", start)
-        if i < 0:
-            return names
-        while text.startswith("{", i + 2):  # '{{{x}}}': the template is the innermost pair
-            i += 1
-        j = text.find("}}", i + 2)
-        if j < 0:
-            raise ValueError(f"'{{{{' at character {i + 1} is not closed with '}}}}'")
-        inner = text[i + 2 : j].strip()
+    for i, _, inside in templating.scan(text):
+        inner = inside.strip()
         if not inner:
             raise ValueError(f"empty '{{{{}}}}' at character {i + 1}")
         if _TEMPLATE_NAME_RE.fullmatch(inner):
@@ -386,7 +377,7 @@ def template_names(text: str) -> list[str]:
                 hint = _did_you_mean(name, BUILTINS) or f"; the built-ins are {_either(BUILTINS)}"
                 raise ValueError(f"unknown built-in '{{{{{name}}}}}'{hint}")
         names.extend(found)
-        start = j + 2
+    return names
 
 
 def suite_fingerprint(text_by_file: dict[str, str]) -> str:
@@ -1263,6 +1254,7 @@ class _Parser:
                     f"'until' repeats an httpRequest action, not a {kind} action",
                 )
             until = self.until(m["until"], ctx, roots)
+        self.failure_paths(y, m, groups, extract, until, ctx)
         follow = False
         if "continueOnFailure" in m:
             follow = bool(self.boolean(m["continueOnFailure"], ctx, "continueOnFailure"))
@@ -1277,6 +1269,38 @@ class _Parser:
             continue_on_failure=follow,
             pos=y.pos,
         )
+
+    def failure_paths(
+        self,
+        y: _Y,
+        m: dict[str, _Y],
+        groups: list[AssertionGroup],
+        extract: dict[str, str],
+        until: Until | None,
+        ctx: str,
+    ) -> None:
+        """``failure.*`` is the result of a step that asserts on it, and only of such a step:
+        extracting it alone would take any failure as success, and ``until`` repeats a request
+        until it answers."""
+        asserted = any(
+            _is_failure_path(a.path) for g in groups if g.match is None for a in g.assertions
+        )
+        if until is not None and (asserted or _is_failure_path(until.path)):
+            self.err(
+                _kpos(y, "until"),
+                ctx,
+                "'until' repeats a request until it answers; a step that expects its request to "
+                "fail (a path under 'failure') cannot poll",
+            )
+        if not asserted:
+            for var, path in extract.items():
+                if _is_failure_path(path):
+                    self.err(
+                        _kpos(m["extract"], var),
+                        ctx,
+                        f"extract {var}: '{path}' is only there when the step asserts on "
+                        "failure.kind or failure.message (say which failure is expected)",
+                    )
 
     # ------------------------------------------------------------------ actions
 
@@ -1833,6 +1857,11 @@ class _Parser:
 
 def _normalise(path: str) -> str:
     return posixpath.normpath(path) if path else path
+
+
+def _is_failure_path(path: str) -> bool:
+    path = path_conversion(path)[1]
+    return path == "failure" or path.startswith(("failure.", "failure["))
 
 
 def _decode(data: str | bytes, file: str) -> str | SpecError:

@@ -26,9 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-# The innermost ``{{ ... }}`` (``{{{x}}}`` is the template ``x`` in braces), its inside lazily.
-_TEMPLATE = re.compile(r"\{\{(?!\{)(.+?)\}\}", re.S)
-_WHOLE = re.compile(r"^\{\{(?!\{)(.+?)\}\}$", re.S)
+MAX_DEPTH = 32  # calls nested inside calls in one template
 
 
 class UndefinedVariable(LookupError):
@@ -57,22 +55,32 @@ def _text(value: Any) -> str:
     return _format(value)
 
 
+# A decimal number as a partner writes one in a header or a string: ASCII digits, an optional
+# sign, fraction and exponent. Not "1_000", "١٢", ".5", "inf" or "nan", which Python would take.
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def _number(value: Any) -> int | float:
     if isinstance(value, bool):
-        raise TemplateFunctionError(f"number() of {_format(value)!r}: not a number")
+        raise TemplateFunctionError(f"number() of {_format(value)}: not a number")
+    if value is None:
+        raise TemplateFunctionError("number() of null: not a number")
     if isinstance(value, int | float):
         return value
+    if isinstance(value, dict | list):
+        raise TemplateFunctionError(
+            f"number() of {'an object' if isinstance(value, dict) else 'a list'}: not a number"
+        )
     text = _format(value).strip()
-    try:
+    # The value itself is never quoted: it may be (part of) a secret.
+    if not _NUMBER.fullmatch(text):
+        what = "an empty string" if not text else f"a {len(text)}-character string"
+        raise TemplateFunctionError(f"number() of {what}: not a decimal number")
+    if re.fullmatch(r"[+-]?[0-9]+", text):
         return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        raise TemplateFunctionError(f"number() of {text[:40]!r}: not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise TemplateFunctionError(f"number() of {text[:40]!r}: not a finite number")
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise TemplateFunctionError(f"number() of a {len(text)}-character string: out of range")
     return number
 
 
@@ -126,7 +134,11 @@ def parse(text: str) -> Expr:
     return expr
 
 
-def _expression(tokens: list[tuple[str, str, int]], i: int, source: str) -> tuple[Expr, int]:
+def _expression(
+    tokens: list[tuple[str, str, int]], i: int, source: str, depth: int = 0
+) -> tuple[Expr, int]:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"calls nested more than {MAX_DEPTH} deep in '{{{{{source}}}}}'")
     if i >= len(tokens):
         raise ValueError(f"'{{{{{source}}}}}' ends too early")
     kind, value, _ = tokens[i]
@@ -145,7 +157,7 @@ def _expression(tokens: list[tuple[str, str, int]], i: int, source: str) -> tupl
             j += 1
         else:
             while True:
-                arg, j = _expression(tokens, j, source)
+                arg, j = _expression(tokens, j, source, depth + 1)
                 args.append(arg)
                 if j < len(tokens) and tokens[j][1] == ",":
                     j += 1
@@ -153,10 +165,16 @@ def _expression(tokens: list[tuple[str, str, int]], i: int, source: str) -> tupl
                 if j < len(tokens) and tokens[j][1] == ")":
                     j += 1
                     break
+                if j < len(tokens):
+                    raise ValueError(
+                        f"expected ',' or ')' after argument {len(args)} of '{value}(', not "
+                        f"{tokens[j][1]!r}, in '{{{{{source}}}}}'"
+                    )
                 raise ValueError(f"'{value}(' is not closed with ')' in '{{{{{source}}}}}'")
         _, low, high = FUNCTIONS[value]
         if len(args) < low or (high is not None and len(args) > high):
-            wanted = str(low) if low == high else f"{low} or more" if high is None else ""
+            wanted = f"{low} or more" if high is None else f"{low} to {high}"
+            wanted = str(low) if low == high else wanted
             raise ValueError(
                 f"{value}() takes {wanted} argument{'s' if wanted != '1' else ''}, not {len(args)}"
             )
@@ -196,6 +214,17 @@ def _value(inside: str, variables: Mapping[str, Any]) -> Any:
     except ValueError as exc:  # the suite reader reports these; a run-time variable may not
         raise TemplateFunctionError(str(exc)) from None
     return evaluate(expr, variables)
+
+
+def _scan_closed(text: str) -> list[tuple[int, int, str]]:
+    """The closed templates of ``text`` when a later ``{{`` is not closed."""
+    cut = text.rfind("{{")
+    while cut >= 0:
+        try:
+            return scan(text[:cut])
+        except ValueError:
+            cut = text.rfind("{{", 0, cut)
+    return []
 
 
 def _index_ok(part: str, items: list[Any]) -> bool:
@@ -238,15 +267,62 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _closing(text: str, start: int) -> int:
+    """Where the ``}}`` closing the template whose inside starts at ``start`` is, skipping
+    quoted strings (``{{ concat('}}', x) }}``); -1 when there is none. An unbalanced quote
+    (``{{ it's }}``) falls back to the first ``}}``, for the reader to report."""
+    quote = ""
+    j = start
+    while j < len(text):
+        c = text[j]
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif text.startswith("}}", j):
+            return j
+        j += 1
+    return text.find("}}", start)
+
+
+def scan(text: str) -> list[tuple[int, int, str]]:
+    """The templates in ``text``: (start, end, inside) for each ``{{ ... }}``, the innermost
+    pair of braces (``{{{x}}}`` is ``x`` in braces). ``ValueError`` on an unclosed ``{{``."""
+    found: list[tuple[int, int, str]] = []
+    position = 0
+    while True:
+        i = text.find("{{", position)
+        if i < 0:
+            return found
+        while text.startswith("{", i + 2):
+            i += 1
+        j = _closing(text, i + 2)
+        if j < 0:
+            raise ValueError(f"'{{{{' at character {i + 1} is not closed with '}}}}'")
+        found.append((i, j + 2, text[i + 2 : j]))
+        position = j + 2
+
+
 def render(value: Any, variables: Mapping[str, Any]) -> Any:
     """Render templates in ``value`` (strings, and recursively in lists and dict values/keys)."""
     if isinstance(value, str):
         if "{{" not in value:
             return value
-        whole = _WHOLE.match(value)
-        if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-            return _value(whole.group(1), variables)
-        return _TEMPLATE.sub(lambda m: _format(_value(m.group(1), variables)), value)
+        try:
+            templates = scan(value)
+        except ValueError:  # checked when the suite was read; left as text here
+            templates = _scan_closed(value)
+        if len(templates) == 1 and templates[0][:2] == (0, len(value)):
+            return _value(templates[0][2], variables)
+        parts: list[str] = []
+        position = 0
+        for start, end, inside in templates:
+            parts.append(value[position:start])
+            parts.append(_format(_value(inside, variables)))
+            position = end
+        parts.append(value[position:])
+        return "".join(parts)
     if isinstance(value, list):
         return [render(item, variables) for item in value]
     if isinstance(value, dict):

@@ -2370,3 +2370,31 @@ def test_a_converted_path_is_checked_like_the_path_inside_it() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown field 'response.stauts'"):
         parse_path("number(response.stauts)")
+
+
+def test_extracting_a_failure_without_asserting_on_it_is_refused() -> None:
+    found = errors(
+        "name: s\ntests:\n  - name: t\n    steps:\n"
+        "      - action: {type: httpRequest, method: GET, url: /x}\n"
+        "        extract: {why: failure.kind}\n"
+    )
+    assert any("only there when the step asserts on failure.kind" in e for e in found)
+
+
+def test_until_on_a_failure_path_is_refused() -> None:
+    found = errors(
+        "name: s\ntests:\n  - name: t\n    steps:\n"
+        "      - action: {type: httpRequest, method: GET, url: /x}\n"
+        "        until: {path: failure.kind, operator: eq, value: timeout}\n"
+    )
+    assert any("cannot poll" in e for e in found)
+
+
+def test_until_on_a_step_that_expects_a_failure_is_refused() -> None:
+    found = errors(
+        "name: s\ntests:\n  - name: t\n    steps:\n"
+        "      - action: {type: httpRequest, method: GET, url: /x}\n"
+        "        assertions: [{assertions: [{path: failure.kind, operator: eq, value: refused}]}]\n"
+        "        until: {path: response.status, operator: eq, value: 200}\n"
+    )
+    assert any("cannot poll" in e for e in found)

@@ -15,7 +15,7 @@ import pytest
 
 from certification.engine.auth import sign
 from certification.engine.spec import SuiteInvalid, parse_suite
-from certification.engine.templating import TemplateFunctionError, render
+from certification.engine.templating import TemplateFunctionError, parse, render
 
 VARS: dict[str, Any] = {
     "user": "AC01",
@@ -52,7 +52,7 @@ def test_a_whole_template_number_call_keeps_the_number_type() -> None:
 
 
 def test_number_of_text_that_is_no_number_is_a_template_error() -> None:
-    with pytest.raises(TemplateFunctionError, match="number\\(\\) of 'abc': not a number"):
+    with pytest.raises(TemplateFunctionError, match="not a decimal number"):
         render("{{ number('abc') }}", VARS)
 
 
@@ -113,3 +113,44 @@ def test_a_secret_inside_a_computed_base64_value_is_masked_when_recorded() -> No
     masked = Masker(["tok-SECRET-123"]).mask(f"echo: {value}")
     decoded = base64.b64decode(masked.removeprefix("echo: ").split("•")[0] + "==", validate=False)
     assert value not in masked and b"tok-SECRET" not in decoded
+
+
+def test_number_of_a_non_number_does_not_quote_the_value() -> None:
+    with pytest.raises(TemplateFunctionError) as info:
+        render("{{ number(v) }}", {"v": "sk_live_abcdefghijklmnop"})
+    assert "sk_live" not in str(info.value)
+    assert "24-character string" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["1_000", "١٢", ".5", "inf", "nan", "1e", "0x10", ""])
+def test_number_refuses_what_is_not_an_ascii_decimal(text: str) -> None:
+    with pytest.raises(TemplateFunctionError):
+        render("{{ number(v) }}", {"v": text})
+
+
+@pytest.mark.parametrize(("text", "value"), [("42", 42), ("-1.5", -1.5), ("2e3", 2000.0)])
+def test_number_reads_ascii_decimals(text: str, value: float) -> None:
+    assert render("{{ number(v) }}", {"v": text}) == value
+
+
+def test_number_of_null_says_null() -> None:
+    with pytest.raises(TemplateFunctionError, match="null"):
+        render("{{ number(v) }}", {"v": None})
+
+
+def test_one_extra_closing_brace_stays_text_after_the_value() -> None:
+    assert render("{{x}}}", {"x": 5}) == "5}"
+
+
+def test_a_quoted_argument_may_hold_closing_braces() -> None:
+    assert render("{{ concat('a}}b', x) }}", {"x": "c"}) == "a}}bc"
+
+
+def test_deeply_nested_calls_are_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="nested more than 32"):
+        parse("string(" * 40 + "x" + ")" * 40)
+
+
+def test_a_missing_comma_between_arguments_is_named() -> None:
+    with pytest.raises(ValueError, match="expected ',' or '\\)' after argument 1 of 'concat\\('"):
+        parse("concat(a b)")
