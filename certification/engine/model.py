@@ -7,6 +7,7 @@ output side, and the Django app persists both. Everything here is JSON-friendly 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ OPERATORS = (
     "matches", "in", "length", "type", "jsonSchema",
 )  # fmt: skip
 SCENARIO_KINDS = ("main", "alt", "exception", "cross")
-ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe")
+ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe", "waitForRequest")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 BodyKind = Literal["json", "form", "raw"]
@@ -123,7 +124,17 @@ class LatencyProbe:
     flow: str = ""  # a named flow SLAs can apply to, besides the endpoint
 
 
-Action = HttpRequest | DbQuery | Wait | LatencyProbe
+@dataclass
+class WaitForRequest:
+    """Wait until the partner's sandbox sends a request that ``match`` selects (to a hosted
+    mock or the webhook inbox), or ``timeout_ms`` passes."""
+
+    match: dict[str, Any]
+    timeout_ms: int = 30_000
+    interval_ms: int = 250
+
+
+Action = HttpRequest | DbQuery | Wait | LatencyProbe | WaitForRequest
 
 
 @dataclass
@@ -143,6 +154,7 @@ class Step:
     extract: dict[str, str] = field(default_factory=dict)
     until: Until | None = None
     continue_on_failure: bool = False
+    settle_ms: int | None = None  # how long after the action captured traffic may still arrive
     pos: Pos | None = None
 
 
@@ -197,6 +209,9 @@ class EndpointConfig:
     writable: bool = False
 
 
+TrafficSource = Callable[[str, str], Awaitable[tuple[list[dict[str, Any]], int]]]
+
+
 @dataclass
 class RunContext:
     endpoints: dict[str, EndpointConfig]
@@ -213,6 +228,11 @@ class RunContext:
     # Endpoints whose stored credentials were not loaded (pointed at another origin for this
     # run): their {{secret.<name>.*}} are undefined, and the error says why.
     withheld: list[str] = field(default_factory=list)
+    # Captured traffic of this run: ``traffic(since, until)`` (ISO 8601 UTC) returns the
+    # records received in that window and how many the run has received in all. None: no
+    # recorder (``match`` groups are then not evaluated).
+    traffic: TrafficSource | None = None
+    traffic_settle_ms: int = 500
 
 
 # ----------------------------------------------------------------------------- output side
@@ -327,6 +347,8 @@ class StepOutcome:
     data: Any = None  # dbQuery rows
     latency: LatencySummary | None = None
     notes: list[str] = field(default_factory=list)
+    # Per ``match`` group: {"group": n, "match": {...}, "requests": [summary, ...]}.
+    traffic: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""  # ISO 8601 UTC
     duration_ms: float = 0.0
 

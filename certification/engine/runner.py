@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from certification.engine import assertions as ops
+from certification.engine import traffic
 from certification.engine.histogram import Histogram
 from certification.engine.masking import MASK, Masker, is_sensitive_header
 from certification.engine.model import (
@@ -39,6 +40,7 @@ from certification.engine.model import (
     Suite,
     Timings,
     Wait,
+    WaitForRequest,
 )
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
@@ -48,6 +50,11 @@ from certification.engine.transport import Exchange, PreparedRequest, Transport
 
 # Failures that say the definition or configuration is wrong rather than the partner's sandbox.
 ERROR_KINDS = {"undefined_variable", "template", "bad_url", "blocked_address", "error", "db_config"}
+
+NO_RECORDER = (
+    "captured traffic is recorded by the web process that serves the hosted mocks and the "
+    "inbox, and this run has no recorder"
+)
 
 ScenarioCallback = Callable[[int, ScenarioOutcome], Awaitable[None] | None]
 
@@ -204,6 +211,9 @@ class ScenarioRunner:
         self.policy = policy
         self.scenario_index = scenario_index
         self.variables: dict[str, Any] = {}
+        # When the previous step started: a waitForRequest looks for requests from then on
+        # (the call it waits for is usually caused by the step before it).
+        self.previous_started = _now_iso()
 
     def _base_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
@@ -259,9 +269,11 @@ class ScenarioRunner:
         name = step.name or f"step {index + 1}"
         outcome = StepOutcome(index=index, name=name, status="passed", started_at=_now_iso())
         started = time.perf_counter()
+        since, self.previous_started = self.previous_started, outcome.started_at
         try:
-            root = await self._act(index, step, outcome)
+            root = await self._act(index, step, outcome, since)
             self._check(step, root, outcome)
+            await self._check_traffic(step, outcome)
             self._extract(step, root, outcome)
         except StepError as exc:
             outcome.failure = exc.failure
@@ -288,7 +300,9 @@ class ScenarioRunner:
         self._mask(step, outcome)
         return outcome
 
-    async def _act(self, index: int, step: Step, outcome: StepOutcome) -> dict[str, Any]:
+    async def _act(
+        self, index: int, step: Step, outcome: StepOutcome, since: str
+    ) -> dict[str, Any]:
         action = step.action
         if isinstance(action, HttpRequest):
             if step.until is not None:
@@ -301,7 +315,38 @@ class ScenarioRunner:
             return {}
         if isinstance(action, DbQuery):
             return await self._db(action, outcome)
+        if isinstance(action, WaitForRequest):
+            return await self._wait_for_request(action, outcome, since)
         raise StepError("error", f"unsupported action {type(action).__name__}")
+
+    async def _wait_for_request(
+        self, action: WaitForRequest, outcome: StepOutcome, since: str
+    ) -> dict[str, Any]:
+        source = self.context.traffic
+        if source is None:
+            raise StepError("error", NO_RECORDER)
+        match = render(action.match, self._scope())
+        started = time.perf_counter()
+        deadline = started + action.timeout_ms / 1000
+        while True:
+            records, _ = await source(since, _now_iso())
+            found = traffic.select(match, records)
+            if found:
+                waited = (time.perf_counter() - started) * 1000
+                outcome.traffic.append(
+                    {"group": 0, "match": match, "requests": [traffic.summary(found[0])]}
+                )
+                outcome.notes.append(
+                    f"{traffic.describe(match)} arrived (looked for {waited:.0f} ms)"
+                )
+                return found[0]
+            if time.perf_counter() >= deadline:
+                raise StepError(
+                    "timeout",
+                    f"no request {traffic.describe(match)} arrived within {action.timeout_ms} ms",
+                )
+            pause = min(action.interval_ms / 1000, max(0.0, deadline - time.perf_counter()))
+            await asyncio.sleep(pause)
 
     def _prepare(
         self, index: int, request: HttpRequest
@@ -564,8 +609,7 @@ class ScenarioRunner:
         scope = self._scope()
         for group in step.groups:
             if group.match is not None:
-                self._not_evaluated(group, outcome)
-                continue
+                continue  # captured traffic: _check_traffic
             for assertion in group.assertions:
                 actual, problem = read_path(root, assertion.path)
                 expected = render(assertion.value, scope)
@@ -585,16 +629,118 @@ class ScenarioRunner:
                     )
                 )
 
-    @staticmethod
-    def _not_evaluated(group: AssertionGroup, outcome: StepOutcome) -> None:
-        """A ``match`` group checks captured traffic, which this version does not record: each
-        of its checks is reported as not evaluated, so the step cannot pass."""
-        reason = (
-            "not evaluated: 'match' checks traffic captured by hosted mocks, which this "
-            "version does not serve"
-        )
-        checks = [(a.path, a.operator, a.value) for a in group.assertions]
+    async def _check_traffic(self, step: Step, outcome: StepOutcome) -> None:
+        """Evaluate the step's ``match`` groups on the requests captured from the start of the
+        step until ``settleMs`` after its action."""
+        groups = [(n, g) for n, g in enumerate(step.groups, start=1) if g.match is not None]
+        if not groups:
+            return
+        source = self.context.traffic
+        if source is None:
+            for _, group in groups:
+                self._not_evaluated(group, outcome, "not evaluated: " + NO_RECORDER)
+            return
+        settle = self.context.traffic_settle_ms if step.settle_ms is None else step.settle_ms
+        if settle:
+            await asyncio.sleep(settle / 1000)
+        records, total = await source(outcome.started_at, _now_iso())
+        scope = self._scope()
+        for number, group in groups:
+            match = render(group.match or {}, scope)
+            found = traffic.select(match, records)
+            outcome.traffic.append(
+                {"group": number, "match": match, "requests": [traffic.summary(r) for r in found]}
+            )
+            self._traffic_group(group, match, found, total, outcome)
+
+    def _traffic_group(
+        self,
+        group: AssertionGroup,
+        match: dict[str, Any],
+        found: list[dict[str, Any]],
+        total: int,
+        outcome: StepOutcome,
+    ) -> None:
+        what = traffic.describe(match)
+        n = len(found)
+        counted = f"{n} request{'s' if n != 1 else ''} {what}"
+        count_passed = True
         if group.count is not None:
+            count_passed, message = ops.evaluate(group.count.operator, n, group.count.value)
+            evaluated = True
+            if count_passed and n == 0 and total == 0:
+                # Nothing reached the mocks or the inbox in the whole run: "none was sent"
+                # cannot be told from "the sandbox is not pointed at the hosted mocks".
+                evaluated, count_passed = False, False
+                message = (
+                    "not evaluated: no request from the partner's sandbox reached the hosted "
+                    "mocks or the inbox during this run, so 'none was sent' cannot be told from "
+                    "'the sandbox does not call the mocks' (check its third-party base URLs)"
+                )
+            else:
+                message = counted if count_passed else f"{message}: {counted}"
+            outcome.assertions.append(
+                AssertionResult(
+                    path="count",
+                    operator=group.count.operator,
+                    expected=group.count.value,
+                    actual=n,
+                    passed=count_passed,
+                    message=message,
+                    evaluated=evaluated,
+                )
+            )
+        elif not found:
+            count_passed = False
+            outcome.assertions.append(
+                AssertionResult(
+                    path="match",
+                    operator="exists",
+                    expected=None,
+                    actual=0,
+                    passed=False,
+                    message=f"no request {what} was captured in the step's window",
+                )
+            )
+        if not found:
+            if group.assertions:
+                self._not_evaluated(
+                    group,
+                    outcome,
+                    f"not evaluated: no request {what}, so nothing to check",
+                    with_count=False,
+                )
+            return
+        scope = self._scope()
+        for position, record in enumerate(found, start=1):
+            where = f"request {position} of {n} ({record.get('method')} {record.get('url')})"
+            for assertion in group.assertions:
+                actual, problem = read_path(record, assertion.path)
+                expected = render(assertion.value, scope)
+                passed, message = (
+                    (False, problem)
+                    if problem
+                    else ops.evaluate(assertion.operator, actual, expected)
+                )
+                outcome.assertions.append(
+                    AssertionResult(
+                        path=assertion.path,
+                        operator=assertion.operator,
+                        expected=None if expected is MISSING else expected,
+                        actual=None if actual is MISSING else actual,
+                        passed=passed,
+                        message=f"{where}: {message}" if message else where,
+                    )
+                )
+
+    @staticmethod
+    def _not_evaluated(
+        group: AssertionGroup, outcome: StepOutcome, reason: str, *, with_count: bool = True
+    ) -> None:
+        """Each check of a ``match`` group that could not be evaluated is reported as such, so
+        the step cannot pass."""
+        checks = [(a.path, a.operator, a.value) for a in group.assertions]
+        if group.count is not None and with_count:
             checks.append(("count", group.count.operator, group.count.value))
         for path, operator, value in checks or [("match", "", None)]:
             outcome.assertions.append(
@@ -638,6 +784,7 @@ class ScenarioRunner:
                 outcome.extracted[name] = MASK
         outcome.extracted = mask(outcome.extracted)
         outcome.data = mask(outcome.data)
+        outcome.traffic = mask(outcome.traffic)
         if outcome.failure is not None:
             outcome.failure.message = mask(outcome.failure.message)
 

@@ -72,6 +72,7 @@ from certification.engine.model import (
     Suite,
     Until,
     Wait,
+    WaitForRequest,
 )
 
 __all__ = [
@@ -94,6 +95,7 @@ MAX_SUITE_BYTES = 1024 * 1024  # per file, checked before parsing
 MAX_DEPTH = 64  # nested mappings/lists in one file
 MAX_REFS = 500  # $ref includes followed while reading one suite
 MAX_MOCKS = 1000  # MOCK items in one suite, includes expanded
+MAX_SETTLE_MS = 60_000  # a step's wait for captured traffic
 MAX_ERRORS = 200  # errors reported; the rest are counted
 MAX_MS = 600_000
 
@@ -101,7 +103,9 @@ MAX_MS = 600_000
 
 TOP_LEVEL_KEYS = ("name", "description", "version", "variables", "items", "tests")
 SCENARIO_KEYS = ("name", "code", "kind", "description", "steps")
-STEP_KEYS = ("name", "action", "assertions", "extract", "until", "continueOnFailure")
+STEP_KEYS = (
+    "name", "action", "assertions", "extract", "until", "continueOnFailure", "settleMs",
+)  # fmt: skip
 # ``auth`` of an httpRequest: "none" sends it without the endpoint's credentials (a negative
 # test: "401 without credentials"), "endpoint" (the default) with them.
 AUTH_CHOICES = ("none", "endpoint")
@@ -119,6 +123,7 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "expectStatus",
         "flow",
     ),
+    "waitForRequest": ("type", "match", "timeoutMs", "intervalMs"),
 }
 GROUP_KEYS = ("match", "count", "assertions")
 MATCH_KEYS = ("origin", "method", "url")
@@ -144,14 +149,20 @@ SCHEMA_KEYWORDS = (
 REF_EXTENSIONS = (".yaml", ".yml", ".json")
 
 # Path roots, and which of them each kind of step can assert on.
-PATH_ROOTS = ("response", "request", "data", "latency", "errors", "status", "failure")
+PATH_ROOTS = (
+    "response", "request", "data", "latency", "errors", "status", "failure", "signature",
+    "replayed",
+)  # fmt: skip
 ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "httpRequest": ("response", "request", "failure"),
     "dbQuery": ("data",),
     "wait": (),
     "latencyProbe": ("latency", "errors", "status"),
+    "waitForRequest": ("request", "response", "signature", "replayed"),
 }
-MATCH_ROOTS = ("request", "response")
+# What a ``match`` group's assertions (and a ``waitForRequest`` step) see of a captured request.
+MATCH_ROOTS = ("request", "response", "signature", "replayed")
+_SIGNATURE_FIELDS = ("valid", "reason")
 _RESPONSE_FIELDS = ("status", "headers", "body", "timeMs", "redirects")
 _REQUEST_FIELDS = ("method", "url", "headers", "body")
 # An httpRequest that asserts on ``failure`` expects the exchange to fail: see docs.
@@ -198,6 +209,8 @@ _ACTION_ALIASES = {
     "sleep": "wait", "delay": "wait", "pause": "wait",
     "latency": "latencyProbe", "load": "latencyProbe", "loadtest": "latencyProbe",
     "benchmark": "latencyProbe", "probe": "latencyProbe",
+    "waitforcall": "waitForRequest", "awaitrequest": "waitForRequest",
+    "expectrequest": "waitForRequest",
 }  # fmt: skip
 
 # ----------------------------------------------------------------------------- public types
@@ -322,10 +335,14 @@ def _check_path_root(segments: list[str | int]) -> None:
         need(_RESPONSE_FIELDS)
     elif root == "request":
         need(_REQUEST_FIELDS)
-    elif root == "failure":
-        need(_FAILURE_FIELDS)
+    elif root in ("failure", "signature"):
+        need(_FAILURE_FIELDS if root == "failure" else _SIGNATURE_FIELDS)
         if len(rest) > 1:
-            raise ValueError(f"'failure.{first}' is a single value and has no fields")
+            raise ValueError(f"'{root}.{first}' is a single value and has no fields")
+        return
+    elif root == "replayed":
+        if rest:
+            raise ValueError("'replayed' is a single value (true or false) and has no fields")
         return
     elif root == "latency":
         need(_LATENCY_FIELDS)
@@ -1227,14 +1244,19 @@ class _Parser:
         roots = ROOTS_BY_ACTION.get(kind) if kind else None
         groups: list[AssertionGroup] = []
         if "assertions" in m:
-            if kind == "wait":
-                self.err(_kpos(y, "assertions"), ctx, "a wait step has nothing to assert")
             for number, group_y in enumerate(
                 self.sequence(m["assertions"], ctx, "'assertions'") or (), start=1
             ):
                 group = self.group(group_y, ctx, number, roots)
                 if group is not None:
                     groups.append(group)
+            if kind == "wait" and any(g.match is None for g in groups):
+                self.err(
+                    _kpos(y, "assertions"),
+                    ctx,
+                    "a wait step has nothing to assert (it may check captured traffic with "
+                    "'match')",
+                )
         extract: dict[str, str] = {}
         if "extract" in m:
             if kind == "wait":
@@ -1255,6 +1277,16 @@ class _Parser:
                 )
             until = self.until(m["until"], ctx, roots)
         self.failure_paths(y, m, groups, extract, until, ctx)
+        settle = None
+        if "settleMs" in m:
+            settle = self.integer(m["settleMs"], ctx, "settleMs", 0, MAX_SETTLE_MS)
+            if settle is not None and not any(g.match is not None for g in groups):
+                self.err(
+                    _kpos(y, "settleMs"),
+                    ctx,
+                    "'settleMs' is how long a step waits for captured traffic; it needs an "
+                    "assertion group with 'match'",
+                )
         follow = False
         if "continueOnFailure" in m:
             follow = bool(self.boolean(m["continueOnFailure"], ctx, "continueOnFailure"))
@@ -1267,6 +1299,7 @@ class _Parser:
             extract=extract,
             until=until,
             continue_on_failure=follow,
+            settle_ms=settle,
             pos=y.pos,
         )
 
@@ -1366,6 +1399,17 @@ class _Parser:
         if kind == "wait":
             ms = self.integer(self.require(m, y, "ms", ctx), ctx, "ms", 0, MAX_MS)
             return (Wait(ms=ms) if ms is not None else None), kind
+        if kind == "waitForRequest":
+            match_y = self.require(m, y, "match", ctx)
+            match = self.match(match_y, ctx) if match_y is not None else None
+            timeout, interval = 30_000, 250
+            if "timeoutMs" in m:
+                timeout = self.integer(m["timeoutMs"], ctx, "timeoutMs", 1, MAX_MS)
+            if "intervalMs" in m:
+                interval = self.integer(m["intervalMs"], ctx, "intervalMs", 10, MAX_MS)
+            if match is None or timeout is None or interval is None:
+                return None, kind
+            return WaitForRequest(match=match, timeout_ms=timeout, interval_ms=interval), kind
         return self.probe(y, m, ctx), kind
 
     def request(self, y: _Y, m: dict[str, _Y], ctx: str) -> HttpRequest | None:

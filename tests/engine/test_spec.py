@@ -1106,7 +1106,7 @@ def test_paths_must_suit_the_steps_action(action: dict[str, Any], path: str, exp
     ]
 
 
-def test_paths_in_match_groups_are_request_or_response() -> None:
+def test_paths_in_match_groups_are_under_the_captured_request() -> None:
     found = step_messages(
         {
             "action": {"type": "dbQuery", "database": "db", "query": "SELECT 1"},
@@ -1118,7 +1118,7 @@ def test_paths_in_match_groups_are_request_or_response() -> None:
 
     assert found == [
         "scenario 'Scenario' step 1: path 'data[0]' cannot be used on captured traffic ('match'); "
-        "use a path under request or response"
+        "use a path under request, response, signature or replayed"
     ]
 
 
@@ -1186,7 +1186,7 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
         (
             "body.id",
             "unknown root 'body'; a path starts with response, request, data, latency, errors, "
-            "status or failure",
+            "status, failure, signature or replayed",
         ),
         ("respons.status", "did you mean 'response'?"),
         ("response", "'response' needs a field: status, headers, body, timeMs or redirects"),
@@ -1490,7 +1490,10 @@ def test_a_wait_step_has_nothing_to_assert_or_extract() -> None:
         }
     )
 
-    assert "scenario 'Scenario' step 1: a wait step has nothing to assert" in found
+    assert (
+        "scenario 'Scenario' step 1: a wait step has nothing to assert (it may check captured "
+        "traffic with 'match')" in found
+    )
     assert "scenario 'Scenario' step 1: a wait step has nothing to extract" in found
 
 
@@ -2236,6 +2239,7 @@ def schema_keys(*where: str) -> set[str]:
         (("$defs", "dbQuery"), spec.ACTION_KEYS["dbQuery"]),
         (("$defs", "wait"), spec.ACTION_KEYS["wait"]),
         (("$defs", "latencyProbe"), spec.ACTION_KEYS["latencyProbe"]),
+        (("$defs", "waitForRequest"), spec.ACTION_KEYS["waitForRequest"]),
         (("$defs", "assertionGroup"), spec.GROUP_KEYS),
         (("$defs", "match"), spec.MATCH_KEYS),
         (("$defs", "count"), spec.COUNT_KEYS),
