@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -22,7 +23,7 @@ from django.utils import timezone
 from certification.engine import spec as engine_spec
 from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
 from certification.engine.model import Suite as SuiteSpec
-from certification.engine.runner import run_suite
+from certification.engine.runner import run_suite, uses_traffic
 from certification.models import (
     Run,
     ScenarioRun,
@@ -98,7 +99,7 @@ def run_context(run: Run) -> RunContext:
         secrets["webhook"] = crypto.open_secrets(
             webhook[0].secret_sealed, aad=webhook[0].secrets_aad
         )["secret"]
-    return RunContext(
+    context = RunContext(
         endpoints=endpoints,
         default_endpoint=run.default_endpoint or None,
         partner={"id": partner.external_id, "name": partner.name},
@@ -110,6 +111,10 @@ def run_context(run: Run) -> RunContext:
         withheld=[name for name, snap in run.endpoints.items() if snap.get("auth_dropped")],
         request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
     )
+    from certification.traffic import attach_recorder
+
+    attach_recorder(context, run)
+    return context
 
 
 def _lease() -> timedelta:
@@ -298,6 +303,25 @@ def _give_up(scenario_run: ScenarioRun, *, attempts: int) -> bool:
     )
 
 
+@contextmanager
+def _traffic_turn(run: Run, needed: bool) -> Iterator[None]:
+    """Scenarios of one run that check captured traffic take turns across workers too (a
+    PostgreSQL advisory lock on the run): traffic is attributed to a step by time."""
+    if not needed or connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_TRAFFIC_LOCK, run.pk])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_TRAFFIC_LOCK, run.pk])
+
+
+_TRAFFIC_LOCK = 0x7472  # "tr": the advisory-lock namespace of traffic turns
+
+
 def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
     """Run one scenario of a run (the body of the Celery task).
 
@@ -331,7 +355,10 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
             message=f"cannot read the endpoint secrets: {exc}",
         )
         return claim
-    with LeaseKeeper([scenario_run.pk], worker):
+    with (
+        LeaseKeeper([scenario_run.pk], worker),
+        _traffic_turn(run, uses_traffic(suite.scenarios[scenario_run.index])),
+    ):
         (outcome,) = asyncio.run(
             run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])
         )

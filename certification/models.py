@@ -266,6 +266,9 @@ class StepResult(LockGuardModel):
     data = models.JSONField(null=True, blank=True)
     latency = models.JSONField(null=True, blank=True)
     notes = models.JSONField(default=list, blank=True)
+    traffic = models.JSONField(
+        default=list, blank=True, help_text="Per match group: the captured requests it selected."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(default=0)
 
@@ -355,3 +358,19 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+from certification.traffic_models import CapturedRequest, InboxEvent  # noqa: E402
+
+__all__ = [
+    "CapturedRequest",
+    "InboxEvent",
+    "LatestRun",
+    "RecertificationSchedule",
+    "Run",
+    "Scenario",
+    "ScenarioRun",
+    "StepResult",
+    "Suite",
+    "WorkerHeartbeat",
+]

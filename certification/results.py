@@ -55,6 +55,7 @@ def _step_rows(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> list[Step
             data=step.data,
             latency=_plain(step.latency),
             notes=step.notes,
+            traffic=step.traffic,
             started_at=step.started_at or None,
             duration_ms=step.duration_ms,
         )
@@ -64,7 +65,7 @@ def _step_rows(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> list[Step
 
 _JSON_COLUMNS = (
     "request", "response", "timings", "assertions", "failure", "extracted", "data", "latency",
-    "notes",
+    "notes", "traffic",
 )  # fmt: skip
 
 

@@ -344,6 +344,13 @@ RESULT_BODY_CAPTURE_BYTES = env.int("RESULT_BODY_CAPTURE_BYTES", default=64 * 10
 RESPONSE_MAX_BYTES = env.int("RESPONSE_MAX_BYTES", default=10 * 1024 * 1024)
 REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)
 
+# Hosted mocks and the webhook inbox: the base URL partners' sandboxes reach this product at,
+# how long a step waits after its action for captured traffic, and the largest bodies taken.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+TRAFFIC_SETTLE_MS = env.int("TRAFFIC_SETTLE_MS", default=500)
+MOCK_MAX_BYTES = env.int("MOCK_MAX_BYTES", default=1024 * 1024)
+INBOX_MAX_BYTES = env.int("INBOX_MAX_BYTES", default=256 * 1024)
+
 # A worker running a scenario renews its lease every SCENARIO_LEASE_SECONDS / 5; a scenario
 # whose lease has run out belongs to a worker that died and is queued again by the sweep that
 # Celery beat runs every STALLED_SWEEP_SECONDS.

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from certification import traffic_views
 from certification import views as certification_views
 from evidence import overview_views
 
@@ -18,6 +19,8 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", certification_views.healthz, name="healthz"),
+    path("mock/<str:token>/<path:rest>", traffic_views.hosted_mock, name="hosted-mock"),
+    path("inbox/<str:token>/<str:name>", traffic_views.webhook_inbox, name="webhook-inbox"),
     path("partners/", include("partners.urls")),
     path("", include("certification.urls")),
     path("", include("evidence.urls")),

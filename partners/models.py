@@ -38,6 +38,13 @@ class PartnerQuerySet(PartnerScopedQuerySet):
     partner_lookup = ""
 
 
+def new_public_token() -> str:
+    """The unguessable part of a partner's hosted-mock and inbox URLs."""
+    import secrets
+
+    return secrets.token_urlsafe(18)
+
+
 class Partner(models.Model):
     class Status(models.TextChoices):
         ONBOARDING = "onboarding", "Onboarding"
@@ -60,6 +67,13 @@ class Partner(models.Model):
     security = models.JSONField(default=list, help_text="Security kinds, e.g. ['oauth2', 'hmac'].")
     contact_email = models.EmailField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ONBOARDING)
+    public_token = models.CharField(
+        max_length=40,
+        unique=True,
+        default=new_public_token,
+        editable=False,
+        help_text="In the partner's hosted-mock and webhook-inbox URLs; not a credential.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -220,11 +234,36 @@ class Endpoint(models.Model):
 
 class WebhookSecret(models.Model):
     """The playbook's webhook secret registry: where a partner receives webhooks and the HMAC
-    secret and replay window used to sign them (``X-Signature: t=<ts>,v1=<hmac>``)."""
+    secret and replay window used to sign them (``X-Signature: t=<ts>,v1=<hmac>``), and, for
+    webhooks the partner sends us, the inbox they arrive at (``/inbox/<token>/<name>``) and the
+    signature profile they are verified with. The sealed blob holds ``secret`` and, during a
+    rotation, ``previous``, accepted until ``previous_valid_until``."""
+
+    class Profile(models.TextChoices):
+        PLAYBOOK = "playbook", "Playbook (X-Signature: t=…, v1=…)"
+        STRIPE = "stripe", "Stripe (Stripe-Signature)"
+        STANDARD = "standard", "Standard Webhooks (webhook-id / -timestamp / -signature)"
+        GITHUB = "github", "GitHub (X-Hub-Signature-256)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="webhook_secrets")
     endpoint_url = models.URLField("endpoint URL", max_length=500)
+    name = models.CharField(
+        "inbox name",
+        max_length=40,
+        blank=True,
+        validators=[NAME_VALIDATOR],
+        help_text="The inbox URL's last part: /inbox/<partner token>/<name>. Default: the "
+        "endpoint URL's last path segment.",
+    )
+    profile = models.CharField(
+        "signature profile", max_length=20, choices=Profile.choices, default=Profile.PLAYBOOK
+    )
+    previous_valid_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="During a rotation the previous secret is accepted until this time.",
+    )
     secret_sealed = models.TextField(blank=True, editable=False)
     window_s = models.PositiveIntegerField(
         "replay window (s)",
@@ -242,14 +281,42 @@ class WebhookSecret(models.Model):
             models.UniqueConstraint(
                 fields=["partner", "endpoint_url"], name="webhook_secret_unique_endpoint"
             ),
+            models.UniqueConstraint(
+                fields=["partner", "name"],
+                condition=~Q(name=""),
+                name="webhook_secret_unique_inbox",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.partner.external_id} {self.endpoint_url}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.name:
+            self.name = default_inbox_name(self)
+        super().save(*args, **kwargs)
+
     @property
     def secrets_aad(self) -> str:
         return f"partners.webhooksecret:{self.pk}"
+
+
+def default_inbox_name(secret: WebhookSecret) -> str:
+    """``https://acme.example/webhooks/orders`` -> ``orders``; unique within the partner."""
+    import re
+    from urllib.parse import urlsplit
+
+    last = urlsplit(secret.endpoint_url).path.rstrip("/").rpartition("/")[2].lower()
+    base = re.sub(r"[^a-z0-9_\-]+", "-", last).strip("-_")[:30] or "webhooks"
+    taken = set(
+        WebhookSecret.objects.filter(partner_id=secret.partner_id)
+        .exclude(pk=secret.pk)
+        .values_list("name", flat=True)
+    )
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
 
 
 class RetryPolicy(models.Model):

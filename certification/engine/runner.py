@@ -830,6 +830,15 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{host}" if host else url
 
 
+def uses_traffic(scenario: Scenario) -> bool:
+    """Whether a scenario checks captured traffic (a ``match`` group or ``waitForRequest``).
+    Traffic is attributed to a step by time, so such scenarios of one run take turns."""
+    return any(
+        isinstance(step.action, WaitForRequest) or any(g.match is not None for g in step.groups)
+        for step in scenario.steps
+    )
+
+
 def context_secrets(context: RunContext) -> list[str]:
     values = list(context.secrets.values())
     for endpoint in context.endpoints.values():
@@ -854,6 +863,9 @@ async def run_suite(
     masker = Masker(context_secrets(context))
     results: dict[int, ScenarioOutcome] = {}
     gate = asyncio.Semaphore(max(1, parallel))
+    # Captured traffic is attributed to a step by the time it arrived: scenarios that check it
+    # run one at a time, so one cannot count another's requests.
+    traffic_turn = asyncio.Lock()
     async with Transport(policy=policy, context=context, masker=masker) as transport:
 
         async def one(index: int) -> None:
@@ -866,7 +878,12 @@ async def run_suite(
                     policy=policy,
                     scenario_index=index,
                 )
-                outcome = await runner.run(suite.scenarios[index])
+                scenario = suite.scenarios[index]
+                if uses_traffic(scenario):
+                    async with traffic_turn:
+                        outcome = await runner.run(scenario)
+                else:
+                    outcome = await runner.run(scenario)
                 results[index] = outcome
                 if on_scenario is not None:
                     maybe = on_scenario(index, outcome)

@@ -1,0 +1,282 @@
+"""Captured traffic services: recording what a partner's sandbox sent to the hosted mocks and
+the webhook inbox, and handing a run's records to the engine.
+
+The views are in ``certification.traffic_views``; the models in ``certification.traffic_models``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from certification.engine import signatures
+from certification.engine.masking import Masker
+from certification.engine.model import Mock, RunContext
+from certification.engine.traffic import parse_body
+from certification.models import Run
+from certification.traffic_models import CapturedRequest, InboxEvent
+from partners import crypto
+from partners.models import Partner, WebhookSecret
+
+_MASKERS: dict[tuple[int, int | None], tuple[float, Masker]] = {}
+_MASKER_TTL_S = 30.0
+
+
+def public_base_url() -> str:
+    return settings.PUBLIC_BASE_URL.rstrip("/")
+
+
+def mock_base_url(partner: Partner) -> str:
+    """Where the partner's sandbox sends its third-party calls: ``<base>/<host>/<path>``."""
+    return f"{public_base_url()}/mock/{partner.public_token}"
+
+
+def inbox_url(partner: Partner, name: str) -> str:
+    return f"{public_base_url()}/inbox/{partner.public_token}/{name}"
+
+
+def partner_for_token(token: str) -> Partner | None:
+    return Partner.objects.filter(public_token=token).first()
+
+
+def running_run(partner: Partner, wanted: str | None = None) -> Run | None:
+    """The partner's run whose suite answers: the one named by ``X-Certdash-Run`` if it is
+    this partner's and running, else the most recently started running run."""
+    runs = Run.objects.filter(partner=partner, status=Run.Status.RUNNING)
+    if wanted and wanted.isdigit():
+        return runs.filter(pk=int(wanted)).select_related("suite").first()
+    return runs.select_related("suite").order_by("-started_at", "-id").first()
+
+
+def mocks_of(run: Run | None) -> list[Mock]:
+    if run is None:
+        return []
+    from certification.suites import suite_of
+
+    return suite_of(run.suite).mocks
+
+
+def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:
+    """The secrets a delivery to this inbox may be signed with: the current one and, during a
+    rotation, the previous one until ``previous_valid_until``."""
+    if not row.secret_sealed:
+        return []
+    opened = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad)
+    values = [opened["secret"]] if opened.get("secret") else []
+    now = now or timezone.now()
+    if opened.get("previous") and row.previous_valid_until and row.previous_valid_until > now:
+        values.append(opened["previous"])
+    return values
+
+
+@transaction.atomic
+def webhook_secret_rotate(
+    *, row: WebhookSecret, new_secret: str, overlap_s: int = 86_400
+) -> WebhookSecret:
+    """Make ``new_secret`` current; the old one stays valid for ``overlap_s`` seconds."""
+    row = WebhookSecret.objects.select_for_update().get(pk=row.pk)
+    old = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad) if row.secret_sealed else {}
+    values = {"secret": new_secret}
+    if old.get("secret"):
+        values["previous"] = old["secret"]
+    row.secret_sealed = crypto.seal_secrets(values, aad=row.secrets_aad)
+    row.previous_valid_until = timezone.now() + timezone.timedelta(seconds=overlap_s)
+    row.save(update_fields=["secret_sealed", "previous_valid_until", "updated_at"])
+    return row
+
+
+def masker_for(partner: Partner, run: Run | None) -> Masker:
+    """The secrets to mask in what this partner's sandbox sent: the run's endpoint secrets
+    (when a run is running) and the partner's webhook secrets. Cached briefly in memory."""
+    key = (partner.pk, run.pk if run else None)
+    now = time.monotonic()
+    cached = _MASKERS.get(key)
+    if cached and now - cached[0] < _MASKER_TTL_S:
+        return cached[1]
+    values: list[str] = []
+    if run is not None:
+        from certification.engine.runner import context_secrets
+        from certification.execution import run_context_cached
+
+        try:
+            values.extend(context_secrets(run_context_cached(run)))
+        except crypto.SecretDecryptionError:
+            pass
+    for row in WebhookSecret.objects.filter(partner=partner):
+        try:
+            if row.secret_sealed:
+                values.extend(
+                    v for v in crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad).values()
+                )
+        except crypto.SecretDecryptionError:
+            continue
+    masker = Masker([v for v in values if v])
+    if len(_MASKERS) > 256:
+        _MASKERS.clear()
+    _MASKERS[key] = (now, masker)
+    return masker
+
+
+@dataclass
+class Captured:
+    text: str
+    size: int
+    sha256: str
+    truncated: bool
+
+
+def capture(data: bytes, masker: Masker) -> Captured:
+    """A body as recorded: cut to the capture cap, masked, with the full body's size and hash;
+    bytes that are not UTF-8 text kept as ``base64:``."""
+    cap = settings.RESULT_BODY_CAPTURE_BYTES
+    truncated = len(data) > cap
+    prefix = data[:cap]
+    try:
+        text = prefix.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "base64:" + base64.b64encode(prefix).decode("ascii")
+    masked = masker.mask_truncated(text) if truncated else masker.mask(text)
+    return Captured(masked, len(data), hashlib.sha256(data).hexdigest(), truncated)
+
+
+def record(
+    *,
+    partner: Partner,
+    run: Run | None,
+    source: str,
+    name: str,
+    origin: str,
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    body: bytes,
+    status: int,
+    response_headers: dict[str, str],
+    response_body: str,
+    masker: Masker,
+    received_at: datetime,
+    duration_ms: float,
+    signature: signatures.Verdict | None = None,
+    event_id: str = "",
+) -> CapturedRequest:
+    body_capture = capture(body, masker)
+    return CapturedRequest.objects.create(
+        partner=partner,
+        run=run,
+        source=source,
+        name=name[:200],
+        origin=origin[:200],
+        method=method[:10],
+        url=masker.mask(url)[:2000],
+        request_headers=masker.mask_headers(headers),
+        request_body=body_capture.text,
+        request_body_size=body_capture.size,
+        request_body_sha256=body_capture.sha256,
+        request_truncated=body_capture.truncated,
+        response_status=status,
+        response_headers=masker.mask_headers(response_headers),
+        response_body=masker.mask(response_body[: settings.RESULT_BODY_CAPTURE_BYTES]),
+        signature_valid=None if signature is None else signature.valid,
+        signature_reason="" if signature is None else signature.reason[:300],
+        event_id=event_id[:200],
+        received_at=received_at,
+        duration_ms=round(duration_ms, 3),
+    )
+
+
+def inbox_process(*, captured: CapturedRequest) -> bool:
+    """Process a verified delivery once per partner + event id; True when it was a replay.
+
+    Runs inside the transaction that recorded ``captured``: the unique constraint makes a
+    concurrent duplicate wait for the first transaction and then find its row.
+    """
+    if not captured.event_id:
+        return False
+    try:
+        with transaction.atomic():
+            InboxEvent.objects.create(
+                partner_id=captured.partner_id, event_id=captured.event_id, first=captured
+            )
+        return False
+    except IntegrityError:
+        InboxEvent.objects.filter(
+            partner_id=captured.partner_id, event_id=captured.event_id
+        ).update(deliveries=F("deliveries") + 1)
+        captured.replayed = True
+        captured.save(update_fields=["replayed"])
+        return True
+
+
+def record_dict(row: CapturedRequest) -> dict[str, Any]:
+    """A captured request as the engine's ``match`` groups see it (see engine/traffic.py)."""
+    request_type = _header(row.request_headers, "content-type")
+    response_type = _header(row.response_headers, "content-type")
+    return {
+        "id": row.pk,
+        "source": row.source,
+        "name": row.name,
+        "origin": row.origin,
+        "method": row.method,
+        "url": row.url,
+        "request": {
+            "headers": row.request_headers,
+            "body": parse_body(row.request_body, request_type),
+            "bodySize": row.request_body_size,
+            "bodySha256": row.request_body_sha256,
+        },
+        "response": {
+            "status": row.response_status,
+            "headers": row.response_headers,
+            "body": parse_body(row.response_body, response_type),
+        },
+        "signature": {"valid": row.signature_valid, "reason": row.signature_reason},
+        "replayed": row.replayed,
+        "eventId": row.event_id,
+        "receivedAt": row.received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    return ""
+
+
+def run_traffic(run_id: int, since: str, until: str) -> tuple[list[dict[str, Any]], int]:
+    """The run's captured requests received in [since, until], and how many it has in all."""
+    start, end = datetime.fromisoformat(since), datetime.fromisoformat(until)
+    rows = CapturedRequest.objects.filter(
+        run_id=run_id, received_at__gte=start, received_at__lte=end
+    ).order_by("received_at", "id")
+    records = [record_dict(row) for row in rows]
+    total = CapturedRequest.objects.filter(run_id=run_id).count()
+    return records, total
+
+
+def attach_recorder(context: RunContext, run: Run) -> None:
+    """Give the engine this run's captured traffic (queried on a worker thread: the engine's
+    event loop must not block on the database)."""
+    run_id = run.pk
+
+    def query(since: str, until: str) -> tuple[list[dict[str, Any]], int]:
+        try:
+            return run_traffic(run_id, since, until)
+        finally:
+            connection.close()  # this thread's own connection; the thread may not be reused
+
+    async def source(since: str, until: str) -> tuple[list[dict[str, Any]], int]:
+        return await asyncio.to_thread(query, since, until)
+
+    context.traffic = source
+    context.traffic_settle_ms = settings.TRAFFIC_SETTLE_MS

@@ -1,0 +1,202 @@
+"""The hosted mocks and the webhook inbox: URLs a partner's sandbox calls, without a session.
+
+``/mock/<partner token>/<host>/<path>`` answers with the running run's MOCK items;
+``/inbox/<partner token>/<name>`` receives the partner's signed webhooks. Both record every
+request (``certification.traffic``). Neither uses cookies, so CSRF does not apply; the token
+only says which partner's traffic it is (it is not a credential: a webhook's signature is).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from certification import traffic
+from certification.engine import signatures
+from certification.engine.model import MISSING, Mock
+from certification.engine.traffic import select_mock
+from partners.models import WebhookSecret
+
+# Hop-by-hop and proxy headers are not part of what the sandbox sent.
+_SKIP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade"}
+
+
+def _request_headers(request: HttpRequest) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS}
+
+
+def _too_large(request: HttpRequest, limit: int) -> bool:
+    """Whether the declared body is over ``limit``, judged before anything reads it."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0) > limit
+    except ValueError:
+        return True
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit`` (a chunked body with no length
+    is read up to the limit only)."""
+    data = request.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def _mock_response(mock: Mock) -> tuple[int, dict[str, str], bytes]:
+    headers = dict(mock.headers)
+    body = mock.body
+    if body is MISSING or body is None:
+        data = b""
+    elif isinstance(body, str):
+        data = body.encode()
+    else:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+    return mock.status, headers, data
+
+
+def _describe(mock: Mock) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": mock.name, "target": mock.target, "path": mock.path}
+    if mock.body_contains is not None:
+        out["bodyContains"] = mock.body_contains
+    if mock.body_matches is not None:
+        out["bodyMatches"] = mock.body_matches
+    return out
+
+
+@csrf_exempt
+def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
+    started = time.perf_counter()
+    received_at = timezone.now()
+    partner = traffic.partner_for_token(token)
+    if partner is None:
+        return JsonResponse({"error": "no partner has this mock base URL"}, status=404)
+    if _too_large(request, settings.MOCK_MAX_BYTES):
+        return JsonResponse(
+            {"error": f"request body over {settings.MOCK_MAX_BYTES} bytes"}, status=413
+        )
+    body = _read_body(request, settings.MOCK_MAX_BYTES)
+    if body is None:
+        return JsonResponse(
+            {"error": f"request body over {settings.MOCK_MAX_BYTES} bytes"}, status=413
+        )
+    host, _, path = rest.partition("/")
+    path = "/" + path
+    query = request.META.get("QUERY_STRING", "")
+    url = f"{host}{path}" + (f"?{query}" if query else "")
+    run = traffic.running_run(partner, request.headers.get("X-Certdash-Run"))
+    mocks = traffic.mocks_of(run)
+    mock = select_mock(mocks, host, path, body.decode("utf-8", errors="replace"))
+    if mock is not None:
+        if mock.delay_ms:
+            remaining = mock.delay_ms / 1000 - (time.perf_counter() - started)
+            if remaining > 0:
+                time.sleep(remaining)
+        status, headers, data = _mock_response(mock)
+        name = mock.name
+    else:
+        status, name = 404, ""
+        message = (
+            f"no hosted mock matches {request.method} {host}{path}"
+            if run is not None
+            else "no run is running for this partner, so no hosted mock answers"
+        )
+        payload = {
+            "error": message,
+            "run": run.pk if run else None,
+            "mocks": [_describe(m) for m in mocks],
+        }
+        headers = {"Content-Type": "application/json"}
+        data = json.dumps(payload).encode()
+    masker = traffic.masker_for(partner, run)
+    with transaction.atomic():
+        traffic.record(
+            partner=partner,
+            run=run,
+            source="mock",
+            name=name,
+            origin=request.headers.get("X-Origin", ""),
+            method=request.method or "GET",
+            url=url,
+            headers=_request_headers(request),
+            body=body,
+            status=status,
+            response_headers=headers,
+            response_body=data.decode("utf-8", errors="replace"),
+            masker=masker,
+            received_at=received_at,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+    response = HttpResponse(data, status=status)
+    for key, value in headers.items():
+        response[key] = value
+    return response
+
+
+@csrf_exempt
+def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
+    started = time.perf_counter()
+    received_at = timezone.now()
+    partner = traffic.partner_for_token(token)
+    row = (
+        WebhookSecret.objects.filter(partner=partner, name=name).first()
+        if partner is not None
+        else None
+    )
+    if partner is None or row is None:
+        return JsonResponse({"error": "no webhook inbox at this URL"}, status=404)
+    if request.method != "POST":
+        response = JsonResponse({"error": "webhooks are delivered with POST"}, status=405)
+        response["Allow"] = "POST"
+        return response
+    limit = settings.INBOX_MAX_BYTES
+    # Oversized bodies are refused before any signature work (and before reading them).
+    body = None if _too_large(request, limit) else _read_body(request, limit)
+    if body is None:
+        return JsonResponse({"error": f"webhook body over {limit} bytes"}, status=413)
+    headers = _request_headers(request)
+    verdict = signatures.verify(
+        row.profile,
+        traffic.webhook_secret_values(row),
+        headers,
+        body,
+        window_s=row.window_s,
+    )
+    run = traffic.running_run(partner)
+    masker = traffic.masker_for(partner, run)
+    event_id = signatures.event_id(row.profile, headers, body) if verdict.valid else ""
+    if not verdict.valid:
+        status, payload = 401, {"error": "invalid signature", "reason": verdict.reason}
+    else:
+        status, payload = 200, {"status": "accepted", "eventId": event_id or None}
+    with transaction.atomic():
+        captured = traffic.record(
+            partner=partner,
+            run=run,
+            source="inbox",
+            name=row.name,
+            origin=request.headers.get("X-Origin", ""),
+            method="POST",
+            url=f"inbox/{row.name}",
+            headers=headers,
+            body=body,
+            status=status,
+            response_headers={"Content-Type": "application/json"},
+            response_body=json.dumps(payload),
+            masker=masker,
+            received_at=received_at,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            signature=verdict,
+            event_id=event_id,
+        )
+        if verdict.valid and traffic.inbox_process(captured=captured):
+            payload = {"status": "duplicate", "eventId": event_id}
+            captured.response_body = json.dumps(payload)
+            captured.save(update_fields=["response_body"])
+    return JsonResponse(payload, status=status)
