@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -108,10 +109,8 @@ def masker_for(partner: Partner, run: Run | None) -> Masker:
         from certification.engine.runner import context_secrets
         from certification.execution import run_context_cached
 
-        try:
+        with contextlib.suppress(crypto.SecretDecryptionError):
             values.extend(context_secrets(run_context_cached(run)))
-        except crypto.SecretDecryptionError:
-            pass
     for row in WebhookSecret.objects.filter(partner=partner):
         try:
             if row.secret_sealed:

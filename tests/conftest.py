@@ -106,3 +106,12 @@ def sandbox(sandbox_server: Any) -> Any:
     sandbox_server.reset_state()
     sandbox_server.reset_timings()
     return sandbox_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_persistent_connections() -> None:
+    """The live server answers each request on a new thread: with persistent connections
+    (CONN_MAX_AGE) every such thread would leave one open until the end of the session."""
+    from django.db import connections
+
+    connections.settings["default"]["CONN_MAX_AGE"] = 0
