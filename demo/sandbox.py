@@ -97,6 +97,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -257,6 +258,9 @@ class SandboxConfig:
     jitter_ms: float
     api_key: str | None
     stripe_test_mode: bool = False
+    # Where Stripe, EasyPost, SendGrid and Twilio are: ``<base>/<host>/<path>`` (Certdash's
+    # hosted mocks for this partner). None: payments are decided in-process, nothing is called.
+    third_party_base_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -1097,6 +1101,9 @@ async def pay_order(request: web.Request) -> web.Response:
         if scenario == "rate_limited":
             # Mirrors the playbook's mock-stripe-rate-limited: nothing changes, retry later.
             raise ApiError(429, "rate_limited", "Too many requests.", {"Retry-After": "2"})
+        third_party = app[CONFIG_KEY].third_party_base_url
+        if third_party and scenario is None:
+            return await _pay_through_third_parties(tx, app, order, method, third_party)
         if scenario == "card_declined" or method == DECLINED_PAYMENT_METHOD:
             await tx.set_status(order, "payment_failed")
             raise ApiError(402, "card_declined", "Your card was declined.")
@@ -1110,6 +1117,71 @@ async def pay_order(request: web.Request) -> web.Response:
         return 200, {"order": order.as_json(), "payment": dict(payment)}, {}
 
     return await _idempotent(request, raw, execute)
+
+
+async def _third_party(
+    base: str, origin: str, method: str, target: str, *, json_body: Any = None, form: Any = None
+) -> tuple[int, Any]:
+    """Call a third-party API the way the partner's services do (through its configured base
+    URL), naming the calling service in ``X-Origin``. (status, parsed body); 0 when it could not
+    be reached."""
+    url = f"{base.rstrip('/')}/{target}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.request(
+                method, url, json=json_body, data=form, headers={"X-Origin": origin}
+            ) as response:
+                text = await response.text()
+                try:
+                    return response.status, json.loads(text) if text else {}
+                except ValueError:
+                    return response.status, text
+    except (aiohttp.ClientError, TimeoutError):
+        return 0, None
+
+
+async def _pay_through_third_parties(
+    tx: StoreTx, app: web.Application, order: Order, method: str, base: str
+) -> Outcome:
+    """The seed's chain: payment-service charges Stripe; on success shipping-service buys a
+    label from EasyPost and notification-service emails (SendGrid) and texts (Twilio)."""
+    _, email, phone, name = SEED_CUSTOMERS[0]
+    status, charge = await _third_party(
+        base, "payment-service", "POST", "api.stripe.com/v1/charges",
+        json_body={"amount": order.total_cents, "currency": "usd", "source": method,
+                   "metadata": {"order_id": order.id}},
+    )  # fmt: skip
+    if status == 402:
+        await tx.set_status(order, "payment_failed")
+        raise ApiError(402, "card_declined", "Your card was declined.")
+    if not 200 <= status < 300:
+        raise ApiError(502, "payment_provider_error", f"Stripe answered {status or 'nothing'}")
+    charge = charge if isinstance(charge, dict) else {}
+    payment = {
+        "id": str(charge.get("id") or f"ch_{app[RNG_KEY].getrandbits(96):024x}"),
+        "status": "succeeded",
+        "amount": order.total_cents,
+        "currency": "usd",
+    }
+    await _complete_payment(tx, order, payment)
+    _, label = await _third_party(
+        base, "shipping-service", "POST", "api.easypost.com/v2/shipments",
+        json_body={"shipment": {"reference": str(order.id), "to_address": {"name": name}}},
+    )  # fmt: skip
+    tracking = str(label.get("tracking_code", "")) if isinstance(label, dict) else ""
+    await _third_party(
+        base, "notification-service", "POST", "api.sendgrid.com/v3/mail/send",
+        json_body={"personalizations": [{"to": [{"email": email}]}],
+                   "subject": f"Order {order.id} confirmed",
+                   "content": [{"type": "text/plain", "value": f"Tracking {tracking}"}]},
+    )  # fmt: skip
+    await _third_party(
+        base, "notification-service", "POST",
+        "api.twilio.com/2010-04-01/Accounts/AC_demo/Messages.json",
+        form={"To": phone, "From": "+15550000000",
+              "Body": f"Order {order.id} paid. Tracking {tracking}"},
+    )  # fmt: skip
+    return 200, {"order": order.as_json(), "payment": dict(payment)}, {}
 
 
 async def get_product(request: web.Request) -> web.Response:
@@ -1384,6 +1456,7 @@ def create_app(
     seed: int | None = None,
     database_url: str | None = None,
     stripe_test_mode: bool = False,
+    third_party_base_url: str | None = None,
 ) -> web.Application:
     """The sandbox application with fresh seed state (in memory) or the database's state.
 
@@ -1414,6 +1487,7 @@ def create_app(
         jitter_ms=jitter_ms,
         api_key=api_key,
         stripe_test_mode=stripe_test_mode,
+        third_party_base_url=third_party_base_url or None,
     )
     app[SWITCHES_KEY] = SandboxSwitches()
     app[TIMINGS_KEY] = deque(maxlen=TIMINGS_MAX)
@@ -1474,6 +1548,7 @@ class SandboxServer:
         seed: int | None = None,
         database_url: str | None = None,
         stripe_test_mode: bool = False,
+        third_party_base_url: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -1485,6 +1560,7 @@ class SandboxServer:
             seed=seed,
             database_url=database_url,
             stripe_test_mode=stripe_test_mode,
+            third_party_base_url=third_party_base_url,
         )
         self._url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1630,6 +1706,13 @@ def main(argv: list[str] | None = None) -> None:
         help=f"also accept webhooks carrying 'Stripe-Signature: {STRIPE_TEST_SIGNATURE}' "
         "without an X-Signature (tests and demos only)",
     )
+    parser.add_argument(
+        "--third-party-base-url",
+        default=None,
+        help="call Stripe, EasyPost, SendGrid and Twilio at <this>/<host>/<path> (Certdash's "
+        "hosted mocks for the partner: python manage.py partner_info p_001); default: decide "
+        "payments in-process and call nothing",
+    )
     args = parser.parse_args(argv)
     try:
         app = create_app(
@@ -1638,6 +1721,7 @@ def main(argv: list[str] | None = None) -> None:
             api_key=args.api_key,
             database_url=args.database_url,
             stripe_test_mode=args.stripe_test_mode,
+            third_party_base_url=args.third_party_base_url,
         )
     except ValueError as exc:
         parser.error(str(exc))
