@@ -1127,15 +1127,17 @@ async def _third_party(
     be reached."""
     url = f"{base.rstrip('/')}/{target}"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.request(
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.request(
                 method, url, json=json_body, data=form, headers={"X-Origin": origin}
-            ) as response:
-                text = await response.text()
-                try:
-                    return response.status, json.loads(text) if text else {}
-                except ValueError:
-                    return response.status, text
+            ) as response,
+        ):
+            text = await response.text()
+        try:
+            return response.status, json.loads(text) if text else {}
+        except ValueError:
+            return response.status, text
     except (aiohttp.ClientError, TimeoutError):
         return 0, None
 
