@@ -21,7 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from certification.engine import spec as engine_spec
-from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome
+from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome, WebhookSigner
 from certification.engine.model import Suite as SuiteSpec
 from certification.engine.runner import run_suite, uses_traffic
 from certification.models import (
@@ -92,13 +92,21 @@ def run_context(run: Run) -> RunContext:
         )
         for key, value in endpoint_secrets.items():
             secrets[f"{name}.{key}"] = value
-    webhook = [w for w in partner.webhook_secrets.all() if w.secret_sealed]
-    if len(webhook) == 1:
-        from partners import crypto
+    from partners import crypto
+    from partners.models import RetryPolicy
 
-        secrets["webhook"] = crypto.open_secrets(
-            webhook[0].secret_sealed, aad=webhook[0].secrets_aad
-        )["secret"]
+    signers: dict[str, WebhookSigner] = {}
+    for row in partner.webhook_secrets.all():
+        if not row.secret_sealed:
+            continue
+        value = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad)["secret"]
+        signers[row.name] = WebhookSigner(row.name, row.profile, value, row.window_s)
+        secrets[f"webhook.{row.name}"] = value
+    if len(signers) == 1:
+        secrets["webhook"] = next(iter(signers.values())).secret
+    retry_rules = {
+        p.flow: (p.max_attempts, p.backoff_ms_cap, p.jitter) for p in RetryPolicy.objects.all()
+    }
     context = RunContext(
         endpoints=endpoints,
         default_endpoint=run.default_endpoint or None,
@@ -110,6 +118,8 @@ def run_context(run: Run) -> RunContext:
         max_body_bytes=settings.RESPONSE_MAX_BYTES,
         withheld=[name for name, snap in run.endpoints.items() if snap.get("auth_dropped")],
         request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
+        webhooks=signers,
+        retry_rules=retry_rules,
     )
     from certification.traffic import attach_recorder
 

@@ -9,6 +9,7 @@ only says which partner's traffic it is (it is not a credential: a webhook's sig
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -24,8 +25,18 @@ from certification.engine.model import MISSING, Mock
 from certification.engine.traffic import select_mock
 from partners.models import WebhookSecret
 
+logger = logging.getLogger("certdash.traffic")
+
 # Hop-by-hop and proxy headers are not part of what the sandbox sent.
 _SKIP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade"}
+
+
+def _quiet(response: HttpResponse) -> HttpResponse:
+    """Keep Django from logging this 4xx/5xx as a server warning: a mock's error status is the
+    answer it was written to give and a refused webhook is recorded and logged below, and the
+    request line would print the partner's token."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def _request_headers(request: HttpRequest) -> dict[str, str]:
@@ -76,16 +87,15 @@ def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
     received_at = timezone.now()
     partner = traffic.partner_for_token(token)
     if partner is None:
-        return JsonResponse({"error": "no partner has this mock base URL"}, status=404)
-    if _too_large(request, settings.MOCK_MAX_BYTES):
-        return JsonResponse(
-            {"error": f"request body over {settings.MOCK_MAX_BYTES} bytes"}, status=413
-        )
-    body = _read_body(request, settings.MOCK_MAX_BYTES)
+        return _quiet(JsonResponse({"error": "no partner has this mock base URL"}, status=404))
+    body = (
+        None
+        if _too_large(request, settings.MOCK_MAX_BYTES)
+        else _read_body(request, settings.MOCK_MAX_BYTES)
+    )
     if body is None:
-        return JsonResponse(
-            {"error": f"request body over {settings.MOCK_MAX_BYTES} bytes"}, status=413
-        )
+        too_large = {"error": f"request body over {settings.MOCK_MAX_BYTES} bytes"}
+        return _quiet(JsonResponse(too_large, status=413))
     host, _, path = rest.partition("/")
     path = "/" + path
     query = request.META.get("QUERY_STRING", "")
@@ -135,7 +145,7 @@ def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
     response = HttpResponse(data, status=status)
     for key, value in headers.items():
         response[key] = value
-    return response
+    return _quiet(response)
 
 
 @csrf_exempt
@@ -149,16 +159,17 @@ def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
         else None
     )
     if partner is None or row is None:
-        return JsonResponse({"error": "no webhook inbox at this URL"}, status=404)
+        return _quiet(JsonResponse({"error": "no webhook inbox at this URL"}, status=404))
     if request.method != "POST":
         response = JsonResponse({"error": "webhooks are delivered with POST"}, status=405)
         response["Allow"] = "POST"
-        return response
+        return _quiet(response)
     limit = settings.INBOX_MAX_BYTES
     # Oversized bodies are refused before any signature work (and before reading them).
     body = None if _too_large(request, limit) else _read_body(request, limit)
     if body is None:
-        return JsonResponse({"error": f"webhook body over {limit} bytes"}, status=413)
+        logger.warning("inbox %s/%s: body over %d bytes refused", partner.external_id, name, limit)
+        return _quiet(JsonResponse({"error": f"webhook body over {limit} bytes"}, status=413))
     headers = _request_headers(request)
     verdict = signatures.verify(
         row.profile,
@@ -171,6 +182,13 @@ def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
     masker = traffic.masker_for(partner, run)
     event_id = signatures.event_id(row.profile, headers, body) if verdict.valid else ""
     if not verdict.valid:
+        # The alert of the playbook's B-102: a delivery whose signature does not verify.
+        logger.warning(
+            "inbox %s/%s: webhook signature rejected (%s)",
+            partner.external_id,
+            row.name,
+            verdict.reason,
+        )
         status, payload = 401, {"error": "invalid signature", "reason": verdict.reason}
     else:
         status, payload = 200, {"status": "accepted", "eventId": event_id or None}
@@ -198,4 +216,4 @@ def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
             payload = {"status": "duplicate", "eventId": event_id}
             captured.response_body = json.dumps(payload)
             captured.save(update_fields=["response_body"])
-    return JsonResponse(payload, status=status)
+    return _quiet(JsonResponse(payload, status=status))

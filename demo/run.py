@@ -91,10 +91,15 @@ def answers(url: str) -> bool:
         return False
 
 
-def child_env(*, host: str, var_dir: Path, base: dict[str, str]) -> dict[str, str]:
-    """The environment of every child: DEBUG off, the var directory, unbuffered output, and the
-    listening host allowed unless ALLOWED_HOSTS says otherwise."""
+def child_env(
+    *, host: str, var_dir: Path, base: dict[str, str], public_base_url: str = ""
+) -> dict[str, str]:
+    """The environment of every child: DEBUG off, the var directory, unbuffered output, the
+    listening host allowed unless ALLOWED_HOSTS says otherwise, and the dashboard's address as
+    PUBLIC_BASE_URL (where the demo sandbox reaches the hosted mocks) unless already set."""
     env = dict(base, DEBUG="False", VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    if public_base_url and "PUBLIC_BASE_URL" not in base:
+        env["PUBLIC_BASE_URL"] = public_base_url
     if "ALLOWED_HOSTS" not in base:
         if host in WILDCARD_HOSTS:
             env["ALLOWED_HOSTS"] = "*"  # reached by whatever name the machine has
@@ -197,7 +202,12 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     var_dir = Path(args.var_dir).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
-    env = child_env(host=args.host, var_dir=var_dir, base=dict(os.environ))
+    env = child_env(
+        host=args.host,
+        var_dir=var_dir,
+        base=dict(os.environ),
+        public_base_url=f"http://{_url_host(args.host)}:{args.port}",
+    )
     supervisor = Supervisor(env=env, var_dir=var_dir, out=sys.stdout)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, supervisor.on_signal)

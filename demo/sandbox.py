@@ -234,6 +234,7 @@ class SandboxState:
     orders: dict[int, Order] = field(default_factory=dict)
     idempotency: dict[str, SavedResponse] = field(default_factory=dict)
     webhook_events: set[str] = field(default_factory=set)
+    event_orders: dict[str, int] = field(default_factory=dict)  # order.created -> its order
     jobs: dict[str, Job] = field(default_factory=dict)
     next_order_id: int = FIRST_ORDER_ID
     next_job_id: int = 1
@@ -252,7 +253,7 @@ class SandboxState:
         self.next_job_id = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SandboxConfig:
     delay_ms: float
     jitter_ms: float
@@ -297,6 +298,8 @@ class StoreTx(Protocol):
     async def save_response(self, key: str, saved: SavedResponse) -> None: ...
     async def event_seen(self, event_id: str) -> bool: ...
     async def record_event(self, event_id: str) -> None: ...
+    async def record_event_order(self, event_id: str, order_id: int) -> None: ...
+    async def event_order(self, event_id: str) -> int | None: ...
     async def create_job(self) -> Job: ...
     async def poll_job(self, job_id: str) -> Job | None: ...
     async def restock(self) -> None: ...
@@ -383,6 +386,12 @@ class _MemoryTx:
 
     async def record_event(self, event_id: str) -> None:
         self.state.webhook_events.add(event_id)
+
+    async def record_event_order(self, event_id: str, order_id: int) -> None:
+        self.state.event_orders[event_id] = order_id
+
+    async def event_order(self, event_id: str) -> int | None:
+        return self.state.event_orders.get(event_id)
 
     async def create_job(self) -> Job:
         state = self.state
@@ -483,12 +492,17 @@ CREATE TABLE IF NOT EXISTS sandbox_jobs (
   n SERIAL PRIMARY KEY,
   polls INTEGER NOT NULL DEFAULT 0
 );
+
+CREATE TABLE IF NOT EXISTS sandbox_event_orders (
+  event_id TEXT PRIMARY KEY,
+  order_id INTEGER NOT NULL
+);
 """
 
 RESET_SQL = """
 TRUNCATE customers, products, orders, order_items, sandbox_order_item_positions,
-  sandbox_payments, sandbox_idempotency, sandbox_webhook_events, sandbox_jobs
-  RESTART IDENTITY
+  sandbox_payments, sandbox_idempotency, sandbox_webhook_events, sandbox_jobs,
+  sandbox_event_orders RESTART IDENTITY
 """
 
 # The seed's setval() calls, verbatim.
@@ -710,6 +724,19 @@ class _PgTx:
             "INSERT INTO sandbox_webhook_events (id) VALUES (%s) ON CONFLICT DO NOTHING",
             (event_id,),
         )
+
+    async def record_event_order(self, event_id: str, order_id: int) -> None:
+        await self.conn.execute(
+            "INSERT INTO sandbox_event_orders (event_id, order_id) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (event_id, order_id),
+        )
+
+    async def event_order(self, event_id: str) -> int | None:
+        row = await self._one(
+            "SELECT order_id FROM sandbox_event_orders WHERE event_id = %s", (event_id,)
+        )
+        return None if row is None else int(row[0])
 
     async def create_job(self) -> Job:
         (n,) = await self._one("INSERT INTO sandbox_jobs DEFAULT VALUES RETURNING n", ())
@@ -1270,6 +1297,35 @@ async def _event_order(tx: StoreTx, event: dict[str, Any]) -> Order:
     return order
 
 
+async def _order_from_event(tx: StoreTx, event: dict[str, Any]) -> Order:
+    """``order.created``: ``data.object`` is ``{customerId, items: [{sku, quantity}]}``."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise _invalid("order.created needs data.object with customerId and items")
+    customer_id, items = obj.get("customerId"), obj.get("items")
+    if not _is_int(customer_id) or not await tx.customer_exists(customer_id):
+        raise ApiError(422, "unknown_customer", f"unknown customer {customer_id!r}")
+    if not isinstance(items, list) or not items:
+        raise _invalid("data.object.items must be a non-empty list")
+    lines: list[OrderItem] = []
+    for n, item in enumerate(items):
+        sku = item.get("sku") if isinstance(item, dict) else None
+        quantity = item.get("quantity") if isinstance(item, dict) else None
+        if not isinstance(sku, str) or not _is_int(quantity) or quantity < 1:
+            raise _invalid(f"data.object.items[{n}] needs a sku and a positive quantity")
+        product = await tx.product(sku)
+        if product is None:
+            raise ApiError(422, "unknown_sku", f"unknown sku '{sku}'")
+        lines.append(OrderItem(sku, quantity, product.price_cents))
+    return await tx.insert_order(
+        customer_id,
+        tuple(lines),
+        sum(i.quantity * i.unit_price_cents for i in lines),
+        datetime.now(UTC).replace(microsecond=0),
+    )
+
+
 async def stripe_webhook(request: web.Request) -> web.Response:
     raw = await request.read()
     _authenticate_webhook(request, raw)
@@ -1286,8 +1342,18 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         await tx.lock_key("webhook event id", event_id)
         # Inbox dedupe (playbook B-002): a redelivered event is acknowledged, never reprocessed.
         if await tx.event_seen(event_id):
-            return web.json_response({"received": True, "replayed": True})
-        if event_type == "charge.succeeded":
+            replayed: dict[str, Any] = {"received": True, "replayed": True}
+            if (order_id := await tx.event_order(event_id)) is not None:
+                replayed["orderId"] = order_id
+            return web.json_response(replayed)
+        answer: dict[str, Any] = {"received": True, "replayed": False}
+        if event_type == "order.created":
+            # The playbook's B-002: an order pushed to the partner is created once, whatever
+            # the number of deliveries; a replay answers with the order the first one made.
+            order = await _order_from_event(tx, event)
+            await tx.record_event_order(event_id, order.id)
+            answer["orderId"] = order.id
+        elif event_type == "charge.succeeded":
             order = await _event_order(tx, event)
             if order.status != "paid":
                 obj = event["data"]["object"]
@@ -1307,7 +1373,7 @@ async def stripe_webhook(request: web.Request) -> web.Response:
                 await tx.set_status(order, "payment_failed")
         # Other event types are acknowledged and ignored, as Stripe recommends.
         await tx.record_event(event_id)
-    return web.json_response({"received": True, "replayed": False})
+    return web.json_response(answer)
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -1347,6 +1413,23 @@ async def status_code(request: web.Request) -> web.Response:
         return web.Response(status=code)  # these must not carry a body
     headers = {"Retry-After": "2"} if code == 429 else None
     return web.json_response({"status": code}, status=code, headers=headers)
+
+
+async def get_third_parties(request: web.Request) -> web.Response:
+    return web.json_response({"baseUrl": request.app[CONFIG_KEY].third_party_base_url})
+
+
+async def set_third_parties(request: web.Request) -> web.Response:
+    """``{"baseUrl": "<Certdash>/mock/<token>"}`` (or null): where the partner's services call
+    Stripe, EasyPost, SendGrid and Twilio, as a partner configures its sandbox once."""
+    _, body = await _read_json_object(request)
+    base = body.get("baseUrl")
+    if base is not None and not (
+        isinstance(base, str) and base.startswith(("http://", "https://"))
+    ):
+        raise _invalid("baseUrl must be an http(s) URL or null")
+    request.app[CONFIG_KEY].third_party_base_url = base or None
+    return web.json_response({"baseUrl": base or None})
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -1501,6 +1584,10 @@ def create_app(
     app.router.add_get("/v1/products", list_products)
     app.router.add_get("/v1/products/{sku}", get_product)
     app.router.add_post("/webhooks/stripe", stripe_webhook)
+    # The registry's p_001 endpoint (https://acme.example/webhooks/orders): same verification.
+    app.router.add_post("/webhooks/orders", stripe_webhook)
+    app.router.add_get("/sandbox/third-parties", get_third_parties)
+    app.router.add_post("/sandbox/third-parties", set_third_parties)
     app.router.add_post("/v1/jobs", create_job)
     app.router.add_get("/v1/jobs/{job_id}", get_job)
     app.router.add_get("/v1/slow", slow)

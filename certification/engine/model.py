@@ -39,7 +39,7 @@ OPERATORS = (
     "matches", "in", "length", "type", "jsonSchema",
 )  # fmt: skip
 SCENARIO_KINDS = ("main", "alt", "exception", "cross")
-ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe", "waitForRequest")
+ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe", "waitForRequest", "webhook")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 BodyKind = Literal["json", "form", "raw"]
@@ -134,7 +134,26 @@ class WaitForRequest:
     interval_ms: int = 250
 
 
-Action = HttpRequest | DbQuery | Wait | LatencyProbe | WaitForRequest
+@dataclass
+class WebhookSend:
+    """Sign an event with the partner's webhook profile and deliver it to ``url``, retrying per
+    the ``webhook.delivery`` retry policy. ``replay`` sends the scenario's previous webhook
+    event again (same id and body); ``tamper`` changes the body after signing; ``stale`` signs
+    with a timestamp older than the secret's window (negative tests)."""
+
+    url: str
+    body: Any = MISSING
+    event_id: str | None = None
+    secret: str | None = None  # which webhook secret (its inbox name) signs; default: the only one
+    headers: dict[str, Any] = field(default_factory=dict)
+    replay: bool = False
+    tamper: bool = False
+    stale: bool = False
+    max_attempts: int | None = None
+    timeout_ms: int | None = None
+
+
+Action = HttpRequest | DbQuery | Wait | LatencyProbe | WaitForRequest | WebhookSend
 
 
 @dataclass
@@ -209,6 +228,16 @@ class EndpointConfig:
     writable: bool = False
 
 
+@dataclass(frozen=True)
+class WebhookSigner:
+    """A webhook secret of the partner as the engine signs with it; ``secret`` never stored."""
+
+    name: str
+    profile: str
+    secret: str
+    window_s: int = 600
+
+
 TrafficSource = Callable[[str, str], Awaitable[tuple[list[dict[str, Any]], int]]]
 
 
@@ -233,6 +262,9 @@ class RunContext:
     # recorder (``match`` groups are then not evaluated).
     traffic: TrafficSource | None = None
     traffic_settle_ms: int = 500
+    webhooks: dict[str, WebhookSigner] = field(default_factory=dict)  # by inbox name
+    # The retry-policy registry by flow (``webhook.delivery``): (max attempts, cap ms, jitter).
+    retry_rules: dict[str, tuple[int, int, str]] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- output side

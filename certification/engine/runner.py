@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from certification.engine import assertions as ops
 from certification.engine import traffic
+from certification.engine import webhooks as outbound
 from certification.engine.histogram import Histogram
 from certification.engine.masking import MASK, Masker, is_sensitive_header
 from certification.engine.model import (
@@ -41,6 +43,8 @@ from certification.engine.model import (
     Timings,
     Wait,
     WaitForRequest,
+    WebhookSend,
+    WebhookSigner,
 )
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
@@ -214,6 +218,7 @@ class ScenarioRunner:
         # When the previous step started: a waitForRequest looks for requests from then on
         # (the call it waits for is usually caused by the step before it).
         self.previous_started = _now_iso()
+        self.last_webhook: tuple[str, bytes] | None = None  # (event id, body), for replay
 
     def _base_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
@@ -317,7 +322,124 @@ class ScenarioRunner:
             return await self._db(action, outcome)
         if isinstance(action, WaitForRequest):
             return await self._wait_for_request(action, outcome, since)
+        if isinstance(action, WebhookSend):
+            return await self._webhook(action, outcome)
         raise StepError("error", f"unsupported action {type(action).__name__}")
+
+    def _signer(self, action: WebhookSend) -> WebhookSigner:
+        signers = self.context.webhooks
+        if action.secret is not None:
+            if action.secret not in signers:
+                known = ", ".join(sorted(signers)) or "none"
+                raise StepError(
+                    "error",
+                    f"webhook secret '{action.secret}' is not the partner's (its webhook "
+                    f"secrets: {known})",
+                )
+            return signers[action.secret]
+        if len(signers) == 1:
+            return next(iter(signers.values()))
+        if not signers:
+            raise StepError("error", "the partner has no webhook secret to sign with")
+        raise StepError(
+            "error",
+            "the partner has several webhook secrets; say which signs with 'secret: <name>' ("
+            + ", ".join(sorted(signers))
+            + ")",
+        )
+
+    async def _webhook(self, action: WebhookSend, outcome: StepOutcome) -> dict[str, Any]:
+        signer = self._signer(action)
+        scope = self._scope()
+        if action.replay:
+            if self.last_webhook is None:
+                raise StepError("error", "replay: no earlier webhook step in this scenario")
+            event_id, body = self.last_webhook
+        else:
+            value = render(action.body, scope)
+            body = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            body = body.encode()
+            given = render(action.event_id, scope) if action.event_id is not None else None
+            if given is None and isinstance(value, dict) and isinstance(value.get("id"), str | int):
+                given = value["id"]
+            event_id = str(given) if given not in (None, "") else str(uuid.uuid4())
+            self.last_webhook = (event_id, body)
+        sent_body = outbound.tampered(body) if action.tamper else body
+        stale_by = signer.window_s + 60 if action.stale else 0
+        url, endpoint = resolve_url(render(action.url, scope), self.context)
+        extra = {
+            str(k): "" if v is None else str(v) for k, v in render(action.headers, scope).items()
+        }
+        policy = self.context.retry_rules.get("webhook.delivery")
+        rule = outbound.RetryRule(*policy) if policy else outbound.RetryRule()
+        if action.max_attempts is not None:
+            rule = outbound.RetryRule(action.max_attempts, rule.cap_ms, rule.jitter, rule.base_ms)
+        timeout = action.timeout_ms or self.context.request_timeout_ms
+        last: list[Exchange] = []
+
+        async def send(headers: dict[str, str]) -> tuple[int | None, str, dict[str, str]]:
+            prepared = PreparedRequest(
+                method="POST",
+                url=url,
+                headers={**headers, **extra},
+                body=sent_body,
+                timeout_ms=timeout,
+                follow_redirects=False,
+                use_auth=False,  # the signature is the webhook's credential
+            )
+            exchange = await self.transport.send(prepared, endpoint=endpoint)
+            last[:] = [exchange]
+            if exchange.failure is not None:
+                if exchange.failure.kind in ERROR_KINDS:
+                    raise StepError(exchange.failure.kind, exchange.failure.message)
+                return None, exchange.failure.kind, {}
+            return exchange.status, "", exchange.headers
+
+        delivery = await outbound.deliver(
+            send,
+            lambda: outbound.sign_event(
+                signer.profile, signer.secret, body, event_id, stale_by_s=stale_by
+            ),
+            rule,
+        )
+        exchange = last[0]
+        outcome.request = exchange.request
+        outcome.response = exchange.response
+        outcome.timings = Timings(
+            **{k: None if v is None else round(v, 3) for k, v in vars(exchange.timings).items()}
+        )
+        attempts = [a.to_dict() for a in delivery.attempts]
+        shown = ", ".join(str(a.status) if a.status else a.failure for a in delivery.attempts)
+        what = "replayed" if action.replay else "delivered"
+        outcome.notes.append(
+            f"event {event_id} {what} ({signer.profile} signature"
+            + (", body tampered after signing" if action.tamper else "")
+            + (f", timestamp {stale_by} s old" if action.stale else "")
+            + f"): {len(attempts)} attempt{'s' if len(attempts) != 1 else ''} ({shown})"
+            + (f"; {delivery.gave_up}" if delivery.gave_up else "")
+        )
+        if exchange.failure is not None:
+            raise StepError(
+                exchange.failure.kind,
+                f"{exchange.failure.message} (after {len(attempts)} attempts)",
+            )
+        sent = exchange.sent
+        return {
+            "response": {
+                "status": exchange.status,
+                "headers": exchange.headers,
+                "body": _body_value(exchange),
+                "timeMs": exchange.timings.total_ms,
+                "redirects": [],
+            },
+            "request": {
+                "method": "POST",
+                "url": sent.url if sent else url,
+                "headers": sent.headers if sent else {},
+                "body": _request_body_value(sent_body),
+            },
+            "attempts": attempts,
+        }
 
     async def _wait_for_request(
         self, action: WaitForRequest, outcome: StepOutcome, since: str
@@ -699,7 +821,13 @@ class ScenarioRunner:
                     expected=None,
                     actual=0,
                     passed=False,
-                    message=f"no request {what} was captured in the step's window",
+                    message=f"no request {what} was captured in the step's window"
+                    + (
+                        " (nothing reached the hosted mocks or the inbox during this run: is "
+                        "the sandbox configured with the partner's mock base URL?)"
+                        if total == 0
+                        else ""
+                    ),
                 )
             )
         if not found:

@@ -73,6 +73,7 @@ from certification.engine.model import (
     Until,
     Wait,
     WaitForRequest,
+    WebhookSend,
 )
 
 __all__ = [
@@ -124,6 +125,19 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "flow",
     ),
     "waitForRequest": ("type", "match", "timeoutMs", "intervalMs"),
+    "webhook": (
+        "type",
+        "url",
+        "body",
+        "eventId",
+        "secret",
+        "headers",
+        "replay",
+        "tamper",
+        "stale",
+        "maxAttempts",
+        "timeoutMs",
+    ),
 }
 GROUP_KEYS = ("match", "count", "assertions")
 MATCH_KEYS = ("origin", "method", "url")
@@ -151,7 +165,7 @@ REF_EXTENSIONS = (".yaml", ".yml", ".json")
 # Path roots, and which of them each kind of step can assert on.
 PATH_ROOTS = (
     "response", "request", "data", "latency", "errors", "status", "failure", "signature",
-    "replayed",
+    "replayed", "attempts",
 )  # fmt: skip
 ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "httpRequest": ("response", "request", "failure"),
@@ -159,6 +173,7 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "wait": (),
     "latencyProbe": ("latency", "errors", "status"),
     "waitForRequest": ("request", "response", "signature", "replayed"),
+    "webhook": ("response", "request", "attempts"),
 }
 # What a ``match`` group's assertions (and a ``waitForRequest`` step) see of a captured request.
 MATCH_ROOTS = ("request", "response", "signature", "replayed")
@@ -354,6 +369,8 @@ def _check_path_root(segments: list[str | int]) -> None:
         if len(rest) > 1:
             raise ValueError("'status.<code>' is a count and has no fields")
         return
+    elif root == "attempts":
+        return  # a list of {attempt, status, failure, waitedMs, retryAfterMs, sentAt, ...}
     elif root != "data":
         raise ValueError(
             f"unknown root '{root}'; a path starts with {_either(PATH_ROOTS)}"
@@ -1410,7 +1427,52 @@ class _Parser:
             if match is None or timeout is None or interval is None:
                 return None, kind
             return WaitForRequest(match=match, timeout_ms=timeout, interval_ms=interval), kind
+        if kind == "webhook":
+            return self.webhook(y, m, ctx), kind
         return self.probe(y, m, ctx), kind
+
+    def webhook(self, y: _Y, m: dict[str, _Y], ctx: str) -> WebhookSend | None:
+        url_y = self.require(m, y, "url", ctx)
+        url = self.string(url_y, ctx, "url") if url_y is not None else None
+        flags = {}
+        for key in ("replay", "tamper", "stale"):
+            if key in m:
+                flags[key] = bool(self.boolean(m[key], ctx, key))
+        if flags.get("replay"):
+            for key in ("body", "eventId"):
+                if key in m:
+                    self.err(
+                        _kpos(y, key),
+                        ctx,
+                        f"'replay' sends the previous webhook event again; it takes no '{key}'",
+                    )
+        elif "body" not in m:
+            self.err(y.pos, ctx, "a webhook action needs 'body' (the event), or 'replay: true'")
+        if "body" in m:
+            self.templates(m["body"], ctx)
+        body = _plain(m["body"]) if "body" in m else MISSING
+        event_id = self.string(m["eventId"], ctx, "eventId") if "eventId" in m else None
+        secret = self.string(m["secret"], ctx, "secret", templated=False) if "secret" in m else None
+        headers = self.headers(m.get("headers"), ctx) if "headers" in m else {}
+        attempts = timeout = None
+        if "maxAttempts" in m:
+            attempts = self.integer(m["maxAttempts"], ctx, "maxAttempts", 1, 20)
+        if "timeoutMs" in m:
+            timeout = self.integer(m["timeoutMs"], ctx, "timeoutMs", 1, MAX_MS)
+        if url is None:
+            return None
+        return WebhookSend(
+            url=url,
+            body=body,
+            event_id=event_id,
+            secret=secret,
+            headers=headers,
+            replay=flags.get("replay", False),
+            tamper=flags.get("tamper", False),
+            stale=flags.get("stale", False),
+            max_attempts=attempts,
+            timeout_ms=timeout,
+        )
 
     def request(self, y: _Y, m: dict[str, _Y], ctx: str) -> HttpRequest | None:
         method = "GET"

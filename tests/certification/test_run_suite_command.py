@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -11,7 +13,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from certification.models import Run, StepResult
-from partners.models import SLA, Partner
+from partners import crypto
+from partners.models import SLA, Partner, WebhookSecret
 
 DEMO_SUITE = Path(settings.BASE_DIR) / "demo" / "suites" / "checkout.yaml"
 PASSING = """name: smoke
@@ -65,17 +68,51 @@ def test_passing_run_exits_0_and_persists_every_step(
     assert f"Run {run.pk} passed" in capsys.readouterr().out
 
 
-@pytest.mark.django_db
-def test_demo_suite_fails_with_exit_code_1_and_names_the_failing_check(
-    acme_like: Partner, sandbox: Any, capsys: Any
+@pytest.fixture
+def demo_partner(acme_like: Partner, sandbox: Any, live_server: Any) -> Iterator[Partner]:
+    """Acme-like, as `make run` sets it up: the sandbox's services call the partner's hosted
+    mocks (on the live server) and its webhook secret is the sandbox's."""
+    from certification.traffic import mock_base_url
+    from demo.sandbox import WEBHOOK_SECRET
+
+    row = WebhookSecret(partner=acme_like, endpoint_url="https://acme.example/webhooks/orders")
+    row.save()
+    row.secret_sealed = crypto.seal_secrets({"secret": WEBHOOK_SECRET}, aad=row.secrets_aad)
+    row.save()
+    base = mock_base_url(acme_like).replace("http://127.0.0.1:8000", live_server.url)
+    _third_parties(sandbox.url, base)
+    try:
+        yield acme_like
+    finally:
+        _third_parties(sandbox.url, None)
+
+
+def _third_parties(sandbox_url: str, base: str | None) -> None:
+    request = urllib.request.Request(
+        f"{sandbox_url}/sandbox/third-parties",
+        data=json.dumps({"baseUrl": base}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_suite_fails_with_exit_code_1_and_names_the_failing_checks(
+    demo_partner: Partner, sandbox: Any, capsys: Any
 ) -> None:
     with pytest.raises(SystemExit) as excinfo:
-        _run(acme_like, str(DEMO_SUITE), sandbox)
+        _run(demo_partner, str(DEMO_SUITE), sandbox)
     assert excinfo.value.code == 1
     out = capsys.readouterr().out
     assert "FAIL B-105 Validation errors name the offending field" in out
     assert "response.body.field eq: path does not exist" in out
-    assert "PASS B-001 Checkout happy path" in out
+    # Every match group judged on what the sandbox sent; one finding: the SMS lacks the amount.
+    assert "FAIL B-001 Checkout happy path" in out
+    assert "request.body.Body contains: request 1 of 1 (POST api.twilio.com" in out
+    for passing in ("B-002", "B-102", "B-107"):
+        assert f"PASS {passing} " in out
 
 
 @pytest.mark.django_db
@@ -131,19 +168,24 @@ def test_json_export_has_the_documented_shape(
     }
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_junit_has_one_testcase_per_scenario_with_failures(
-    acme_like: Partner, sandbox: Any, tmp_path: Path
+    demo_partner: Partner, sandbox: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "junit.xml"
     with pytest.raises(SystemExit):
-        _run(acme_like, str(DEMO_SUITE), sandbox, "--junit", str(out))
+        _run(demo_partner, str(DEMO_SUITE), sandbox, "--junit", str(out))
     root = ET.fromstring(out.read_text())
     scenarios = [c for c in root.iter("testcase") if not c.get("classname").endswith(".sla")]
-    assert len(scenarios) == 8
+    assert len(scenarios) == 9
     failed = [c for c in scenarios if c.find("failure") is not None]
-    assert [c.get("name") for c in failed] == ["B-105 Validation errors name the offending field"]
-    assert "response.body.field" in failed[0].find("failure").text
+    assert sorted(c.get("name") for c in failed) == [
+        "B-001 Checkout happy path",
+        "B-105 Validation errors name the offending field",
+    ]
+    texts = {c.get("name"): c.find("failure").text for c in failed}
+    assert "response.body.field" in texts["B-105 Validation errors name the offending field"]
+    assert "request.body.Body contains" in texts["B-001 Checkout happy path"]
 
 
 @pytest.mark.django_db

@@ -35,7 +35,7 @@ MINIMAL_TESTS = "tests:\n  - name: t\n    steps:\n      - action: {type: wait, m
 
 def test_validate_suite_accepts_the_demo_suite(capsys: Any) -> None:
     call_command("validate_suite", str(DEMO_SUITE))
-    assert "suite 'checkout-certification' is valid: 8 scenario(s)" in capsys.readouterr().out
+    assert "suite 'checkout-certification' is valid: 9 scenario(s)" in capsys.readouterr().out
 
 
 @pytest.mark.django_db
@@ -80,7 +80,7 @@ def test_loading_the_same_suite_twice_stores_one_version(capsys: Any) -> None:
     call_command("load_suite", str(DEMO_SUITE))
     assert "Unchanged: suite 'checkout-certification' version 1" in capsys.readouterr().out
     assert Suite.objects.count() == 1
-    assert Suite.objects.get().scenarios.count() == 8
+    assert Suite.objects.get().scenarios.count() == 9
 
 
 @pytest.mark.django_db

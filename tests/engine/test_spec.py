@@ -1186,7 +1186,7 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
         (
             "body.id",
             "unknown root 'body'; a path starts with response, request, data, latency, errors, "
-            "status, failure, signature or replayed",
+            "status, failure, signature, replayed or attempts",
         ),
         ("respons.status", "did you mean 'response'?"),
         ("response", "'response' needs a field: status, headers, body, timeMs or redirects"),
@@ -2240,6 +2240,7 @@ def schema_keys(*where: str) -> set[str]:
         (("$defs", "wait"), spec.ACTION_KEYS["wait"]),
         (("$defs", "latencyProbe"), spec.ACTION_KEYS["latencyProbe"]),
         (("$defs", "waitForRequest"), spec.ACTION_KEYS["waitForRequest"]),
+        (("$defs", "webhook"), spec.ACTION_KEYS["webhook"]),
         (("$defs", "assertionGroup"), spec.GROUP_KEYS),
         (("$defs", "match"), spec.MATCH_KEYS),
         (("$defs", "count"), spec.COUNT_KEYS),

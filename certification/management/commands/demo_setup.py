@@ -71,14 +71,43 @@ class Command(BaseCommand):
         if wait and not _answers(f"{sandbox_url}/health", within_s=15):
             self.stderr.write(f"The demo sandbox at {sandbox_url} does not answer; continuing.")
         self._load(sandbox_url)
+        self._point_sandbox_at_mocks(sandbox_url)
         if demo_run:
             self._demo_run()
+
+    def _point_sandbox_at_mocks(self, sandbox_url: str) -> None:
+        """Configure the demo sandbox's third-party base URL with Acme Retail's hosted mocks,
+        as a partner configures its own sandbox once (the sandbox forgets it on restart)."""
+        import json
+
+        from certification.traffic import mock_base_url
+
+        base = mock_base_url(Partner.objects.get(external_id="p_001"))
+        request = urllib.request.Request(
+            f"{sandbox_url}/sandbox/third-parties",
+            data=json.dumps({"baseUrl": base}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                pass
+        except OSError as exc:
+            self.stderr.write(f"Could not point the demo sandbox at the hosted mocks: {exc}")
+            return
+        self.stdout.write(f"Demo sandbox calls its third parties at {base}/<host>/<path>")
 
     def _demo_run(self) -> None:
         """One finished run to look at, not one more on every restart of `make run`."""
         if Partner.objects.get(external_id="p_001").runs.exists():
             self.stdout.write("Acme Retail has runs already; no demo run started.")
             return
+        # The hosted mocks are served by the web server, which `make run` starts beside this.
+        if not _answers(f"{settings.PUBLIC_BASE_URL.rstrip('/')}/healthz", within_s=60):
+            self.stderr.write(
+                f"The dashboard at {settings.PUBLIC_BASE_URL} does not answer, so neither do the "
+                "hosted mocks: the demo run's payment steps will fail."
+            )
         # A failed run exits 1; the run and its summary are there to look at all the same.
         with contextlib.suppress(SystemExit):
             call_command(
@@ -98,6 +127,7 @@ class Command(BaseCommand):
             raise CommandError("\n".join(map(str, plan.errors)), returncode=2)
         registry_import(plan=plan, by="manage.py demo_setup")
         acme = Partner.objects.get(external_id="p_001")
+        self._demo_webhook_secret(acme)
         # Named like the seed's services so its definitions run unchanged.
         for name, auth in (("api-gateway", "api_key"), ("payment-service", "none")):
             if not Endpoint.objects.filter(partner=acme, name=name).exists():
@@ -130,6 +160,16 @@ class Command(BaseCommand):
         for username, password, role, partner_id in DEMO_USERS:
             scope = f" of {partner_id}" if partner_id else ""
             self.stdout.write(f"  {role + scope:22} {username} / {password}")
+
+    @staticmethod
+    def _demo_webhook_secret(acme: Partner) -> None:
+        """The registry CSV masks the secret (***): the demo signs with the sandbox's."""
+        from demo.sandbox import WEBHOOK_SECRET
+        from partners import crypto
+
+        for row in acme.webhook_secrets.filter(secret_sealed=""):
+            row.secret_sealed = crypto.seal_secrets({"secret": WEBHOOK_SECRET}, aad=row.secrets_aad)
+            row.save(update_fields=["secret_sealed", "updated_at"])
 
     def _open_certification(self, acme: Partner, qa: Any) -> None:
         from evidence.models import Certification
