@@ -33,3 +33,6 @@ class BundleSource:
     failures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # Yields (run id, scenario index, step dict) for every step of the evidence runs, in order.
     iter_steps: Callable[[], Iterator[tuple[int, int, dict[str, Any]]]] | None = None
+    # Yields every request the partner's sandbox sent to the hosted mocks and the inbox during
+    # the evidence runs (run, then arrival order), as ``traffic.jsonl`` records.
+    iter_traffic: Callable[[], Iterator[dict[str, Any]]] | None = None

@@ -155,6 +155,9 @@ def build_files(
     har_path = folder / "exchanges.har"
     with har_path.open("wb") as out:
         records.write_har(source, out)
+    traffic_path = folder / "traffic.jsonl"
+    with traffic_path.open("wb") as out:
+        traffic_count = records.write_traffic(source, out)
     source.iter_steps = steps
     key_pem = signing.public_key_pem()
     source.summary["results"] = {
@@ -162,6 +165,7 @@ def build_files(
         "records": head.records,
         "headSha256": head.head_sha256,
     }
+    source.summary["traffic"] = {"file": "traffic.jsonl", "records": traffic_count}
     source.summary["signingKey"] = {
         "algorithm": "Ed25519",
         "fingerprint": signing.fingerprint(key_pem),
@@ -177,6 +181,7 @@ def build_files(
     attachments: list[tuple[str, Path | bytes, str]] = [
         ("certification.json", summary_bytes, "application/json"),
         ("results.jsonl", results_path, "application/x-ndjson"),
+        ("traffic.jsonl", traffic_path, "application/x-ndjson"),
         *((name, data, "application/yaml") for name, data in source.suite_files.items()),
     ]
 
@@ -191,6 +196,7 @@ def build_files(
         ("certification.json", summary_bytes),
         ("results.jsonl", results_path),
         ("exchanges.har", har_path),
+        ("traffic.jsonl", traffic_path),
         *source.suite_files.items(),
     ]
 

@@ -208,6 +208,21 @@ def _step_iterator(run_ids: list[int]) -> Iterator[tuple[int, int, dict[str, Any
             yield run_id, step.scenario_run.index, step_as_json(step)
 
 
+def _traffic_iterator(run_ids: list[int]) -> Iterator[dict[str, Any]]:
+    from certification.traffic import record_dict
+    from certification.traffic_models import CapturedRequest
+
+    for run_id in run_ids:
+        rows = CapturedRequest.objects.filter(run_id=run_id).order_by("received_at", "id")
+        for row in rows.iterator(chunk_size=STEP_BATCH):
+            record = record_dict(row)
+            # The stored (masked, capped) text, not the parsed form: what was recorded.
+            record["request"]["body"] = row.request_body
+            record["request"]["bodyTruncated"] = row.request_truncated
+            record["response"]["body"] = row.response_body
+            yield {"run": run_id, **record}
+
+
 def _base(kind: str, ident: str, partner: Any, fixed_time: dt.datetime) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -256,6 +271,7 @@ def source_for_run(run: Run) -> BundleSource:
         fixed_time=fixed_time,
         failures=gathered["failures"],
         iter_steps=lambda: _step_iterator([run.pk]),
+        iter_traffic=lambda: _traffic_iterator([run.pk]),
     )
 
 
@@ -404,4 +420,5 @@ def source_for_certification(certification: Certification) -> BundleSource:
         fixed_time=fixed_time,
         failures=gathered["failures"],
         iter_steps=lambda: _step_iterator(run_ids),
+        iter_traffic=lambda: _traffic_iterator(run_ids),
     )

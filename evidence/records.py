@@ -322,6 +322,16 @@ def _run_started(summary: dict[str, Any], source: BundleSource) -> dict[Any, str
     }
 
 
+def write_traffic(source: BundleSource, out: BinaryIO) -> int:
+    """``traffic.jsonl``: one canonical JSON line per captured request (hosted-mock calls and
+    inbox deliveries of the evidence runs); returns how many."""
+    count = 0
+    for record in source.iter_traffic() if source.iter_traffic is not None else ():
+        out.write(canonical(record) + b"\n")
+        count += 1
+    return count
+
+
 def write_har(source: BundleSource, out: BinaryIO) -> int:
     """Write ``exchanges.har`` (HAR 1.2) to ``out``; returns the number of entries.
 

@@ -50,8 +50,8 @@ SCENARIO_COLUMNS = (
 )  # fmt: skip
 STEP_COLUMNS = (
     "scenario_run_id", "step_index", "iteration", "name", "status", "request", "response",
-    "timings", "assertions", "failure", "extracted", "data", "latency", "notes", "started_at",
-    "duration_ms",
+    "timings", "assertions", "failure", "extracted", "data", "latency", "notes", "traffic",
+    "started_at", "duration_ms",
 )  # fmt: skip
 
 

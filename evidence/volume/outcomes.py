@@ -185,7 +185,7 @@ def http_step(
         "failure": None,
         "extracted": {"orderId": order_id} if step.kind == "order" and not failing else {},
         "latency": None,
-        "notes": [],
+        "notes": [], "traffic": [],
         "started_at": at,
         "duration_ms": total,
     }  # fmt: skip
@@ -197,7 +197,7 @@ def error_step(step: StepShape, profile: EndpointProfile, *, index: int, at: dat
         "request": None, "response": None, "timings": None, "assertions": [],
         "failure": {"kind": "timeout",
                     "message": f"no response from {profile.base_url} within {TIMEOUT_MS} ms"},
-        "extracted": {}, "latency": None, "notes": [], "started_at": at,
+        "extracted": {}, "latency": None, "notes": [], "traffic": [], "started_at": at,
         "duration_ms": float(TIMEOUT_MS),
     }  # fmt: skip
 
@@ -221,8 +221,8 @@ def probe_step(
                         "passed": not failures,
                         "message": f"expected 0, got {rate}" if failures else "",
                         "evaluated": True}],
-        "failure": None, "extracted": {}, "latency": latency, "notes": notes, "started_at": at,
-        "duration_ms": latency["wall_ms"],
+        "failure": None, "extracted": {}, "latency": latency, "notes": notes, "traffic": [],
+        "started_at": at, "duration_ms": latency["wall_ms"],
     }  # fmt: skip
 
 
@@ -230,7 +230,7 @@ def skipped_step(step: StepShape, *, index: int) -> dict[str, Any]:
     return {
         "step_index": index, "name": step.name, "status": "skipped", "request": None,
         "response": None, "timings": None, "assertions": [], "failure": None, "extracted": {},
-        "latency": None, "notes": [], "started_at": None, "duration_ms": 0.0,
+        "latency": None, "notes": [], "traffic": [], "started_at": None, "duration_ms": 0.0,
     }  # fmt: skip
 
 

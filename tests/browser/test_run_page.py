@@ -63,9 +63,10 @@ tests:
         assertions:
           - assertions:
               - {path: response.status, operator: eq, value: 200}
-          - match: {url: api.stripe.com, method: POST}
-            assertions:
-              - {path: request.body.amount, operator: eq, value: 2498}
+          # Nothing reaches the hosted mocks in this run: a zero cannot be judged.
+          - match: {url: api.easypost.com, method: POST}
+            count: {operator: eq, value: 0}
+        settleMs: 0
   - name: Lookups meet the p95 SLA
     code: B-106
     steps:
@@ -184,3 +185,58 @@ def test_run_on_a_worker_finishes_live_opens_its_failure_and_compares_with_the_l
     expect(page.locator("h1")).to_contain_text(f"compared with #{first.pk}")
     expect(page.locator("#still-failing")).to_contain_text("W-002")
     expect(page.locator("#newly-failing")).to_contain_text("None.")
+
+
+TRAFFIC_SUITE = """
+name: traffic-shown
+items:
+  - {type: MOCK, name: stripe, mockTarget: api.stripe.com, mockPath: /v1/charges,
+     mockResponseBody: {id: ch_1}}
+tests:
+  - name: the sandbox charges Stripe
+    code: B-010
+    steps:
+      - name: charge (played by the step)
+        action:
+          type: httpRequest
+          method: POST
+          url: mocks/api.stripe.com/v1/charges
+          headers: {X-Origin: payment-service}
+          body: {amount: 999}
+        settleMs: 50
+        assertions:
+          - match: {origin: payment-service, url: api.stripe.com/v1/charges}
+            assertions:
+              - {path: request.body.amount, operator: eq, value: 2498}
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_page_shows_the_captured_requests_under_their_match_group(
+    page: Page, live_server: Any, partner_a: Partner
+) -> None:
+    from certification import execution
+    from partners import services
+
+    factories.qa_lead()
+    services.endpoint_save(
+        partner=partner_a, by="test", name="mocks",
+        base_url=f"{live_server.url}/mock/{partner_a.public_token}", is_default=True,
+        auth_kind="none", auth_config={}, new_secrets={},
+    )  # fmt: skip
+    suite, _ = suites.suite_store(entry="t.yaml", sources={"t.yaml": TRAFFIC_SUITE}, by="test")
+    run = execution.run_execute_inline(
+        run=runs.run_create(partner=partner_a, suite=suite, by="test")
+    )
+    assert run.status == "failed"
+    login(page, live_server, "qa")
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    scenario = page.locator("#scenario-0")
+    expect(scenario.locator(".traffic-match")).to_contain_text(
+        "match 1 any method api.stripe.com/v1/charges from payment-service: 1 captured request"
+    )
+    expect(scenario.locator(".traffic-requests")).to_contain_text(
+        "POST api.stripe.com/v1/charges"
+    )
+    expect(scenario.locator("tr.bad")).to_contain_text("request 1 of 1")
+

@@ -24,7 +24,8 @@ from tests import factories
 from tests.evidence import certs
 
 TOP_LEVEL = {
-    "certificate.pdf", "results.jsonl", "exchanges.har", "certification.json", "SHA256SUMS",
+    "certificate.pdf", "results.jsonl", "exchanges.har", "traffic.jsonl", "certification.json",
+    "SHA256SUMS",
     "SHA256SUMS.sig", "signing-key.pem", "VERIFY.txt",
 }  # fmt: skip
 
@@ -40,7 +41,8 @@ def built(
         certs.add_slas(acme, "p95<=300ms")
         qa, qa2 = factories.qa_lead("qa-b1"), factories.qa_lead("qa-b2")
         certification = certs.open_certification(acme, qa, scope="bundle-v1")
-        certs.finished_run(acme, passing=False, by=qa)
+        run = certs.finished_run(acme, passing=False, by=qa)
+        _captured(run)
         certs.decide_checklist(certification, qa)
         for item in certification_review(certification).blockers:
             waiver = services.waiver_request(
@@ -63,6 +65,21 @@ def built(
         call_command("flush", "--no-input")
 
 
+def _captured(run: Any) -> None:
+    """What a sandbox sent to the hosted mock during the run (recorded as the view does)."""
+    from certification.engine.masking import Masker
+    from certification.traffic import record
+
+    record(
+        partner=run.partner, run=run, source="mock", name="stripe", origin="payment-service",
+        method="POST", url="api.stripe.com/v1/charges", headers={"Content-Type":
+        "application/json", "Authorization": "Bearer sk_live_secret_0123456789"},
+        body=b'{"amount":2498,"currency":"usd"}', status=200, response_headers={},
+        response_body='{"id":"ch_1"}', masker=Masker([]), received_at=run.started_at,
+        duration_ms=3.0,
+    )  # fmt: skip
+
+
 def _members(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
@@ -79,6 +96,20 @@ def test_the_top_level_holds_exactly_the_documented_files(built: Any) -> None:
     names = set(_members(built["data"]))
     assert {n for n in names if "/" not in n} == TOP_LEVEL
     assert {n for n in names if "/" in n} == {"suite/orders-api-v2/orders.yaml"}
+
+
+@pytest.mark.django_db
+def test_traffic_jsonl_holds_what_the_sandbox_sent_during_the_evidence_runs(built: Any) -> None:
+    members = _members(built["data"])
+    lines = members["traffic.jsonl"].decode().splitlines()
+    (record,) = [json.loads(line) for line in lines]
+    assert (record["origin"], record["method"], record["url"]) == (
+        "payment-service", "POST", "api.stripe.com/v1/charges",
+    )  # fmt: skip
+    assert record["request"]["body"] == '{"amount":2498,"currency":"usd"}'
+    assert "sk_live_secret" not in members["traffic.jsonl"].decode()
+    summary = json.loads(members["certification.json"])
+    assert summary["traffic"] == {"file": "traffic.jsonl", "records": 1}
 
 
 @pytest.mark.django_db
