@@ -35,6 +35,14 @@ def suite_latest(name: str) -> Suite | None:
 
 
 def step_as_json(step: StepResult) -> dict[str, Any]:
+    out = _step_json(step)
+    if step.traffic:
+        # Only when a step has match groups: earlier results (and their bundles) keep their bytes.
+        out["traffic"] = step.traffic
+    return out
+
+
+def _step_json(step: StepResult) -> dict[str, Any]:
     return {
         "name": step.name,
         "status": step.status,

@@ -33,17 +33,13 @@ _MASKERS: dict[tuple[int, int | None], tuple[float, Masker]] = {}
 _MASKER_TTL_S = 30.0
 
 
-def public_base_url() -> str:
-    return settings.PUBLIC_BASE_URL.rstrip("/")
-
-
 def mock_base_url(partner: Partner) -> str:
     """Where the partner's sandbox sends its third-party calls: ``<base>/<host>/<path>``."""
-    return f"{public_base_url()}/mock/{partner.public_token}"
+    return partner.mock_base_url
 
 
 def inbox_url(partner: Partner, name: str) -> str:
-    return f"{public_base_url()}/inbox/{partner.public_token}/{name}"
+    return partner.inbox_url(name)
 
 
 def partner_for_token(token: str) -> Partner | None:

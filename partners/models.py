@@ -91,6 +91,15 @@ class Partner(models.Model):
         return f"{self.external_id} {self.name}"
 
     @property
+    def mock_base_url(self) -> str:
+        """Where the partner's sandbox sends its third-party calls: ``<this>/<host>/<path>``."""
+        return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/mock/{self.public_token}"
+
+    def inbox_url(self, name: str) -> str:
+        """Where the partner's sandbox delivers the webhooks of inbox ``name``."""
+        return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/inbox/{self.public_token}/{name}"
+
+    @property
     def mode_labels(self) -> list[str]:
         labels = dict(self.Mode.choices)
         return [labels.get(mode, mode) for mode in self.modes]
@@ -299,6 +308,10 @@ class WebhookSecret(models.Model):
     @property
     def secrets_aad(self) -> str:
         return f"partners.webhooksecret:{self.pk}"
+
+    @property
+    def inbox_url(self) -> str:
+        return self.partner.inbox_url(self.name)
 
 
 def default_inbox_name(secret: WebhookSecret) -> str:

@@ -49,7 +49,7 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
         "partner": partner,
         "slas": partner.slas.all(),
         "endpoints": endpoints,
-        "webhook_secrets": partner.webhook_secrets.all(),
+        "webhook_secrets": partner.webhook_secrets.select_related("partner"),
         "can_manage_endpoints": access.can_manage_endpoints(request.user),
     }
     return render(request, "partners/partner_detail.html", context)

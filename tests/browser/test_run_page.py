@@ -235,8 +235,5 @@ def test_run_page_shows_the_captured_requests_under_their_match_group(
     expect(scenario.locator(".traffic-match")).to_contain_text(
         "match 1 any method api.stripe.com/v1/charges from payment-service: 1 captured request"
     )
-    expect(scenario.locator(".traffic-requests")).to_contain_text(
-        "POST api.stripe.com/v1/charges"
-    )
+    expect(scenario.locator(".traffic-requests")).to_contain_text("POST api.stripe.com/v1/charges")
     expect(scenario.locator("tr.bad")).to_contain_text("request 1 of 1")
-

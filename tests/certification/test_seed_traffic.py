@@ -20,7 +20,9 @@ from tests.pg import throwaway_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DEFINITIONS = Path(__file__).resolve().parents[1] / "engine" / "suites" / "definitions"
+DEFINITIONS = (
+    Path(__file__).resolve().parents[2] / "certification" / "library" / "seed" / "definitions"
+)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from certification.engine.model import EndpointConfig, RunContext, WebhookSigner
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
 from certification.engine.signatures import verify
-from certification.engine.spec import SuiteInvalid, parse_suite
+from certification.engine.spec import SuiteInvalid, load_suite_file, parse_suite
 from certification.engine.webhooks import RetryRule, backoff_ms, retry_after_ms
 
 POLICY = AddressPolicy(["127.0.0.0/8"])
@@ -220,3 +221,31 @@ def test_several_secrets_need_a_name() -> None:
     assert "say which signs with 'secret: <name>' (billing, orders)" in (
         outcome.steps[0].failure.message
     )
+
+
+LIBRARY = Path(__file__).resolve().parents[2] / "certification" / "library"
+
+
+def test_every_library_suite_reads_without_errors() -> None:
+    files = sorted(LIBRARY.glob("*/**/*.yaml"))
+    entries = [f for f in files if "shared" not in f.parts]
+    assert len(entries) >= 5
+    for entry in entries:
+        load_suite_file(entry)  # raises SuiteInvalid with every error
+
+
+def test_the_library_webhook_suite_passes_against_the_demo_sandbox(sandbox: Any) -> None:
+    from demo.sandbox import WEBHOOK_SECRET
+
+    suite = load_suite_file(LIBRARY / "b2b" / "webhooks.yaml")
+    context = RunContext(
+        endpoints={"api": EndpointConfig(name="api", base_url=sandbox.url)},
+        default_endpoint="api",
+        webhooks={"orders": WebhookSigner("orders", "playbook", WEBHOOK_SECRET, 600)},
+    )
+    outcomes = asyncio.run(run_suite(suite, context, policy=POLICY))
+    assert {o.code: o.status for o in outcomes} == {"B-002": "passed", "B-102": "passed"}, [
+        (s.name, s.status, s.notes, [a.message for a in s.assertions if not a.passed])
+        for o in outcomes
+        for s in o.steps
+    ]

@@ -35,7 +35,9 @@ from certification.engine.spec import load_suite_file
 from demo.sandbox import SandboxServer
 from tests.pg import sql_rows, throwaway_database
 
-DEFINITIONS = Path(__file__).resolve().parent / "suites" / "definitions"
+DEFINITIONS = (
+    Path(__file__).resolve().parents[2] / "certification" / "library" / "seed" / "definitions"
+)
 POLICY = AddressPolicy(["127.0.0.0/8"])
 NOT_EVALUATED = "not evaluated"
 

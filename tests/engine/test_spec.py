@@ -1,9 +1,9 @@
 """Scenario suites: parsing, validation and error positions (certification/engine/spec.py).
 
-Pure unit tests: no Django, no database, no network. Fixture suites live in ``suites/``: the four
-Dokkimi example definitions from the seed document, with their shared files at the paths their
-``$ref``s name (``definitions/x.yaml`` -> ``../shared/y.yaml``), and a ``broken/`` suite with one
-mistake of each kind.
+Pure unit tests: no Django, no database, no network. Fixture suites: the four Dokkimi example
+definitions from the seed document, shipped in the suite library (``certification/library/seed``)
+with their shared files at the paths their ``$ref``s name (``definitions/x.yaml`` ->
+``../shared/y.yaml``), and a ``broken/`` suite here in ``suites/`` with one mistake of each kind.
 """
 
 from __future__ import annotations
@@ -50,7 +50,15 @@ from certification.engine.spec import (
     template_names,
 )
 
-SUITES = Path(__file__).parent / "suites"
+# The seed's definitions and shared files ship in the suite library; broken/ is test-only.
+LIBRARY = Path(__file__).resolve().parents[2] / "certification" / "library" / "seed"
+BROKEN = Path(__file__).parent / "suites"
+
+
+def _fixture(path: str) -> Path:
+    return (BROKEN if path.startswith("broken/") else LIBRARY) / path
+
+
 SCHEMA_FILE = Path(spec.__file__).with_name("suite.schema.json")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,12 +67,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def disk_loader(path: str) -> bytes:
-    return (SUITES / path).read_bytes()
+    return _fixture(path).read_bytes()
 
 
 def load(relative: str) -> Suite:
     """A fixture suite, named relative to ``suites/`` so positions read like the fixture."""
-    return parse_suite((SUITES / relative).read_bytes(), filename=relative, loader=disk_loader)
+    return parse_suite(_fixture(relative).read_bytes(), filename=relative, loader=disk_loader)
 
 
 def dict_loader(files: dict[str, str]) -> Any:
@@ -395,11 +403,11 @@ def test_seed_mock_variants_parse(
 
 
 def test_load_suite_file_reads_a_seed_definition_and_its_refs_from_disk() -> None:
-    suite = load_suite_file(SUITES / HAPPY)
+    suite = load_suite_file(_fixture(HAPPY))
 
     assert [mock.name for mock in suite.mocks][:1] == ["mock-stripe"]
     assert suite.mocks[0].pos is not None
-    assert suite.mocks[0].pos.file == (SUITES / "shared/mock-stripe-success.yaml").as_posix()
+    assert suite.mocks[0].pos.file == _fixture("shared/mock-stripe-success.yaml").as_posix()
 
 
 # ----------------------------------------------------------------------------- every error, placed
