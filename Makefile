@@ -49,7 +49,7 @@ fix: install
 	$(VENV)/bin/ruff format .
 
 bench: install
-	@for f in bench/engine.py bench/runs.py bench/transport_overhead.py; do \
+	@for f in bench/engine.py bench/runs.py bench/transport_overhead.py bench/inbox.py; do \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
 
 # Page server time and queries at volume (seeds 500 partners, 200k steps into DATABASE_URL's

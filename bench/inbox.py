@@ -193,8 +193,8 @@ def cpu_reference() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--deliveries", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--samples", type=int, default=500)
     args = parser.parse_args()
     port = free_port()

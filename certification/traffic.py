@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -42,25 +42,49 @@ def inbox_url(partner: Partner, name: str) -> str:
     return partner.inbox_url(name)
 
 
+_PARTNERS: dict[str, tuple[float, Partner]] = {}
+_PARTNER_TTL_S = 10.0
+_MOCKS: dict[int, list[Mock]] = {}  # suite version id -> its mocks (versions never change)
+
+
 def partner_for_token(token: str) -> Partner | None:
-    return Partner.objects.filter(public_token=token).first()
+    """The partner a mock or inbox URL names; kept a few seconds in memory (a sandbox calls
+    many times a second, and a token never changes)."""
+    now = time.monotonic()
+    cached = _PARTNERS.get(token)
+    if cached is not None and now - cached[0] < _PARTNER_TTL_S:
+        return cached[1]
+    partner = Partner.objects.filter(public_token=token).first()
+    if partner is not None:
+        if len(_PARTNERS) > 1024:
+            _PARTNERS.clear()
+        _PARTNERS[token] = (now, partner)
+    return partner
 
 
 def running_run(partner: Partner, wanted: str | None = None) -> Run | None:
     """The partner's run whose suite answers: the one named by ``X-Certdash-Run`` if it is
-    this partner's and running, else the most recently started running run."""
-    runs = Run.objects.filter(partner=partner, status=Run.Status.RUNNING)
+    this partner's and running, else the most recently started running run. Looked up on
+    every request (a run that has just started must answer at once)."""
+    runs = Run.objects.filter(partner=partner, status=Run.Status.RUNNING).only(
+        "id", "partner_id", "suite_id", "started_at", "endpoints", "default_endpoint"
+    )
     if wanted and wanted.isdigit():
-        return runs.filter(pk=int(wanted)).select_related("suite").first()
-    return runs.select_related("suite").order_by("-started_at", "-id").first()
+        return runs.filter(pk=int(wanted)).first()
+    return runs.order_by("-started_at", "-id").first()
 
 
 def mocks_of(run: Run | None) -> list[Mock]:
     if run is None:
         return []
-    from certification.suites import suite_of
+    if run.suite_id not in _MOCKS:
+        from certification.models import Suite
+        from certification.suites import suite_of
 
-    return suite_of(run.suite).mocks
+        if len(_MOCKS) > 256:
+            _MOCKS.clear()
+        _MOCKS[run.suite_id] = suite_of(Suite.objects.get(pk=run.suite_id)).mocks
+    return _MOCKS[run.suite_id]
 
 
 def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:
@@ -192,24 +216,27 @@ def record(
 def inbox_process(*, captured: CapturedRequest) -> bool:
     """Process a verified delivery once per partner + event id; True when it was a replay.
 
-    Runs inside the transaction that recorded ``captured``: the unique constraint makes a
-    concurrent duplicate wait for the first transaction and then find its row.
+    Runs inside the transaction that recorded ``captured``. One ``INSERT … ON CONFLICT DO
+    NOTHING RETURNING``: under the unique constraint a concurrent duplicate waits for the first
+    transaction, then inserts nothing and is a replay (no savepoint, no lookup before).
     """
     if not captured.event_id:
         return False
-    try:
-        with transaction.atomic():
-            InboxEvent.objects.create(
-                partner_id=captured.partner_id, event_id=captured.event_id, first=captured
-            )
-        return False
-    except IntegrityError:
-        InboxEvent.objects.filter(
-            partner_id=captured.partner_id, event_id=captured.event_id
-        ).update(deliveries=F("deliveries") + 1)
-        captured.replayed = True
-        captured.save(update_fields=["replayed"])
-        return True
+    table = InboxEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (partner_id, event_id, first_id, deliveries, received_at) "
+            "VALUES (%s, %s, %s, 1, %s) ON CONFLICT (partner_id, event_id) DO NOTHING "
+            "RETURNING id",
+            [captured.partner_id, captured.event_id, captured.pk, captured.received_at],
+        )
+        if cursor.fetchone() is not None:
+            return False
+    InboxEvent.objects.filter(partner_id=captured.partner_id, event_id=captured.event_id).update(
+        deliveries=F("deliveries") + 1
+    )
+    captured.replayed = True
+    return True
 
 
 def record_dict(row: CapturedRequest) -> dict[str, Any]:

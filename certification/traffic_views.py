@@ -215,5 +215,5 @@ def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
         if verdict.valid and traffic.inbox_process(captured=captured):
             payload = {"status": "duplicate", "eventId": event_id}
             captured.response_body = json.dumps(payload)
-            captured.save(update_fields=["response_body"])
+            captured.save(update_fields=["replayed", "response_body"])
     return _quiet(JsonResponse(payload, status=status))

@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 from certification import runs, suites
 from partners.models import Partner
 from tests import factories
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import SCREENSHOTS, login, screenshot
 
 SUITE = (
     "name: slow\ntests:\n"
@@ -237,3 +237,5 @@ def test_run_page_shows_the_captured_requests_under_their_match_group(
     )
     expect(scenario.locator(".traffic-requests")).to_contain_text("POST api.stripe.com/v1/charges")
     expect(scenario.locator("tr.bad")).to_contain_text("request 1 of 1")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    scenario.screenshot(path=str(SCREENSHOTS / "run-traffic.png"))
