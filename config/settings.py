@@ -346,7 +346,17 @@ REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)
 
 # Hosted mocks and the webhook inbox: the base URL partners' sandboxes reach this product at,
 # how long a step waits after its action for captured traffic, and the largest bodies taken.
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+if PRODUCTION:
+    # Partners' sandboxes call this address with their traffic and signed webhooks: it must be
+    # the real public one, and TLS.
+    PUBLIC_BASE_URL = _required("PUBLIC_BASE_URL")
+    if not PUBLIC_BASE_URL.startswith("https://"):
+        raise ImproperlyConfigured(
+            f"PUBLIC_BASE_URL must be an https:// URL when APP_ENV=production, not "
+            f"{PUBLIC_BASE_URL!r}"
+        )
+else:
+    PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 TRAFFIC_SETTLE_MS = env.int("TRAFFIC_SETTLE_MS", default=500)
 MOCK_MAX_BYTES = env.int("MOCK_MAX_BYTES", default=1024 * 1024)
 INBOX_MAX_BYTES = env.int("INBOX_MAX_BYTES", default=256 * 1024)

@@ -19,6 +19,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://certdash@db.internal:5432/certdash",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
     "EVIDENCE_SIGNING_KEY": generate_pem(),
+    "PUBLIC_BASE_URL": "https://certdash.example.com",
 }
 
 
@@ -40,6 +41,18 @@ def test_deploy_check_is_clean_in_production_mode() -> None:
     result = _manage("check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_production_refuses_to_start_without_a_public_base_url() -> None:
+    result = _manage("check", drop="PUBLIC_BASE_URL")
+    assert result.returncode != 0
+    assert "PUBLIC_BASE_URL must be set when APP_ENV=production" in result.stderr
+
+
+def test_production_refuses_a_plain_http_public_base_url() -> None:
+    result = _manage("check", PUBLIC_BASE_URL="http://certdash.example.com")
+    assert result.returncode != 0
+    assert "PUBLIC_BASE_URL must be an https:// URL" in result.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
