@@ -87,6 +87,49 @@ def mocks_of(run: Run | None) -> list[Mock]:
     return _MOCKS[run.suite_id]
 
 
+_HOST_ADDRESSES: dict[str, tuple[float, frozenset[str]]] = {}
+_HOST_TTL_S = 60.0
+
+
+def _addresses(host: str) -> frozenset[str]:
+    import ipaddress
+    import socket
+
+    try:
+        return frozenset({str(ipaddress.ip_address(host.strip("[]")))})
+    except ValueError:
+        pass
+    now = time.monotonic()
+    cached = _HOST_ADDRESSES.get(host)
+    if cached is not None and now - cached[0] < _HOST_TTL_S:
+        return cached[1]
+    try:
+        found = frozenset(str(info[4][0]) for info in socket.getaddrinfo(host, None))
+    except OSError:
+        found = frozenset()
+    if len(_HOST_ADDRESSES) > 1024:
+        _HOST_ADDRESSES.clear()
+    _HOST_ADDRESSES[host] = (now, found)
+    return found
+
+
+def origin_of(run: Run | None, address: str | None) -> str:
+    """The calling service when the request names none (no ``X-Origin``): the run's one HTTP
+    endpoint whose host is the address the request came from; "" when none or several are."""
+    if run is None or not address:
+        return ""
+    from urllib.parse import urlsplit
+
+    names = []
+    for name, snap in (run.endpoints or {}).items():
+        if snap.get("kind", "http") != "http":
+            continue
+        host = urlsplit(str(snap.get("base_url", ""))).hostname
+        if host and address in _addresses(host):
+            names.append(name)
+    return names[0] if len(names) == 1 else ""
+
+
 def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:
     """The secrets a delivery to this inbox may be signed with: the current one and, during a
     rotation, the previous one until ``previous_valid_until``."""

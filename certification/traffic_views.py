@@ -130,7 +130,8 @@ def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
             run=run,
             source="mock",
             name=name,
-            origin=request.headers.get("X-Origin", ""),
+            origin=request.headers.get("X-Origin")
+            or traffic.origin_of(run, request.META.get("REMOTE_ADDR")),
             method=request.method or "GET",
             url=url,
             headers=_request_headers(request),

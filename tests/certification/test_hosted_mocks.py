@@ -126,6 +126,14 @@ def test_a_wildcard_path_matches_any_account_sid(live_server: Any, partner_a: Pa
     )
 
 
+def test_without_x_origin_the_origin_is_the_endpoint_at_the_callers_address(
+    live_server: Any, partner_a: Partner
+) -> None:
+    _running_run(partner_a)  # its one endpoint, "api", is at 127.0.0.1
+    _post(_base(live_server, partner_a) + "/api.stripe.com/v1/charges", {"amount": 1})
+    assert CapturedRequest.objects.get().origin == "api"
+
+
 def test_an_unmatched_request_gets_a_404_listing_the_mocks_and_is_recorded(
     live_server: Any, partner_a: Partner
 ) -> None:
