@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F
-from django.utils import timezone
 
 from certification.engine import signatures
 from certification.engine.masking import Masker
@@ -128,35 +127,6 @@ def origin_of(run: Run | None, address: str | None) -> str:
         if host and address in _addresses(host):
             names.append(name)
     return names[0] if len(names) == 1 else ""
-
-
-def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:
-    """The secrets a delivery to this inbox may be signed with: the current one and, during a
-    rotation, the previous one until ``previous_valid_until``."""
-    if not row.secret_sealed:
-        return []
-    opened = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad)
-    values = [opened["secret"]] if opened.get("secret") else []
-    now = now or timezone.now()
-    if opened.get("previous") and row.previous_valid_until and row.previous_valid_until > now:
-        values.append(opened["previous"])
-    return values
-
-
-@transaction.atomic
-def webhook_secret_rotate(
-    *, row: WebhookSecret, new_secret: str, overlap_s: int = 86_400
-) -> WebhookSecret:
-    """Make ``new_secret`` current; the old one stays valid for ``overlap_s`` seconds."""
-    row = WebhookSecret.objects.select_for_update().get(pk=row.pk)
-    old = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad) if row.secret_sealed else {}
-    values = {"secret": new_secret}
-    if old.get("secret"):
-        values["previous"] = old["secret"]
-    row.secret_sealed = crypto.seal_secrets(values, aad=row.secrets_aad)
-    row.previous_valid_until = timezone.now() + timezone.timedelta(seconds=overlap_s)
-    row.save(update_fields=["secret_sealed", "previous_valid_until", "updated_at"])
-    return row
 
 
 def masker_for(partner: Partner, run: Run | None) -> Masker:

@@ -24,6 +24,7 @@ from certification.engine import signatures
 from certification.engine.model import MISSING, Mock
 from certification.engine.traffic import select_mock
 from partners.models import WebhookSecret
+from partners.services import webhook_secret_values
 
 logger = logging.getLogger("certdash.traffic")
 
@@ -174,7 +175,7 @@ def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
     headers = _request_headers(request)
     verdict = signatures.verify(
         row.profile,
-        traffic.webhook_secret_values(row),
+        webhook_secret_values(row),
         headers,
         body,
         window_s=row.window_s,

@@ -63,7 +63,7 @@ class EndpointAdmin(admin.ModelAdmin):
 class WebhookSecretAdmin(admin.ModelAdmin):
     """Webhook secrets come from the registry import, which validates and seals them."""
 
-    list_display = ["partner", "shown_endpoint_url", "window_s"]
+    list_display = ["partner", "name", "profile", "shown_endpoint_url", "window_s"]
     exclude = ["secret_sealed", "endpoint_url"]
     readonly_fields = ["shown_endpoint_url"]
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from certification.engine.auth_kinds import SCHEMES, kinds_for
 from evidence.audit import audit_record
 from partners import access, crypto
-from partners.models import NAME_VALIDATOR, Endpoint, Partner
+from partners.models import NAME_VALIDATOR, Endpoint, Partner, WebhookSecret
 from partners.secret_rules import display_url, short_secret_message
 from partners.urlguard import check_sandbox_url
 
@@ -232,7 +234,6 @@ def endpoint_delete(*, endpoint: Endpoint, by: Any) -> None:
 
 def secrets_rotate() -> int:
     """Re-encrypt every sealed secret under the active key; returns how many rows changed."""
-    from partners.models import WebhookSecret
 
     # A row sealed with a key no longer configured raises ``crypto.SecretUnavailable`` and the
     # whole rotation rolls back: dropping that key first was the mistake to report.
@@ -252,3 +253,47 @@ def secrets_rotate() -> int:
             actor="manage.py rotate_secrets", action="secrets.rotate", data={"rows": changed}
         )
     return changed
+
+
+def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:
+    """The secrets a delivery to this inbox may be signed with: the current one and, during a
+    rotation, the previous one until ``previous_valid_until``."""
+    if not row.secret_sealed:
+        return []
+    opened = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad)
+    values = [opened["secret"]] if opened.get("secret") else []
+    now = now or timezone.now()
+    if opened.get("previous") and row.previous_valid_until and row.previous_valid_until > now:
+        values.append(opened["previous"])
+    return values
+
+
+@transaction.atomic
+def webhook_secret_rotate(
+    *, row: WebhookSecret, new_secret: str, overlap_s: int = 86_400, by: Any = "system"
+) -> WebhookSecret:
+    """Make ``new_secret`` current; the old one stays valid for ``overlap_s`` seconds (0: at
+    once invalid), so deliveries signed before the partner switched still verify."""
+    row = WebhookSecret.objects.select_for_update().select_related("partner").get(pk=row.pk)
+    old = crypto.open_secrets(row.secret_sealed, aad=row.secrets_aad) if row.secret_sealed else {}
+    values = {"secret": new_secret}
+    if old.get("secret") and overlap_s > 0:
+        values["previous"] = old["secret"]
+    row.secret_sealed = crypto.seal_secrets(values, aad=row.secrets_aad)
+    row.previous_valid_until = (
+        timezone.now() + timedelta(seconds=overlap_s) if "previous" in values else None
+    )
+    row.save(update_fields=["secret_sealed", "previous_valid_until", "updated_at"])
+    audit_record(
+        actor=by,
+        action="webhook_secret.rotate",
+        partner=row.partner,
+        target=f"inbox {row.name}",
+        data={
+            "endpoint_url": display_url(row.endpoint_url),
+            "previous_valid_until": row.previous_valid_until.isoformat()
+            if row.previous_valid_until
+            else None,
+        },
+    )
+    return row

@@ -17,6 +17,7 @@ from certification.engine.signatures import sign
 from certification.models import CapturedRequest, InboxEvent
 from partners import crypto
 from partners.models import Partner, WebhookSecret
+from partners.services import webhook_secret_rotate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,7 +107,7 @@ def test_during_a_rotation_old_and_new_secrets_are_accepted_then_only_the_new(
     live_server: Any, partner_a: Partner, profile: str
 ) -> None:
     row = _inbox(partner_a, profile)
-    row = traffic.webhook_secret_rotate(row=row, new_secret=NEW_SECRET, overlap_s=3600)
+    row = webhook_secret_rotate(row=row, new_secret=NEW_SECRET, overlap_s=3600, by="test")
     assert _deliver(live_server, row, event="e-old", secret=SECRET).status == 200
     assert _deliver(live_server, row, event="e-new", secret=NEW_SECRET).status == 200
     WebhookSecret.objects.filter(pk=row.pk).update(previous_valid_until=None)
