@@ -8,6 +8,7 @@ task and persists what comes back. One ``Transport`` (one connection pool) serve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -997,7 +998,9 @@ async def run_suite(
     async with Transport(policy=policy, context=context, masker=masker) as transport:
 
         async def one(index: int) -> None:
-            async with gate:
+            scenario = suite.scenarios[index]
+            # A scenario waiting for its traffic turn holds no parallel slot meanwhile.
+            async with traffic_turn if uses_traffic(scenario) else contextlib.nullcontext(), gate:
                 runner = ScenarioRunner(
                     suite=suite,
                     context=context,
@@ -1006,12 +1009,7 @@ async def run_suite(
                     policy=policy,
                     scenario_index=index,
                 )
-                scenario = suite.scenarios[index]
-                if uses_traffic(scenario):
-                    async with traffic_turn:
-                        outcome = await runner.run(scenario)
-                else:
-                    outcome = await runner.run(scenario)
+                outcome = await runner.run(scenario)
                 results[index] = outcome
                 if on_scenario is not None:
                     maybe = on_scenario(index, outcome)

@@ -5,6 +5,7 @@ the real one is in tests/certification/test_hosted_mocks.py)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -200,3 +201,40 @@ tests:
     record = _record(source="inbox", url="inbox/orders", signature={"valid": True, "reason": ""})
     step = _run([record], text=text).steps[0]
     assert step.status == "passed", [a.message for a in step.assertions]
+
+
+def test_scenarios_that_check_traffic_take_turns_and_the_rest_run_beside_them() -> None:
+    traffic = """
+  - name: traffic {i}
+    steps:
+      - action: {{type: wait, ms: 30}}
+        settleMs: 0
+        assertions:
+          - match: {{url: api.stripe.com}}
+            count: {{operator: gte, value: 0}}
+"""
+    plain = """
+  - name: plain {i}
+    steps:
+      - action: {{type: wait, ms: 30}}
+"""
+    text = "name: t\ntests:" + "".join(traffic.format(i=i) + plain.format(i=i) for i in range(3))
+
+    async def source(since: str, until: str) -> tuple[list[dict[str, Any]], int]:
+        return [], 1
+
+    suite = parse_suite(text, filename="s.yaml")
+    context = RunContext(endpoints={}, traffic=source)
+    outcomes = asyncio.run(run_suite(suite, context, policy=AddressPolicy([]), parallel=6))
+    assert all(o.status == "passed" for o in outcomes)
+
+    def starts(kind: str) -> list[datetime]:
+        return sorted(
+            datetime.fromisoformat(o.steps[0].started_at) for o in outcomes if kind in o.name
+        )
+
+    turns = starts("traffic")
+    gaps = [(b - a).total_seconds() for a, b in zip(turns, turns[1:], strict=False)]
+    assert all(gap >= 0.025 for gap in gaps), gaps  # one after another's 30 ms step
+    together = starts("plain")
+    assert (together[-1] - together[0]).total_seconds() < 0.025  # all at once, beside them
