@@ -173,12 +173,27 @@ def capture(data: bytes, masker: Masker) -> Captured:
     cap = settings.RESULT_BODY_CAPTURE_BYTES
     truncated = len(data) > cap
     prefix = data[:cap]
-    try:
-        text = prefix.decode("utf-8")
-    except UnicodeDecodeError:
+    text = _utf8(prefix, cut=truncated)
+    if text is None or "\x00" in text:  # binary (a database text column holds no NUL)
         text = "base64:" + base64.b64encode(prefix).decode("ascii")
     masked = masker.mask_truncated(text) if truncated else masker.mask(text)
     return Captured(masked, len(data), hashlib.sha256(data).hexdigest(), truncated)
+
+
+def _utf8(data: bytes, *, cut: bool) -> str | None:
+    """``data`` as UTF-8 text, or None; a prefix ``cut`` from a longer body may end inside a
+    character, whose partial bytes are dropped."""
+    for drop in range(4 if cut else 1):
+        try:
+            return data[: len(data) - drop].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def _text(value: str) -> str:
+    """A URL or header as a text column can hold it (no NUL)."""
+    return value.replace("\x00", "%00")
 
 
 def record(
@@ -207,10 +222,10 @@ def record(
         run=run,
         source=source,
         name=name[:200],
-        origin=origin[:200],
+        origin=_text(origin)[:200],
         method=method[:10],
-        url=masker.mask(url)[:2000],
-        request_headers=masker.mask_headers(headers),
+        url=_text(masker.mask(url))[:2000],
+        request_headers=masker.mask_headers({_text(k): _text(v) for k, v in headers.items()}),
         request_body=body_capture.text,
         request_body_size=body_capture.size,
         request_body_sha256=body_capture.sha256,
@@ -224,6 +239,23 @@ def record(
         received_at=received_at,
         duration_ms=round(duration_ms, 3),
     )
+
+
+def record_answer(
+    row: CapturedRequest,
+    *,
+    status: int,
+    response_headers: dict[str, str],
+    response_body: str,
+    masker: Masker,
+    duration_ms: float,
+) -> None:
+    """Complete a request recorded before its answer (a mock with ``mockDelayMs``)."""
+    row.response_status = status
+    row.response_headers = masker.mask_headers(response_headers)
+    row.response_body = masker.mask(response_body[: settings.RESULT_BODY_CAPTURE_BYTES])
+    row.duration_ms = round(duration_ms, 3)
+    row.save(update_fields=["response_status", "response_headers", "response_body", "duration_ms"])
 
 
 def inbox_process(*, captured: CapturedRequest) -> bool:
@@ -270,7 +302,8 @@ def record_dict(row: CapturedRequest) -> dict[str, Any]:
             "bodySha256": row.request_body_sha256,
         },
         "response": {
-            "status": row.response_status,
+            # 0: recorded before the mock answered (mockDelayMs still running).
+            "status": row.response_status or None,
             "headers": row.response_headers,
             "body": parse_body(row.response_body, response_type),
         },

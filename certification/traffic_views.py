@@ -44,19 +44,29 @@ def _request_headers(request: HttpRequest) -> dict[str, str]:
     return {k: v for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS}
 
 
-def _too_large(request: HttpRequest, limit: int) -> bool:
-    """Whether the declared body is over ``limit``, judged before anything reads it."""
-    try:
-        return int(request.META.get("CONTENT_LENGTH") or 0) > limit
-    except ValueError:
-        return True
-
-
-def _read_body(request: HttpRequest, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than ``limit`` (a chunked body with no length
-    is read up to the limit only)."""
-    data = request.read(limit + 1)
-    return None if len(data) > limit else data
+def _body_or_refusal(request: HttpRequest, limit: int) -> bytes | HttpResponse:
+    """The raw body, or the answer refusing it: 413 over ``limit`` (judged from
+    Content-Length before anything is read), 400 for a Content-Length that is no number, 411
+    for a chunked body the server cannot hand over (a chunked one is read up to the limit
+    where it can: gunicorn sets ``wsgi.input_terminated``)."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    too_large = {"error": f"request body over {limit} bytes"}
+    if declared:
+        if not declared.isdigit():
+            return _quiet(JsonResponse({"error": "Content-Length is not a number"}, status=400))
+        if int(declared) > limit:
+            return _quiet(JsonResponse(too_large, status=413))
+        data = request.read(limit + 1)
+    elif "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if not request.META.get("wsgi.input_terminated"):
+            refusal = {"error": "send a Content-Length: this server cannot read chunked bodies"}
+            return _quiet(JsonResponse(refusal, status=411))
+        data = request.META["wsgi.input"].read(limit + 1)
+    else:
+        data = b""
+    if len(data) > limit:
+        return _quiet(JsonResponse(too_large, status=413))
+    return data
 
 
 def _mock_response(mock: Mock) -> tuple[int, dict[str, str], bytes]:
@@ -89,14 +99,9 @@ def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
     partner = traffic.partner_for_token(token)
     if partner is None:
         return _quiet(JsonResponse({"error": "no partner has this mock base URL"}, status=404))
-    body = (
-        None
-        if _too_large(request, settings.MOCK_MAX_BYTES)
-        else _read_body(request, settings.MOCK_MAX_BYTES)
-    )
-    if body is None:
-        too_large = {"error": f"request body over {settings.MOCK_MAX_BYTES} bytes"}
-        return _quiet(JsonResponse(too_large, status=413))
+    body = _body_or_refusal(request, settings.MOCK_MAX_BYTES)
+    if isinstance(body, HttpResponse):
+        return body
     host, _, path = rest.partition("/")
     path = "/" + path
     query = request.META.get("QUERY_STRING", "")
@@ -104,11 +109,40 @@ def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
     run = traffic.running_run(partner, request.headers.get("X-Certdash-Run"))
     mocks = traffic.mocks_of(run)
     mock = select_mock(mocks, host, path, body.decode("utf-8", errors="replace"))
+    masker = traffic.masker_for(partner, run)
+    fields: dict[str, Any] = {
+        "partner": partner,
+        "run": run,
+        "source": "mock",
+        "origin": request.headers.get("X-Origin")
+        or traffic.origin_of(run, request.META.get("REMOTE_ADDR")),
+        "method": request.method or "GET",
+        "url": url,
+        "headers": _request_headers(request),
+        "body": body,
+        "masker": masker,
+        "received_at": received_at,
+    }
     if mock is not None:
+        status, headers, data = _mock_response(mock)
         if mock.delay_ms:
+            # Recorded (answer pending) before the delay: a step that looks while the mock is
+            # still waiting counts the request, whatever the delay.
+            pending = traffic.record(
+                **fields, name=mock.name, status=0, response_headers={}, response_body="",
+                duration_ms=0.0,
+            )  # fmt: skip
             # On top of the mock's own handling time, as a slow third party would add it.
             time.sleep(mock.delay_ms / 1000)
-        status, headers, data = _mock_response(mock)
+            traffic.record_answer(
+                pending,
+                status=status,
+                response_headers=headers,
+                response_body=data.decode("utf-8", errors="replace"),
+                masker=masker,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+            return _answer(status, headers, data)
         name = mock.name
     else:
         status, name = 404, ""
@@ -124,26 +158,18 @@ def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
         }
         headers = {"Content-Type": "application/json"}
         data = json.dumps(payload).encode()
-    masker = traffic.masker_for(partner, run)
-    with transaction.atomic():
-        traffic.record(
-            partner=partner,
-            run=run,
-            source="mock",
-            name=name,
-            origin=request.headers.get("X-Origin")
-            or traffic.origin_of(run, request.META.get("REMOTE_ADDR")),
-            method=request.method or "GET",
-            url=url,
-            headers=_request_headers(request),
-            body=body,
-            status=status,
-            response_headers=headers,
-            response_body=data.decode("utf-8", errors="replace"),
-            masker=masker,
-            received_at=received_at,
-            duration_ms=(time.perf_counter() - started) * 1000,
-        )
+    traffic.record(
+        **fields,
+        name=name,
+        status=status,
+        response_headers=headers,
+        response_body=data.decode("utf-8", errors="replace"),
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+    return _answer(status, headers, data)
+
+
+def _answer(status: int, headers: dict[str, str], data: bytes) -> HttpResponse:
     response = HttpResponse(data, status=status)
     for key, value in headers.items():
         response[key] = value
@@ -166,12 +192,13 @@ def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
         response = JsonResponse({"error": "webhooks are delivered with POST"}, status=405)
         response["Allow"] = "POST"
         return _quiet(response)
-    limit = settings.INBOX_MAX_BYTES
     # Oversized bodies are refused before any signature work (and before reading them).
-    body = None if _too_large(request, limit) else _read_body(request, limit)
-    if body is None:
-        logger.warning("inbox %s/%s: body over %d bytes refused", partner.external_id, name, limit)
-        return _quiet(JsonResponse({"error": f"webhook body over {limit} bytes"}, status=413))
+    body = _body_or_refusal(request, settings.INBOX_MAX_BYTES)
+    if isinstance(body, HttpResponse):
+        logger.warning(
+            "inbox %s/%s: body refused (%s)", partner.external_id, name, body.status_code
+        )
+        return body
     headers = _request_headers(request)
     verdict = signatures.verify(
         row.profile,

@@ -220,6 +220,9 @@ class ScenarioRunner:
         # (the call it waits for is usually caused by the step before it).
         self.previous_started = _now_iso()
         self.last_webhook: tuple[str, bytes] | None = None  # (event id, body), for replay
+        # Requests already taken by a waitForRequest of this scenario: the next one waits for
+        # another ("wait for the delivery, then for its retry").
+        self.taken: set[Any] = set()
 
     def _base_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
@@ -448,13 +451,14 @@ class ScenarioRunner:
         source = self.context.traffic
         if source is None:
             raise StepError("error", NO_RECORDER)
-        match = render(action.match, self._scope())
+        match = _match_values(render(action.match, self._scope()))
         started = time.perf_counter()
         deadline = started + action.timeout_ms / 1000
         while True:
             records, _ = await source(since, _now_iso())
-            found = traffic.select(match, records)
+            found = [r for r in traffic.select(match, records) if r.get("id") not in self.taken]
             if found:
+                self.taken.add(found[0].get("id"))
                 waited = (time.perf_counter() - started) * 1000
                 outcome.traffic.append(
                     {"group": 0, "match": match, "requests": [traffic.summary(found[0])]}
@@ -769,7 +773,7 @@ class ScenarioRunner:
         records, total = await source(outcome.started_at, _now_iso())
         scope = self._scope()
         for number, group in groups:
-            match = render(group.match or {}, scope)
+            match = _match_values(render(group.match or {}, scope))
             found = traffic.select(match, records)
             outcome.traffic.append(
                 {"group": number, "match": match, "requests": [traffic.summary(r) for r in found]}
@@ -846,11 +850,18 @@ class ScenarioRunner:
             for assertion in group.assertions:
                 actual, problem = read_path(record, assertion.path)
                 expected = render(assertion.value, scope)
-                passed, message = (
-                    (False, problem)
-                    if problem
-                    else ops.evaluate(assertion.operator, actual, expected)
-                )
+                evaluated = True
+                if assertion.operator not in ("exists", "notExists") and _holds_mask(actual):
+                    # Recorded masked (it held one of our secrets): the value is not there to
+                    # compare, whichever way the check goes.
+                    evaluated, passed = False, False
+                    message = "not evaluated: the recorded value is masked (it held a secret)"
+                else:
+                    passed, message = (
+                        (False, problem)
+                        if problem
+                        else ops.evaluate(assertion.operator, actual, expected)
+                    )
                 outcome.assertions.append(
                     AssertionResult(
                         path=assertion.path,
@@ -859,6 +870,7 @@ class ScenarioRunner:
                         actual=None if actual is MISSING else actual,
                         passed=passed,
                         message=f"{where}: {message}" if message else where,
+                        evaluated=evaluated,
                     )
                 )
 
@@ -914,6 +926,7 @@ class ScenarioRunner:
         outcome.extracted = mask(outcome.extracted)
         outcome.data = mask(outcome.data)
         outcome.traffic = mask(outcome.traffic)
+        outcome.notes = [self.masker.mask(note) for note in outcome.notes]
         if outcome.failure is not None:
             outcome.failure.message = mask(outcome.failure.message)
 
@@ -959,6 +972,28 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{host}" if host else url
 
 
+def _match_values(match: dict[str, Any]) -> dict[str, str]:
+    """A ``match`` after templating: each value text, none empty (an empty origin would select
+    every request that names none)."""
+    out: dict[str, str] = {}
+    for key, value in match.items():
+        text = "" if value is None else str(value)
+        if not text.strip():
+            raise StepError("error", f"match.{key} is empty after templating")
+        out[key] = text
+    return out
+
+
+def _holds_mask(value: Any) -> bool:
+    if isinstance(value, str):
+        return MASK in value
+    if isinstance(value, dict):
+        return any(_holds_mask(k) or _holds_mask(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_mask(v) for v in value)
+    return False
+
+
 def uses_traffic(scenario: Scenario) -> bool:
     """Whether a scenario checks captured traffic (a ``match`` group or ``waitForRequest``).
     Traffic is attributed to a step by time, so such scenarios of one run take turns."""
@@ -993,7 +1028,8 @@ async def run_suite(
     results: dict[int, ScenarioOutcome] = {}
     gate = asyncio.Semaphore(max(1, parallel))
     # Captured traffic is attributed to a step by the time it arrived: scenarios that check it
-    # run one at a time, so one cannot count another's requests.
+    # run one at a time, so two of them cannot count each other's requests (a scenario that
+    # checks none still runs beside them: docs/scenario-format.md#captured-traffic).
     traffic_turn = asyncio.Lock()
     async with Transport(policy=policy, context=context, masker=masker) as transport:
 

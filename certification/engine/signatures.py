@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 PROFILES = ("playbook", "stripe", "standard", "github")
+MAX_TIMESTAMP = 2**33  # beyond the year 2242: not a timestamp anyone signs
 PROFILE_LABELS = {
     "playbook": "Playbook (X-Signature: t=…, v1=…)",
     "stripe": "Stripe (Stripe-Signature)",
@@ -143,7 +144,9 @@ def verify(
             return _verify_standard(secrets, h, body, window_s, now)
         if profile == "github":
             return _verify_github(secrets, h, body)
-    except (ValueError, UnicodeDecodeError, TypeError):
+    except UnicodeDecodeError:
+        return Verdict(False, f"the body is not UTF-8 text, which the {profile} profile signs")
+    except (ValueError, TypeError, OverflowError, OSError):
         return Verdict(False, "malformed signature header")
     return Verdict(False, f"unknown signature profile '{profile}'")
 
@@ -156,7 +159,7 @@ def _verify_t_v1(
     if not header:
         return Verdict(False, f"no {name} header")
     ts, sigs = _t_v1(header)
-    if ts is None or not sigs:
+    if ts is None or not sigs or ts > MAX_TIMESTAMP:
         return Verdict(False, f"malformed {name} header (expected t=<unix time>, v1=<hex>)")
     if profile == "stripe":
         import stripe
@@ -171,7 +174,9 @@ def _verify_t_v1(
                 continue
             except Exception:  # the library's own parsing of odd headers
                 return Verdict(False, f"malformed {name} header", ts)
-            return Verdict(True, "", ts)
+            # The library refuses old timestamps only; a future one is as suspect.
+            stale = _fresh(ts, window_s, now)
+            return Verdict(not stale, stale, ts)
         return Verdict(False, "signature does not match (tampered body or wrong secret)", ts)
     for secret in secrets:
         expected = _hmac_hex(secret, f"{ts}.".encode() + body)
@@ -193,7 +198,7 @@ def _verify_standard(
     )
     if not (msg_id and ts_text and sig_header):
         return Verdict(False, "missing webhook-id, webhook-timestamp or webhook-signature")
-    if not ts_text.isdigit():
+    if not ts_text.isdigit() or int(ts_text) > MAX_TIMESTAMP:
         return Verdict(False, "malformed webhook-timestamp")
     ts = int(ts_text)
     passed = []
@@ -225,12 +230,15 @@ def _verify_github(secrets: Sequence[str], h: dict[str, str], body: bytes) -> Ve
 
 
 def event_id(profile: str, headers: Mapping[str, str], body: bytes) -> str:
-    """The delivery's event id, for dedupe: the profile's id header, else the body's
-    ``event_id``/``id`` (Stripe's ``evt_…``), else "" (no dedupe possible)."""
-    h = _lower(headers)
-    for name in ("webhook-id", "x-github-delivery", "x-event-id", "idempotency-key"):
-        if h.get(name):
-            return h[name][:200]
+    """The delivery's event id, for dedupe, taken only from what the signature covers (an
+    unsigned header could make a replayed delivery look new): Standard Webhooks' signed
+    ``webhook-id``; for the playbook and Stripe, the body's ``event_id``/``eventId``/``id``;
+    for GitHub, which signs the body only, ``sha256:<hex of the body>``. "" when there is none
+    (no dedupe possible). An id over 200 characters is kept as ``sha256:<hex of the id>``."""
+    if profile == "standard":
+        return _bounded(_lower(headers).get("webhook-id", ""))
+    if profile == "github":
+        return "sha256:" + hashlib.sha256(body).hexdigest()
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -239,5 +247,11 @@ def event_id(profile: str, headers: Mapping[str, str], body: bytes) -> str:
         for key in ("event_id", "eventId", "id"):
             value = parsed.get(key)
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
-                return str(value)[:200]
+                return _bounded(str(value))
     return ""
+
+
+def _bounded(value: str) -> str:
+    if len(value) <= 200 and "\x00" not in value:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()

@@ -53,6 +53,7 @@ from yaml.events import (
 from yaml.nodes import ScalarNode
 
 from certification.engine import templating
+from certification.engine.masking import is_sensitive_header
 from certification.engine.model import (
     ACTION_TYPES,
     HTTP_METHODS,
@@ -1695,6 +1696,8 @@ class _Parser:
             for item in items or ():
                 assertion = self.assertion(item, ctx, roots)
                 if assertion is not None:
+                    if match is not None:
+                        self.masked_check(assertion, item, ctx)
                     assertions.append(assertion)
         elif "match" not in m:
             self.err(y.pos, ctx, f"assertion group {number}: missing 'assertions'")
@@ -1705,6 +1708,34 @@ class _Parser:
                 f"assertion group {number}: a group with 'match' needs 'count' or 'assertions'",
             )
         return AssertionGroup(assertions=assertions, match=match, count=count, pos=y.pos)
+
+    def masked_check(self, assertion: Assertion, y: _Y, ctx: str) -> None:
+        """Captured requests are stored with credential headers and our secrets masked: a
+        comparison with either could never be judged, so it is refused here (existence can)."""
+        if assertion.operator in ("exists", "notExists"):
+            return
+        segments = parse_path(assertion.path)
+        if (
+            len(segments) >= 3
+            and segments[-2] == "headers"
+            and isinstance(segments[-1], str)
+            and is_sensitive_header(segments[-1])
+        ):
+            self.err(
+                y.pos,
+                ctx,
+                f"'{assertion.path}': captured requests are recorded with credential headers "
+                "masked, so only 'exists' or 'notExists' can check it",
+            )
+            return
+        names = [n for text in _strings_of(assertion.value) for n in _names_or_empty(text)]
+        if any(name.startswith("secret.") for name in names):
+            self.err(
+                y.pos,
+                ctx,
+                "captured requests are recorded with the partner's secrets masked, so a value "
+                "cannot be compared with {{secret...}}; check another field, or exists",
+            )
 
     def match(self, y: _Y, ctx: str) -> dict[str, Any] | None:
         m = self.mapping(y, ctx, "'match'")
@@ -1963,6 +1994,23 @@ class _Parser:
 
 def _normalise(path: str) -> str:
     return posixpath.normpath(path) if path else path
+
+
+def _strings_of(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings_of(k), *_strings_of(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings_of(v)]
+    return []
+
+
+def _names_or_empty(text: str) -> list[str]:
+    try:
+        return template_names(text)
+    except ValueError:
+        return []
 
 
 def _is_failure_path(path: str) -> bool:

@@ -267,3 +267,73 @@ def test_a_run_judges_match_groups_on_the_traffic_recorded_while_it_ran(
     assert second.assertions[0]["message"].startswith("request 1 of 1 (POST api.stripe.com")
     assert run.captured_requests.count() == 2
     assert run.status == "failed"
+
+
+def test_a_body_with_a_nul_byte_is_recorded_as_binary_not_a_server_error(
+    live_server: Any, partner_a: Partner
+) -> None:
+    _running_run(partner_a)
+    response = _post(
+        _base(live_server, partner_a) + "/api.stripe.com/v1/charges%00x", b'{"a":"\x00"}'
+    )
+    assert response.status in (200, 404)
+    row = CapturedRequest.objects.get()
+    assert row.request_body.startswith("base64:") and "%00" in row.url
+
+
+def test_a_content_length_that_is_no_number_gets_400(live_server: Any, partner_a: Partner) -> None:
+    from django.test import Client
+
+    _running_run(partner_a)
+    response = Client(HTTP_HOST="127.0.0.1").generic(
+        "POST", f"/mock/{partner_a.public_token}/api.stripe.com/v1/charges", b"{}",
+        CONTENT_LENGTH="ten",
+    )  # fmt: skip
+    assert response.status_code == 400
+
+
+def test_a_chunked_body_is_read_where_the_server_hands_it_over_and_refused_where_not(
+    partner_a: Partner,
+) -> None:
+    import io
+
+    from django.test import RequestFactory
+
+    from certification.traffic_views import hosted_mock
+
+    _running_run(partner_a)
+    factory = RequestFactory(HTTP_HOST="127.0.0.1")
+    body = b'{"amount":2498,"payment_method":"pm_card_declined"}'
+    request = factory.generic("POST", "/mock/t/api.stripe.com/v1/charges", b"",
+                              HTTP_TRANSFER_ENCODING="chunked")  # fmt: skip
+    request.META.pop("CONTENT_LENGTH", None)
+    assert hosted_mock(
+        request, partner_a.public_token, "api.stripe.com/v1/charges"
+    ).status_code == (411)
+    request = factory.generic("POST", "/mock/t/api.stripe.com/v1/charges", b"",
+                              HTTP_TRANSFER_ENCODING="chunked")  # fmt: skip
+    request.META.pop("CONTENT_LENGTH", None)
+    request.META["wsgi.input_terminated"] = True
+    request.META["wsgi.input"] = io.BytesIO(body)
+    response = hosted_mock(request, partner_a.public_token, "api.stripe.com/v1/charges")
+    assert response.status_code == 402  # the body reached the body-matching mock
+    assert CapturedRequest.objects.get(name="stripe-declined").request_body_size == len(body)
+
+
+def test_a_delayed_mock_is_counted_while_it_is_still_waiting(
+    live_server: Any, partner_a: Partner
+) -> None:
+    import threading
+
+    _running_run(partner_a)
+    url = _base(live_server, partner_a) + "/slow.example/wait"
+    thread = threading.Thread(target=lambda: HTTP.request("GET", url))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not CapturedRequest.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    row = CapturedRequest.objects.get()
+    assert row.response_status == 0  # recorded, answer pending
+    thread.join()
+    row.refresh_from_db()
+    assert row.response_status == 200 and row.duration_ms >= 150

@@ -152,3 +152,28 @@ def test_one_partner_cannot_pre_empt_another_partners_event_ids(
     a, b = _inbox(partner_a, "playbook"), _inbox(partner_b, "playbook")
     assert _deliver(live_server, a, event="evt_same").json()["status"] == "accepted"
     assert _deliver(live_server, b, event="evt_same").json()["status"] == "accepted"
+
+
+def test_a_replayed_delivery_with_a_new_unsigned_id_header_is_still_a_replay(
+    live_server: Any, partner_a: Partner
+) -> None:
+    row = _inbox(partner_a, "playbook")
+    body = json.dumps({"id": "evt_3", "type": "order.created"}).encode()
+    url = f"{live_server.url}/inbox/{partner_a.public_token}/{row.name}"
+    statuses = []
+    for n in range(3):
+        headers = {"X-Event-Id": f"fresh-{n}", "Idempotency-Key": f"k-{n}",
+                   **sign("playbook", SECRET, body)}  # fmt: skip
+        statuses.append(HTTP.request("POST", url, body=body, headers=headers).json()["status"])
+    assert statuses == ["accepted", "duplicate", "duplicate"]
+
+
+def test_a_body_with_a_nul_byte_is_recorded_not_a_server_error(
+    live_server: Any, partner_a: Partner
+) -> None:
+    row = _inbox(partner_a, "playbook")
+    body = b'{"id": "evt_nul", "x": "\\u0000\x00"}'
+    url = f"{live_server.url}/inbox/{partner_a.public_token}/{row.name}"
+    response = HTTP.request("POST", url, body=body, headers=sign("playbook", SECRET, body))
+    assert response.status in (200, 401)
+    assert CapturedRequest.objects.get().request_body.startswith("base64:")

@@ -4,6 +4,7 @@ package's own signer."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -96,8 +97,47 @@ def test_no_secret_configured_is_invalid_with_a_reason() -> None:
     assert not verdict.valid and "no webhook secret" in verdict.reason
 
 
-def test_the_event_id_comes_from_the_id_header_else_the_body() -> None:
+def test_the_event_id_comes_only_from_what_the_signature_covers() -> None:
     assert event_id("standard", {"Webhook-Id": "msg_9"}, BODY) == "msg_9"
-    assert event_id("stripe", {}, BODY) == "evt_1"
-    assert event_id("github", {"X-GitHub-Delivery": "d-1"}, b"{}") == "d-1"
+    # An unsigned header cannot make a replayed delivery look new.
+    assert event_id("stripe", {"X-Event-Id": "fresh", "Idempotency-Key": "k"}, BODY) == "evt_1"
+    assert event_id("playbook", {"X-Event-Id": "fresh"}, BODY) == "evt_1"
+    assert event_id("github", {"X-GitHub-Delivery": "d-1"}, b"{}") == (
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    )
     assert event_id("playbook", {}, b"not json") == ""
+
+
+def test_a_long_event_id_is_kept_whole_as_its_hash() -> None:
+    long_id = "evt_" + "x" * 300
+    body = json.dumps({"id": long_id}).encode()
+    other = json.dumps({"id": long_id + "y"}).encode()
+    assert event_id("playbook", {}, body) != event_id("playbook", {}, other)
+    assert event_id("playbook", {}, body).startswith("sha256:")
+
+
+def test_stripe_refuses_a_timestamp_far_in_the_future() -> None:
+    future = int(time.time()) + 10 * 365 * 86400
+    verdict = verify("stripe", [SECRET], _signed("stripe", ts=future), BODY, window_s=WINDOW)
+    assert not verdict.valid and "in the future" in verdict.reason
+
+
+@pytest.mark.parametrize("profile", ["playbook", "stripe", "standard"])
+def test_an_absurd_timestamp_is_malformed_not_a_crash(profile: str) -> None:
+    headers = _signed(profile)
+    key = next(iter(headers))
+    absurd = {
+        "playbook": {"X-Signature": "t=100000000000000000000, v1=00"},
+        "stripe": {"Stripe-Signature": "t=100000000000000000000,v1=00"},
+        "standard": {**headers, "webhook-timestamp": "100000000000000000000"},
+    }[profile]
+    assert key
+    verdict = verify(profile, [SECRET], absurd, BODY, window_s=WINDOW)
+    assert not verdict.valid and "malformed" in verdict.reason
+
+
+@pytest.mark.parametrize("profile", ["stripe", "standard"])
+def test_a_body_that_is_not_utf8_is_refused_with_that_reason(profile: str) -> None:
+    body = b"\xff\xfe{}"
+    verdict = verify(profile, [SECRET], _signed(profile), body, window_s=WINDOW)
+    assert not verdict.valid and "not UTF-8" in verdict.reason

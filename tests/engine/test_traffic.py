@@ -5,6 +5,7 @@ the real one is in tests/certification/test_hosted_mocks.py)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from certification.engine.model import Mock, RunContext, ScenarioOutcome
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.runner import run_suite
-from certification.engine.spec import parse_suite
+from certification.engine.spec import SuiteInvalid, parse_suite
 from certification.engine.traffic import parse_body, path_matches, select_mock, url_matches
 
 
@@ -238,3 +239,70 @@ def test_scenarios_that_check_traffic_take_turns_and_the_rest_run_beside_them() 
     assert all(gap >= 0.025 for gap in gaps), gaps  # one after another's 30 ms step
     together = starts("plain")
     assert (together[-1] - together[0]).total_seconds() < 0.025  # all at once, beside them
+
+
+def test_a_second_wait_for_request_waits_for_another_request() -> None:
+    text = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: waitForRequest, match: {url: inbox/orders}, timeoutMs: 100, intervalMs: 10}
+      - action: {type: waitForRequest, match: {url: inbox/orders}, timeoutMs: 100, intervalMs: 10}
+"""
+    first, second = _run([_record(source="inbox", url="inbox/orders")], text=text).steps
+    assert first.status == "passed"
+    assert second.status == "failed" and second.failure.kind == "timeout"
+
+
+def test_a_masked_recorded_value_is_not_evaluated_whichever_way_the_check_goes() -> None:
+    text = SUITE.split("          - match: {origin")[0] + (
+        "          - match: {url: api.stripe.com}\n"
+        "            assertions:\n"
+        "              - {path: request.body.key, operator: notContains, value: sk_live}\n"
+        "              - {path: request.body.key, operator: exists}\n"
+    )
+    record = _record(request={"headers": {}, "body": {"key": "••••••"}})
+    step = _run([record], text=text).steps[0]
+    assert step.status == "unevaluated"
+    contains, exists = step.assertions
+    assert not contains.evaluated and "masked" in contains.message
+    assert exists.passed
+
+
+@pytest.mark.parametrize(
+    ("assertion", "message"),
+    [
+        ("{path: request.headers.Authorization, operator: notContains, value: sk}",
+         "only 'exists' or 'notExists' can check it"),
+        ('{path: request.body.key, operator: neq, value: "{{secret.api.token}}"}',
+         "cannot be compared with {{secret...}}"),
+    ],
+)  # fmt: skip
+def test_comparisons_that_masking_makes_impossible_are_refused_when_read(
+    assertion: str, message: str
+) -> None:
+    text = SUITE.split("          - match: {origin")[0] + (
+        f"          - match: {{url: api.stripe.com}}\n            assertions:\n"
+        f"              - {assertion}\n"
+    )
+    with pytest.raises(SuiteInvalid, match=re.escape(message)):
+        parse_suite(text, filename="s.yaml")
+
+
+def test_a_match_value_that_templates_to_nothing_is_an_error() -> None:
+    text = """
+name: t
+variables: {svc: ""}
+tests:
+  - name: s
+    steps:
+      - action: {type: wait, ms: 0}
+        settleMs: 0
+        assertions:
+          - match: {origin: "{{svc}}"}
+            count: {operator: gte, value: 1}
+"""
+    step = _run([_record(origin="")], text=text).steps[0]
+    assert step.status == "error"
+    assert "match.origin is empty after templating" in step.failure.message
