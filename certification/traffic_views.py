@@ -8,13 +8,15 @@ only says which partner's traffic it is (it is not a credential: a webhook's sig
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -92,7 +94,25 @@ def _describe(mock: Mock) -> dict[str, Any]:
     return out
 
 
+def _recording(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A request that cannot be recorded gets 503 (a sender retries) and one log line naming
+    the partner's token by its first characters only, never the path or the body."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, token: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, token, *args, **kwargs)
+        except DatabaseError as exc:
+            logger.error("%s for token %s…: not recorded (%s)", view.__name__, token[:4],
+                         type(exc).__name__)  # fmt: skip
+            refusal = {"error": "the request could not be recorded; try again"}
+            return _quiet(JsonResponse(refusal, status=503))
+
+    return wrapped
+
+
 @csrf_exempt
+@_recording
 def hosted_mock(request: HttpRequest, token: str, rest: str) -> HttpResponse:
     started = time.perf_counter()
     received_at = timezone.now()
@@ -177,6 +197,7 @@ def _answer(status: int, headers: dict[str, str], data: bytes) -> HttpResponse:
 
 
 @csrf_exempt
+@_recording
 def webhook_inbox(request: HttpRequest, token: str, name: str) -> HttpResponse:
     started = time.perf_counter()
     received_at = timezone.now()
