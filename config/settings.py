@@ -394,5 +394,7 @@ LOGGING = {
     "loggers": {
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
+        # asyncssh logs every SFTP connection's steps at INFO.
+        "asyncssh": {"level": "WARNING"},
     },
 }

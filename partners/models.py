@@ -201,13 +201,17 @@ class Endpoint(models.Model):
     class Kind(models.TextChoices):
         HTTP = "http", "HTTP(S) API"
         POSTGRESQL = "postgresql", "PostgreSQL database"
+        SFTP = "sftp", "SFTP file server"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
     name = models.CharField(max_length=40, validators=[NAME_VALIDATOR])
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.HTTP)
     base_url = models.CharField(
-        "base URL", max_length=500, help_text="http(s)://… for APIs, postgres://… for databases."
+        "base URL",
+        max_length=500,
+        help_text="http(s)://… for APIs, postgres://… for databases, sftp://host[:port][/root] "
+        "for file servers.",
     )
     writable = models.BooleanField(
         default=False,

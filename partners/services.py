@@ -157,6 +157,10 @@ def endpoint_save(
             errors[field.name] = [f"{field.label} is required for this auth kind."]
         if value:
             config[field.name] = value
+    if kind == "sftp" and "base_url" not in errors:
+        problem = _pin_host_key(base_url, config)
+        if problem:
+            errors["host_key"] = [problem]
     if "token_url" in config:
         try:
             check_sandbox_url(config["token_url"])
@@ -253,6 +257,40 @@ def secrets_rotate() -> int:
             actor="manage.py rotate_secrets", action="secrets.rotate", data={"rows": changed}
         )
     return changed
+
+
+def _pin_host_key(base_url: str, config: dict[str, str]) -> str:
+    """Check a given SFTP host key, or fetch the server's and pin it (trust on first use, at
+    the moment a person configures the endpoint). Returns what went wrong, or ""."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    import asyncssh
+
+    if config.get("host_key"):
+        try:
+            key = asyncssh.import_public_key(config["host_key"])
+        except (asyncssh.KeyImportError, ValueError):
+            return "Not an SSH public key; paste the server's key line (ssh-ed25519 AAAA…)."
+        config["host_key"] = key.export_public_key().decode().strip()
+        return ""
+    parts = urlsplit(base_url)
+    target = check_sandbox_url(base_url, kind="sftp")
+    try:
+        key = asyncio.run(
+            asyncio.wait_for(
+                asyncssh.get_server_host_key(str(target.addresses[0]), parts.port or 22), 10
+            )
+        )
+    except (OSError, asyncssh.Error, TimeoutError) as exc:
+        return (
+            f"Could not fetch the server's host key ({type(exc).__name__}); enter it, or save "
+            "again when the server answers."
+        )
+    if key is None:
+        return "The server presented no host key; enter it."
+    config["host_key"] = key.export_public_key().decode().strip()
+    return ""
 
 
 def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:

@@ -52,6 +52,23 @@ def check_sandbox_url(url: str, *, kind: str = "http") -> ResolvedTarget:
             raise ValidationError("The port is not a number from 1 to 65535.") from None
         # The policy speaks http(s); check the database host and port in that form.
         url = f"http://{_host_part(parts.netloc)}:{port}/"
+    elif kind == "sftp":
+        parts = urlsplit(url)
+        if parts.scheme != "sftp" or not parts.hostname:
+            raise ValidationError(
+                "A file server endpoint needs an sftp://host[:port][/root] URL.", code="bad_scheme"
+            )
+        if "@" in parts.netloc:
+            raise ValidationError(
+                "Put the user in the endpoint's settings and the password or key in its secrets, "
+                "not in the URL.",
+                code="inline_password",
+            )
+        try:
+            port = parts.port or 22
+        except ValueError:
+            raise ValidationError("The port is not a number from 1 to 65535.") from None
+        url = f"http://{_host_part(parts.netloc)}:{port}/"
     try:
         return sandbox_policy().check_url(url)
     except UrlRefused as exc:

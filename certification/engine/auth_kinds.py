@@ -42,6 +42,27 @@ class AuthScheme:
     secrets: tuple[Field, ...] = ()
 
 
+# An SFTP endpoint's settings, whichever way it logs in.
+_SFTP_CONFIG = (
+    Field("username", "Username"),
+    Field(
+        "host_key",
+        "Server host key",
+        required=False,
+        help="The server's public host key (ssh-ed25519 AAAA…); every connection is refused "
+        "unless the server presents it. Empty: fetched and pinned when the endpoint is saved.",
+    ),
+    Field("inbox_dir", "Inbox directory", default="inbox", help="Where we upload files."),
+    Field(
+        "outbox_dir",
+        "Outbox directory",
+        default="outbox",
+        help="Where the partner drops ACK and result files.",
+    ),  # fmt: skip
+    Field("archive_dir", "Archive directory", default="archive"),
+    Field("error_dir", "Error directory", default="error"),
+)
+
 SCHEMES: dict[str, AuthScheme] = {
     "none": AuthScheme("None", endpoint_kinds=("http", "postgresql")),
     "api_key": AuthScheme(
@@ -86,6 +107,18 @@ SCHEMES: dict[str, AuthScheme] = {
         endpoint_kinds=("postgresql",),
         secrets=(Field("password", "Database password"),),
     ),
+    "ssh_password": AuthScheme(
+        "SSH password",
+        endpoint_kinds=("sftp",),
+        config=_SFTP_CONFIG,
+        secrets=(Field("password", "Password"),),
+    ),
+    "ssh_key": AuthScheme(
+        "SSH key",
+        endpoint_kinds=("sftp",),
+        config=_SFTP_CONFIG,
+        secrets=(Field("private_key_pem", "Private key (OpenSSH or PEM)", multiline=True),),
+    ),
 }
 
 CHOICES: tuple[tuple[str, str], ...] = tuple((kind, s.label) for kind, s in SCHEMES.items())
@@ -100,5 +133,5 @@ ALL_SECRET_FIELDS: tuple[Field, ...] = tuple(
 
 
 def kinds_for(endpoint_kind: str) -> tuple[str, ...]:
-    """The auth kinds that fit an endpoint kind (``http`` or ``postgresql``)."""
+    """The auth kinds that fit an endpoint kind (``http``, ``postgresql`` or ``sftp``)."""
     return tuple(kind for kind, s in SCHEMES.items() if endpoint_kind in s.endpoint_kinds)

@@ -39,7 +39,10 @@ OPERATORS = (
     "matches", "in", "length", "type", "jsonSchema",
 )  # fmt: skip
 SCENARIO_KINDS = ("main", "alt", "exception", "cross")
-ACTION_TYPES = ("httpRequest", "dbQuery", "wait", "latencyProbe", "waitForRequest", "webhook")
+ACTION_TYPES = (
+    "httpRequest", "dbQuery", "wait", "latencyProbe", "waitForRequest", "webhook",
+    "sftpUpload", "waitForFile", "sftpList",
+)  # fmt: skip
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 BodyKind = Literal["json", "form", "raw"]
@@ -153,7 +156,43 @@ class WebhookSend:
     timeout_ms: int | None = None
 
 
-Action = HttpRequest | DbQuery | Wait | LatencyProbe | WaitForRequest | WebhookSend
+@dataclass
+class SftpUpload:
+    """Upload a file to an SFTP endpoint's directory, atomically (a temporary name, then
+    renamed): ``content`` as given, or a CSV built from ``csv`` (``header`` + ``rows``); with
+    ``sha256`` a sidecar ``<name>.sha256``, with ``manifest`` a ``<name>.manifest.json``
+    holding the record count and the sums of the numeric columns (the control totals)."""
+
+    endpoint: str
+    name: str
+    directory: str = "inbox"
+    content: Any = MISSING
+    csv: dict[str, Any] | None = None
+    sha256: bool = False
+    manifest: bool | dict[str, Any] = False
+
+
+@dataclass
+class WaitForFile:
+    """Wait until a file whose name matches ``pattern`` (a glob) appears in a directory."""
+
+    endpoint: str
+    pattern: str
+    directory: str = "outbox"
+    timeout_ms: int = 60_000
+    interval_ms: int = 500
+
+
+@dataclass
+class SftpList:
+    endpoint: str
+    directory: str = "inbox"
+
+
+Action = (
+    HttpRequest | DbQuery | Wait | LatencyProbe | WaitForRequest | WebhookSend | SftpUpload
+    | WaitForFile | SftpList
+)  # fmt: skip
 
 
 @dataclass
@@ -224,7 +263,7 @@ class EndpointConfig:
     auth_kind: str = "none"
     auth_config: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
-    kind: str = "http"  # http | postgresql
+    kind: str = "http"  # http | postgresql | sftp
     writable: bool = False
 
 

@@ -37,12 +37,15 @@ from certification.engine.model import (
     RunContext,
     Scenario,
     ScenarioOutcome,
+    SftpList,
+    SftpUpload,
     Step,
     StepOutcome,
     StepStatus,
     Suite,
     Timings,
     Wait,
+    WaitForFile,
     WaitForRequest,
     WebhookSend,
     WebhookSigner,
@@ -223,6 +226,7 @@ class ScenarioRunner:
         # Requests already taken by a waitForRequest of this scenario: the next one waits for
         # another ("wait for the delivery, then for its retry").
         self.taken: set[Any] = set()
+        self.files_taken: set[str] = set()  # likewise for waitForFile
 
     def _base_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
@@ -328,7 +332,91 @@ class ScenarioRunner:
             return await self._wait_for_request(action, outcome, since)
         if isinstance(action, WebhookSend):
             return await self._webhook(action, outcome)
+        if isinstance(action, SftpUpload | WaitForFile | SftpList):
+            return await self._file(action, outcome)
         raise StepError("error", f"unsupported action {type(action).__name__}")
+
+    async def _file(
+        self, action: SftpUpload | WaitForFile | SftpList, outcome: StepOutcome
+    ) -> dict[str, Any]:
+        from certification.engine import sftp
+
+        endpoint = self.context.endpoints.get(action.endpoint)
+        if endpoint is None or endpoint.kind != "sftp":
+            known = [n for n, e in self.context.endpoints.items() if e.kind == "sftp"]
+            raise StepError(
+                "error",
+                f"'{action.endpoint}' is not an SFTP endpoint of the partner (SFTP endpoints: "
+                f"{', '.join(sorted(known)) or 'none'})",
+            )
+        scope = self._scope()
+        try:
+            async with sftp.open_session(
+                endpoint, policy=self.policy, timeout_ms=self.context.request_timeout_ms
+            ) as session:
+                if isinstance(action, SftpList):
+                    files = await session.listdir(action.directory)
+                    outcome.notes.append(
+                        f"{len(files)} file(s) in {sftp.directory(endpoint, action.directory)}"
+                    )
+                    return {
+                        "files": [{"name": f.name, "size": f.size} for f in files],
+                        "count": len(files),
+                    }
+                if isinstance(action, WaitForFile):
+                    pattern = str(render(action.pattern, scope))
+                    found = await session.wait_for(
+                        action.directory,
+                        pattern,
+                        timeout_ms=action.timeout_ms,
+                        interval_ms=action.interval_ms,
+                        ignore=self.files_taken,
+                    )
+                    self.files_taken.add(found.name)
+                    data = await session.read(action.directory, found.name)
+                    path = f"{sftp.directory(endpoint, action.directory)}/{found.name}"
+                    outcome.notes.append(f"{path} appeared ({found.size} bytes)")
+                    return {"file": sftp.describe(found.name, data, path)}
+                return await self._upload(session, action, scope, outcome)
+        except sftp.SftpError as exc:
+            raise StepError(exc.kind, str(exc)) from None
+
+    async def _upload(
+        self, session: Any, action: SftpUpload, scope: dict[str, Any], outcome: StepOutcome
+    ) -> dict[str, Any]:
+        from certification.engine import sftp
+
+        name = str(render(action.name, scope))
+        manifest: dict[str, Any] | None = None
+        if action.csv is not None:
+            header = action.csv["header"]
+            rows = render(action.csv["rows"], scope)
+            data = sftp.build_csv(header, rows)
+            if action.manifest is not False:
+                manifest = {
+                    "file": name,
+                    "records": len(rows),
+                    "bytes": len(data),
+                    "sha256": sftp.sha256_hex(data),
+                    "totals": sftp.column_sums(header, rows),
+                }
+                if isinstance(action.manifest, dict):
+                    manifest.update(render(action.manifest, scope))
+        else:
+            data = str(render(action.content, scope)).encode()
+        path = await session.upload(action.directory, name, data)
+        sent = [path]
+        if action.sha256:
+            sidecar = f"{sftp.sha256_hex(data)}  {name}\n".encode()
+            sent.append(await session.upload(action.directory, f"{name}.sha256", sidecar))
+        if manifest is not None:
+            body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+            sent.append(await session.upload(action.directory, f"{name}.manifest.json", body))
+        outcome.notes.append("uploaded (temporary name, then renamed): " + ", ".join(sent))
+        root: dict[str, Any] = {"file": sftp.describe(name, data, path)}
+        if manifest is not None:
+            root["manifest"] = manifest
+        return root
 
     def _signer(self, action: WebhookSend) -> WebhookSigner:
         signers = self.context.webhooks

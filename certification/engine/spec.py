@@ -69,10 +69,13 @@ from certification.engine.model import (
     Mock,
     Pos,
     Scenario,
+    SftpList,
+    SftpUpload,
     Step,
     Suite,
     Until,
     Wait,
+    WaitForFile,
     WaitForRequest,
     WebhookSend,
 )
@@ -139,6 +142,9 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "maxAttempts",
         "timeoutMs",
     ),
+    "sftpUpload": ("type", "endpoint", "dir", "name", "content", "csv", "sha256", "manifest"),
+    "waitForFile": ("type", "endpoint", "dir", "pattern", "timeoutMs", "intervalMs"),
+    "sftpList": ("type", "endpoint", "dir"),
 }
 GROUP_KEYS = ("match", "count", "assertions")
 MATCH_KEYS = ("origin", "method", "url")
@@ -166,7 +172,7 @@ REF_EXTENSIONS = (".yaml", ".yml", ".json")
 # Path roots, and which of them each kind of step can assert on.
 PATH_ROOTS = (
     "response", "request", "data", "latency", "errors", "status", "failure", "signature",
-    "replayed", "attempts",
+    "replayed", "attempts", "file", "manifest", "files", "count",
 )  # fmt: skip
 ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "httpRequest": ("response", "request", "failure"),
@@ -175,7 +181,11 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "latencyProbe": ("latency", "errors", "status"),
     "waitForRequest": ("request", "response", "signature", "replayed"),
     "webhook": ("response", "request", "attempts"),
+    "sftpUpload": ("file", "manifest"),
+    "waitForFile": ("file",),
+    "sftpList": ("files", "count"),
 }
+_FILE_FIELDS = ("name", "path", "size", "sha256", "text", "json", "csv", "lines")
 # What a ``match`` group's assertions (and a ``waitForRequest`` step) see of a captured request.
 MATCH_ROOTS = ("request", "response", "signature", "replayed")
 _SIGNATURE_FIELDS = ("valid", "reason")
@@ -370,8 +380,17 @@ def _check_path_root(segments: list[str | int]) -> None:
         if len(rest) > 1:
             raise ValueError("'status.<code>' is a count and has no fields")
         return
-    elif root == "attempts":
-        return  # a list of {attempt, status, failure, waitedMs, retryAfterMs, sentAt, ...}
+    elif root in ("attempts", "manifest", "files"):
+        return  # lists and documents of their own shape (see docs/scenario-format.md)
+    elif root == "count":
+        if rest:
+            raise ValueError("'count' is a single value and has no fields")
+        return
+    elif root == "file":
+        need(_FILE_FIELDS)
+        if first in ("name", "path", "size", "sha256", "text") and len(rest) > 1:
+            raise ValueError(f"'file.{first}' is a single value and has no fields")
+        return
     elif root != "data":
         raise ValueError(
             f"unknown root '{root}'; a path starts with {_either(PATH_ROOTS)}"
@@ -1430,7 +1449,125 @@ class _Parser:
             return WaitForRequest(match=match, timeout_ms=timeout, interval_ms=interval), kind
         if kind == "webhook":
             return self.webhook(y, m, ctx), kind
+        if kind in ("sftpUpload", "waitForFile", "sftpList"):
+            return self.file_action(kind, y, m, ctx), kind
         return self.probe(y, m, ctx), kind
+
+    def file_action(
+        self, kind: str, y: _Y, m: dict[str, _Y], ctx: str
+    ) -> SftpUpload | WaitForFile | SftpList | None:
+        endpoint = self.string(
+            self.require(m, y, "endpoint", ctx), ctx, "endpoint", templated=False
+        )
+        folder: str | None = "outbox" if kind == "waitForFile" else "inbox"
+        if "dir" in m:
+            folder = self.string(m["dir"], ctx, "dir", templated=False)
+            if folder is not None and (
+                folder.startswith("/") or ".." in folder.split("/") or not folder.strip()
+            ):
+                self.err(
+                    m["dir"].pos,
+                    ctx,
+                    "'dir' is inbox, outbox, archive, error or a path relative to the "
+                    "endpoint's root (no leading '/', no '..')",
+                )
+                folder = None
+        if kind == "sftpList":
+            if endpoint is None or folder is None:
+                return None
+            return SftpList(endpoint=endpoint, directory=folder)
+        if kind == "waitForFile":
+            pattern = self.string(self.require(m, y, "pattern", ctx), ctx, "pattern")
+            timeout, interval = 60_000, 500
+            if "timeoutMs" in m:
+                timeout = self.integer(m["timeoutMs"], ctx, "timeoutMs", 1, MAX_MS)
+            if "intervalMs" in m:
+                interval = self.integer(m["intervalMs"], ctx, "intervalMs", 10, MAX_MS)
+            if endpoint is None or folder is None or pattern is None:
+                return None
+            if timeout is None or interval is None:
+                return None
+            return WaitForFile(
+                endpoint=endpoint,
+                pattern=pattern,
+                directory=folder,
+                timeout_ms=timeout,
+                interval_ms=interval,
+            )
+        name = self.string(self.require(m, y, "name", ctx), ctx, "name")
+        if name is not None and "/" in name:
+            self.err(m["name"].pos, ctx, "'name' is a file name, without '/'")
+            name = None
+        content: Any = MISSING
+        csv_spec = None
+        if ("content" in m) == ("csv" in m):
+            self.err(y.pos, ctx, "an sftpUpload needs exactly one of 'content' or 'csv'")
+        elif "content" in m:
+            content = self.string(m["content"], ctx, "content", empty=True)
+        else:
+            csv_spec = self.csv_spec(m["csv"], ctx)
+        sidecar = bool(self.boolean(m["sha256"], ctx, "sha256")) if "sha256" in m else False
+        manifest: bool | dict[str, Any] = False
+        if "manifest" in m:
+            manifest_y = m["manifest"]
+            if manifest_y.is_map:
+                self.templates(manifest_y, ctx)
+                manifest = _plain(manifest_y)
+            else:
+                manifest = bool(self.boolean(manifest_y, ctx, "manifest"))
+            if manifest is not False and "csv" not in m:
+                self.err(
+                    _kpos(y, "manifest"),
+                    ctx,
+                    "'manifest' holds the control totals of a 'csv' upload",
+                )
+        if endpoint is None or folder is None or name is None or content is None:
+            return None
+        if "csv" in m and csv_spec is None:
+            return None
+        return SftpUpload(
+            endpoint=endpoint,
+            name=name,
+            directory=folder,
+            content=content,
+            csv=csv_spec,
+            sha256=sidecar,
+            manifest=manifest,
+        )
+
+    def csv_spec(self, y: _Y, ctx: str) -> dict[str, Any] | None:
+        m = self.mapping(y, ctx, "'csv'")
+        if m is None:
+            return None
+        self.known_keys(y, ("header", "rows"), ctx, "'csv'")
+        header_y = self.require(m, y, "header", ctx)
+        rows_y = self.require(m, y, "rows", ctx)
+        header = [
+            self.string(item, ctx, "header", templated=False)
+            for item in (self.sequence(header_y, ctx, "'header'") or [])
+        ]
+        if header_y is not None and not header:
+            self.err(header_y.pos, ctx, "'header' must list at least one column")
+        rows: list[list[Any]] = []
+        for number, row_y in enumerate(self.sequence(rows_y, ctx, "'rows'") or [], start=1):
+            cells = self.sequence(row_y, ctx, f"row {number}")
+            if cells is None:
+                continue
+            if header and len(cells) != len(header):
+                self.err(
+                    row_y.pos,
+                    ctx,
+                    f"row {number} has {len(cells)} values, the header {len(header)} columns",
+                )
+                continue
+            if any(cell.is_map or cell.is_list for cell in cells):
+                self.err(row_y.pos, ctx, f"row {number}: a CSV value must be a scalar")
+                continue
+            self.templates(row_y, ctx)
+            rows.append(_plain(row_y))
+        if header_y is None or rows_y is None or None in header:
+            return None
+        return {"header": header, "rows": rows}
 
     def webhook(self, y: _Y, m: dict[str, _Y], ctx: str) -> WebhookSend | None:
         url_y = self.require(m, y, "url", ctx)

@@ -1194,7 +1194,7 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
         (
             "body.id",
             "unknown root 'body'; a path starts with response, request, data, latency, errors, "
-            "status, failure, signature, replayed or attempts",
+            "status, failure, signature, replayed, attempts, file, manifest, files or count",
         ),
         ("respons.status", "did you mean 'response'?"),
         ("response", "'response' needs a field: status, headers, body, timeMs or redirects"),
@@ -2249,6 +2249,9 @@ def schema_keys(*where: str) -> set[str]:
         (("$defs", "latencyProbe"), spec.ACTION_KEYS["latencyProbe"]),
         (("$defs", "waitForRequest"), spec.ACTION_KEYS["waitForRequest"]),
         (("$defs", "webhook"), spec.ACTION_KEYS["webhook"]),
+        (("$defs", "sftpUpload"), spec.ACTION_KEYS["sftpUpload"]),
+        (("$defs", "waitForFile"), spec.ACTION_KEYS["waitForFile"]),
+        (("$defs", "sftpList"), spec.ACTION_KEYS["sftpList"]),
         (("$defs", "assertionGroup"), spec.GROUP_KEYS),
         (("$defs", "match"), spec.MATCH_KEYS),
         (("$defs", "count"), spec.COUNT_KEYS),

@@ -25,7 +25,10 @@ def test_model_form_and_engine_take_their_auth_kinds_from_the_scheme_table() -> 
 def test_each_endpoint_kind_has_its_auth_kinds() -> None:
     assert auth_kinds.kinds_for("postgresql") == ("none", "db_password")
     assert "db_password" not in auth_kinds.kinds_for("http")
-    assert set(auth_kinds.kinds_for("http")) | {"db_password"} == set(auth_kinds.SCHEMES)
+    assert auth_kinds.kinds_for("sftp") == ("ssh_password", "ssh_key")
+    assert set(auth_kinds.kinds_for("http")) | {"db_password", "ssh_password", "ssh_key"} == set(
+        auth_kinds.SCHEMES
+    )
 
 
 @pytest.mark.parametrize("kind", auth_kinds.kinds_for("http"))

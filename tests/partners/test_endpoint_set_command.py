@@ -39,6 +39,10 @@ def _fails(*args: str, stdin: str | None = None) -> str:
     return err.getvalue()
 
 
+# A well-formed SSH public key, given so that saving pins it without reaching a server.
+_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
 def _base(auth: str = "api_key", *, url: str = HTTP_URL, name: str = "api") -> list[str]:
     return ["--partner", "p_a01", "--name", name, "--url", url, "--auth", auth]
 
@@ -48,14 +52,13 @@ def test_every_auth_kind_round_trips_its_settings_and_secrets(
     auth: str, partner_a: Partner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scheme = SCHEMES[auth]
-    postgres = "http" not in scheme.endpoint_kinds
-    args = _base(auth, url=DB_URL if postgres else HTTP_URL)
-    if postgres:
-        args += ["--kind", "postgresql"]
-    config = {
-        f.name: "http://127.0.0.1:9/token" if f.name == "token_url" else f"cfg-{f.name}"
-        for f in scheme.config
-    }
+    kind = scheme.endpoint_kinds[0]
+    url = {"http": HTTP_URL, "postgresql": DB_URL, "sftp": "sftp://127.0.0.1:9/files"}[kind]
+    args = _base(auth, url=url)
+    if kind != "http":
+        args += ["--kind", kind]
+    special = {"token_url": "http://127.0.0.1:9/token", "host_key": _HOST_KEY}
+    config = {f.name: special.get(f.name, f"cfg-{f.name}") for f in scheme.config}
     for name, value in config.items():
         args += ["--" + name.replace("_", "-"), value]
     secrets = {f.name: f"env-SECRET-{f.name}-0123" for f in scheme.secrets}
@@ -66,7 +69,7 @@ def test_every_auth_kind_round_trips_its_settings_and_secrets(
     out, err = _run(*args)
 
     endpoint = Endpoint.objects.get(partner=partner_a, name="api")
-    assert (endpoint.auth_kind, endpoint.kind) == (auth, "postgresql" if postgres else "http")
+    assert (endpoint.auth_kind, endpoint.kind) == (auth, kind)
     assert endpoint.auth_config == config
     assert services.endpoint_secrets(endpoint) == secrets
     assert out.startswith("created p_a01/api\n")
@@ -175,7 +178,7 @@ def test_unknown_auth_kind_suggests_the_closest(partner_a: Partner) -> None:
 
 
 def test_unknown_endpoint_kind(partner_a: Partner) -> None:
-    assert "error: --kind: unknown endpoint kind 'sftp'" in _fails(*_base("none"), "--kind", "sftp")
+    assert "error: --kind: unknown endpoint kind 'ftp'" in _fails(*_base("none"), "--kind", "ftp")
 
 
 def test_missing_required_setting_names_its_flag(

@@ -431,4 +431,5 @@ def test_form_page_carries_the_auth_kinds_of_each_endpoint_kind(
     assert qa_client.get(_new(partner_a)).context["auth_kinds_for"] == {
         "http": auth_kinds.kinds_for("http"),
         "postgresql": ("none", "db_password"),
+        "sftp": ("ssh_password", "ssh_key"),
     }
