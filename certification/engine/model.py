@@ -168,8 +168,9 @@ class SftpUpload:
     directory: str = "inbox"
     content: Any = MISSING
     csv: dict[str, Any] | None = None
-    sha256: bool = False
+    sha256: bool | str = False  # a string: that digest in the sidecar (a negative test)
     manifest: bool | dict[str, Any] = False
+    rename: bool = True  # False: left under its temporary name (a truncated upload)
 
 
 @dataclass
@@ -187,6 +188,7 @@ class WaitForFile:
 class SftpList:
     endpoint: str
     directory: str = "inbox"
+    pattern: str = "*"  # a glob the names must match
 
 
 Action = (

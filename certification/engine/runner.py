@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import hashlib
 import json
 import time
@@ -355,7 +356,12 @@ class ScenarioRunner:
                 endpoint, policy=self.policy, timeout_ms=self.context.request_timeout_ms
             ) as session:
                 if isinstance(action, SftpList):
-                    files = await session.listdir(action.directory)
+                    pattern = str(render(action.pattern, scope))
+                    files = [
+                        f
+                        for f in await session.listdir(action.directory)
+                        if fnmatch.fnmatchcase(f.name, pattern)
+                    ]
                     outcome.notes.append(
                         f"{len(files)} file(s) in {sftp.directory(endpoint, action.directory)}"
                     )
@@ -404,15 +410,17 @@ class ScenarioRunner:
                     manifest.update(render(action.manifest, scope))
         else:
             data = str(render(action.content, scope)).encode()
-        path = await session.upload(action.directory, name, data)
+        path = await session.upload(action.directory, name, data, rename=action.rename)
         sent = [path]
         if action.sha256:
-            sidecar = f"{sftp.sha256_hex(data)}  {name}\n".encode()
+            digest = action.sha256 if isinstance(action.sha256, str) else sftp.sha256_hex(data)
+            sidecar = f"{digest}  {name}\n".encode()
             sent.append(await session.upload(action.directory, f"{name}.sha256", sidecar))
         if manifest is not None:
             body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
             sent.append(await session.upload(action.directory, f"{name}.manifest.json", body))
-        outcome.notes.append("uploaded (temporary name, then renamed): " + ", ".join(sent))
+        how = "temporary name, then renamed" if action.rename else "left under its temporary name"
+        outcome.notes.append(f"uploaded ({how}): " + ", ".join(sent))
         root: dict[str, Any] = {"file": sftp.describe(name, data, path)}
         if manifest is not None:
             root["manifest"] = manifest

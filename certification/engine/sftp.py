@@ -72,9 +72,10 @@ class Session:
         self.sftp = sftp
         self.endpoint = endpoint
 
-    async def upload(self, which: str, name: str, data: bytes) -> str:
+    async def upload(self, which: str, name: str, data: bytes, *, rename: bool = True) -> str:
         """Write ``data`` as ``<dir>/.<name>.part`` and rename it to ``<dir>/<name>`` (the
-        playbook's atomic upload: a poller never sees half a file). Returns the final path."""
+        playbook's atomic upload: a poller never sees half a file). Returns the final path;
+        without ``rename`` the temporary one (an upload that never completed)."""
         if "/" in name or name in ("", ".", ".."):
             raise SftpError("bad_url", f"file name '{name}' must not contain '/'")
         folder = directory(self.endpoint, which)
@@ -83,6 +84,8 @@ class Session:
         try:
             async with self.sftp.open(temporary, "wb") as remote:
                 await remote.write(data)
+            if not rename:
+                return temporary
             await self.sftp.posix_rename(temporary, final)
         except Exception as exc:  # asyncssh.SFTPError and OSError alike
             raise SftpError("sftp_error", f"upload of {final} failed: {_reason(exc)}") from None

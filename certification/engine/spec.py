@@ -142,9 +142,19 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "maxAttempts",
         "timeoutMs",
     ),
-    "sftpUpload": ("type", "endpoint", "dir", "name", "content", "csv", "sha256", "manifest"),
+    "sftpUpload": (
+        "type",
+        "endpoint",
+        "dir",
+        "name",
+        "content",
+        "csv",
+        "sha256",
+        "manifest",
+        "rename",
+    ),  # fmt: skip
     "waitForFile": ("type", "endpoint", "dir", "pattern", "timeoutMs", "intervalMs"),
-    "sftpList": ("type", "endpoint", "dir"),
+    "sftpList": ("type", "endpoint", "dir", "pattern"),
 }
 GROUP_KEYS = ("match", "count", "assertions")
 MATCH_KEYS = ("origin", "method", "url")
@@ -1473,9 +1483,10 @@ class _Parser:
                 )
                 folder = None
         if kind == "sftpList":
-            if endpoint is None or folder is None:
+            pattern = self.string(m["pattern"], ctx, "pattern") if "pattern" in m else "*"
+            if endpoint is None or folder is None or pattern is None:
                 return None
-            return SftpList(endpoint=endpoint, directory=folder)
+            return SftpList(endpoint=endpoint, directory=folder, pattern=pattern)
         if kind == "waitForFile":
             pattern = self.string(self.require(m, y, "pattern", ctx), ctx, "pattern")
             timeout, interval = 60_000, 500
@@ -1506,7 +1517,22 @@ class _Parser:
             content = self.string(m["content"], ctx, "content", empty=True)
         else:
             csv_spec = self.csv_spec(m["csv"], ctx)
-        sidecar = bool(self.boolean(m["sha256"], ctx, "sha256")) if "sha256" in m else False
+        sidecar: bool | str = False
+        if "sha256" in m:
+            value = m["sha256"].value
+            if isinstance(value, str):
+                if not re.fullmatch(r"[0-9a-f]{64}", value):
+                    self.err(
+                        m["sha256"].pos,
+                        ctx,
+                        "'sha256' is true, false, or the 64 lower-case hex digits to write",
+                    )
+                sidecar = value
+            else:
+                sidecar = bool(self.boolean(m["sha256"], ctx, "sha256"))
+        rename = True
+        if "rename" in m:
+            rename = bool(self.boolean(m["rename"], ctx, "rename"))
         manifest: bool | dict[str, Any] = False
         if "manifest" in m:
             manifest_y = m["manifest"]
@@ -1533,6 +1559,7 @@ class _Parser:
             csv=csv_spec,
             sha256=sidecar,
             manifest=manifest,
+            rename=rename,
         )
 
     def csv_spec(self, y: _Y, ctx: str) -> dict[str, Any] | None:
