@@ -64,7 +64,7 @@ check-deploy: install
 	export APP_ENV=production SECRET_KEY=$$($(PY) -c 'import secrets;print(secrets.token_urlsafe(50))') \
 	  SECRETS_ENCRYPTION_KEYS=k1:$$($(PY) -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())') \
 	  EVIDENCE_SIGNING_KEY=$$($(PY) -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())') \
-	  ALLOWED_HOSTS=certdash.example.com DATABASE_URL=$${DATABASE_URL:-sqlite:///var/deploy-check.sqlite3} \
+	  ALLOWED_HOSTS=certdash.example.com PUBLIC_BASE_URL=https://certdash.example.com DATABASE_URL=$${DATABASE_URL:-sqlite:///var/deploy-check.sqlite3} \
 	  CELERY_BROKER_URL=$${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}; \
 	  $(PY) manage.py check --deploy --fail-level WARNING && \
 	  $(PY) manage.py signing_key --fingerprint
