@@ -241,16 +241,27 @@ def _start_everything(supervisor: Supervisor, args: argparse.Namespace) -> list[
         + ["--api-key", DEMO_SANDBOX_KEY],
         log="sandbox.log",
     )
+    sftp_url = f"sftp://127.0.0.1:{args.sftp_port}"
+    sftp = supervisor.start(
+        "the demo SFTP partner",
+        [python, "-m", "demo.sftp_partner", "--port", str(args.sftp_port)]
+        + ["--root", str(supervisor.var_dir / "sftp")],
+        log="sftp.log",
+    )
     supervisor.run_step(
-        "manage.py migrate", [python, MANAGE, "migrate", "--no-input", "-v", "0"], watch=[sandbox]
+        "manage.py migrate",
+        [python, MANAGE, "migrate", "--no-input", "-v", "0"],
+        watch=[sandbox, sftp],
     )
     addrport = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     setup = supervisor.start(
         "manage.py demo_setup",
-        [python, MANAGE, "demo_setup", "--sandbox-url", sandbox_url, "--wait", "--demo-run"],
+        [python, MANAGE, "demo_setup", "--sandbox-url", sandbox_url, "--sftp-url", sftp_url]
+        + ["--wait", "--demo-run"],
     )
     servers = [
         sandbox,
+        sftp,
         supervisor.start(
             "the Celery worker",
             [python, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO"]
@@ -279,7 +290,7 @@ def _start_everything(supervisor: Supervisor, args: argparse.Namespace) -> list[
     supervisor.wait_until(lambda: not setup.running(), watch=servers)
     if setup.popen.returncode:
         raise ChildFailed(f"manage.py demo_setup failed (exit status {setup.popen.returncode})")
-    logs = ", ".join(f"{name}.log" for name in ("web", "worker", "beat", "sandbox"))
+    logs = ", ".join(f"{name}.log" for name in ("web", "worker", "beat", "sandbox", "sftp"))
     supervisor.say(
         f"Dashboard on {base_url}/  (logs in {supervisor.var_dir}/: {logs}; "
         "Ctrl-C stops everything)"
@@ -295,6 +306,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on")
     parser.add_argument("--port", type=int, default=8000, help="port of the dashboard")
     parser.add_argument("--sandbox-port", type=int, default=8001, help="port of the sandbox")
+    parser.add_argument(
+        "--sftp-port", type=int, default=8022, help="port of the demo SFTP file partner"
+    )
     parser.add_argument(
         "--var-dir",
         default=os.environ.get("VAR_DIR", str(BASE_DIR / "var")),

@@ -118,12 +118,12 @@ class Session:
 def _session(
     *, var_dir: Path, env: dict[str, str], stop_with: signal.Signals, look: bool
 ) -> Session:
-    port, sandbox_port = _free_port(), _free_port()
+    port, sandbox_port, sftp_port = _free_port(), _free_port(), _free_port()
     base_url = f"http://127.0.0.1:{port}"
     session = Session()
     process = subprocess.Popen(
         [sys.executable, "-m", "demo.run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
-        + ["--var-dir", str(var_dir)],
+        + ["--sftp-port", str(sftp_port), "--var-dir", str(var_dir)],
         cwd=BASE_DIR,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -195,6 +195,7 @@ class Demo:
     first: Session
     restart: Session
     demo_runs: int
+    file_runs: list[str]  # Globex's runs (the file partner), by status
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +216,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             "SELECT count(*) FROM certification_run r JOIN partners_partner p "
             "ON p.id = r.partner_id WHERE p.external_id = 'p_001'"
         ).fetchone()
-    yield Demo(first=first, restart=restart, demo_runs=demo_runs)
+        file_runs = [
+            status
+            for (status,) in db.execute(
+                "SELECT r.status FROM certification_run r JOIN partners_partner p "
+                "ON p.id = r.partner_id WHERE p.external_id = 'p_002'"
+            )
+        ]
+    yield Demo(first=first, restart=restart, demo_runs=demo_runs, file_runs=file_runs)
 
 
 def _no_internals(page: Page) -> list[str]:
@@ -237,6 +245,11 @@ def test_make_run_serves_the_login_page_with_its_static_files(demo: Demo) -> Non
     assert {name: demo.first.pages[name].status for name in STATIC_FILES} == dict.fromkeys(
         STATIC_FILES, 200
     )
+
+
+@pytest.mark.worker
+def test_make_run_certifies_the_file_partner_over_sftp_once(demo: Demo) -> None:
+    assert demo.file_runs == ["passed"]
 
 
 @pytest.mark.worker
@@ -269,7 +282,7 @@ def test_make_run_stops_cleanly_on_a_signal(demo: Demo, stop: str) -> None:
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
 def test_make_run_leaves_no_process_behind(demo: Demo, stop: str) -> None:
     session = demo.first if stop == "SIGTERM" else demo.restart
-    assert len(session.child_pids) == 4  # sandbox, worker, beat, web server
+    assert len(session.child_pids) == 5  # sandbox, SFTP partner, worker, beat, web server
     assert session.left_over == []
 
 

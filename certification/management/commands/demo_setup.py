@@ -22,6 +22,10 @@ DEMO_DIR = Path(settings.BASE_DIR) / "demo" / "registry"
 SUITES_DIR = Path(settings.BASE_DIR) / "demo" / "suites"
 DEMO_SANDBOX_KEY = "demo-sandbox-key"
 DEMO_SUITE, DEMO_SCOPE = "checkout-certification", "checkout-v1"
+# Globex (p_002), the registry's file partner: the shipped file suite against the demo SFTP
+# partner (demo/sftp_partner.py).
+FILE_SUITE_PATH = Path(settings.BASE_DIR) / "certification" / "library" / "b2b" / "files.yaml"
+FILE_SUITE, FILE_SCOPE = "b2b-files", "inventory-files-v1"
 DEMO_USERS = (
     # username, password, role, partner
     ("qa", "qa-demo-pass", access.QA_LEAD, None),
@@ -43,6 +47,19 @@ def _answers(url: str, *, within_s: float) -> bool:
     return False
 
 
+def _port_open(host: str, port: int, *, within_s: float) -> bool:
+    import socket
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 class Command(BaseCommand):
     help = (
         "Load the demo data: the playbook's registry CSVs, demo users for each role, sandbox "
@@ -52,6 +69,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--sandbox-url", default="http://127.0.0.1:8001", help="Base URL of the demo sandbox."
+        )
+        parser.add_argument(
+            "--sftp-url",
+            default="",
+            help="The demo SFTP file partner (sftp://127.0.0.1:8022): Globex's endpoint 'files'.",
         )
         parser.add_argument(
             "--wait", action="store_true", help="Wait up to 15 s for the sandbox to answer first."
@@ -64,7 +86,13 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args: Any, sandbox_url: str, wait: bool, demo_run: bool, **options: Any
+        self,
+        *args: Any,
+        sandbox_url: str,
+        sftp_url: str,
+        wait: bool,
+        demo_run: bool,
+        **options: Any,
     ) -> None:
         if settings.PRODUCTION:
             raise CommandError("demo_setup creates users with known passwords; not in production.")
@@ -72,8 +100,57 @@ class Command(BaseCommand):
             self.stderr.write(f"The demo sandbox at {sandbox_url} does not answer; continuing.")
         self._load(sandbox_url)
         self._point_sandbox_at_mocks(sandbox_url)
+        files = bool(sftp_url) and self._file_partner(sftp_url)
         if demo_run:
             self._demo_run()
+            if files:
+                self._file_demo_run()
+
+    def _file_partner(self, sftp_url: str) -> bool:
+        """Globex's SFTP endpoint (its host key pinned on first save), the file suite and a
+        certification for it. False when the SFTP partner does not answer."""
+        from urllib.parse import urlsplit
+
+        from demo.sftp_partner import PASSWORD, USER
+        from evidence.models import Certification
+        from evidence.services import certification_open
+
+        parts = urlsplit(sftp_url)
+        if not _port_open(parts.hostname or "127.0.0.1", parts.port or 22, within_s=15):
+            self.stderr.write(f"The demo SFTP partner at {sftp_url} does not answer; skipped.")
+            return False
+        globex = Partner.objects.get(external_id="p_002")
+        if not Endpoint.objects.filter(partner=globex, name="files").exists():
+            services.endpoint_save(
+                partner=globex, by="manage.py demo_setup", name="files", base_url=sftp_url,
+                is_default=True, auth_kind="ssh_password", auth_config={"username": USER},
+                new_secrets={"password": PASSWORD}, kind="sftp",
+            )  # fmt: skip
+        entry, sources = suite_sources_from_file(FILE_SUITE_PATH)
+        suite_store(entry=entry, sources=sources, by="manage.py demo_setup")
+        if not Certification.objects.filter(partner=globex, scope=FILE_SCOPE).exists():
+            certification_open(
+                partner=globex,
+                scope=FILE_SCOPE,
+                title="Inventory files v1",
+                suite_names=[FILE_SUITE],
+                by=get_user_model().objects.get(username="qa"),
+            )
+        return True
+
+    def _file_demo_run(self) -> None:
+        if Partner.objects.get(external_id="p_002").runs.exists():
+            return
+        with contextlib.suppress(SystemExit):
+            call_command(
+                "run_suite",
+                partner="p_002",
+                suite=FILE_SUITE,
+                inline=True,
+                parallel=8,
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
 
     def _point_sandbox_at_mocks(self, sandbox_url: str) -> None:
         """Configure the demo sandbox's third-party base URL with Acme Retail's hosted mocks,
