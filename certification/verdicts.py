@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from certification.engine.histogram import Histogram
-from partners.sla import FLOW_PREFIX, LATENCY, UPTIME, SLATarget, describe
+from partners.sla import ACK, FILE_WINDOW, FLOW_PREFIX, LATENCY, UPTIME, SLATarget, describe
 
 MET, MISSED, INSUFFICIENT, NOT_MEASURED = "met", "missed", "insufficient samples", "not measured"
 FAILING_VERDICTS = frozenset({MISSED, INSUFFICIENT})
@@ -41,10 +41,9 @@ CONFIDENCE = 0.95
 PERCENTILE_METHOD = "nearest rank over a log histogram (0.1 % relative resolution)"
 
 _UNMEASURABLE = {
-    "file_window": "file delivery windows are not measured by runs yet",
-    "ack": "acknowledgement deadlines are not measured by runs yet",
-    "replay": "replay retention is not measured by runs yet",
+    "replay": "replay retention is not measured by runs",
 }
+FILE_WINDOW_DEFAULT_MIN = 60  # file@02:00Z: the file is due within the hour from 02:00
 
 
 @dataclass
@@ -339,17 +338,113 @@ def uptime_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | No
     return verdict
 
 
+def ack_verdict(target: SLATarget, files: list[Mapping[str, Any]]) -> Verdict:
+    """``ack<=15m``: from each upload to the acknowledgement a later ``waitForFile`` of its
+    scenario found. Met when every one is within the target; missed when one is over it or a
+    wait for one ended, with none, after the target had passed."""
+    limit = target.threshold_ms or 0
+
+    def over(ms: float) -> bool:
+        return ms >= limit if target.strict else ms > limit
+
+    verdict = Verdict(
+        sla=target.base_name, kind=target.kind, endpoint="", target=describe(target),
+        verdict=NOT_MEASURED, unit="ms",
+        rule="every acknowledgement within the target, from the upload to the poll that saw it "
+        "(an upper bound, by at most the poll interval); the slowest is shown",
+    )  # fmt: skip
+    acks = [float(f["ackMs"]) for f in files if "ackMs" in f]
+    waits = [float(f["noAckWithinMs"]) for f in files if "noAckWithinMs" in f]
+    verdict.samples = len(acks)
+    late = [w for w in waits if over(w)]
+    if late:
+        verdict.verdict, verdict.measured = MISSED, max(late)
+        verdict.reason = f"no acknowledgement within {max(late):.0f} ms of an upload"
+    elif acks and any(over(a) for a in acks):
+        verdict.verdict, verdict.measured = MISSED, max(acks)
+    elif acks:
+        verdict.verdict, verdict.measured = MET, max(acks)
+    elif waits:
+        verdict.reason = (
+            f"the waits for an acknowledgement ended after {max(waits):.0f} ms, before the "
+            f"target of {limit} ms: give waitForFile a timeoutMs beyond it"
+        )
+    else:
+        verdict.reason = "no waitForFile followed an upload in this run"
+    return verdict
+
+
+def file_window_verdict(target: SLATarget, files: list[Mapping[str, Any]]) -> Verdict:
+    """``file@02:00Z daily``: the files the suite waited for from the partner (a waitForFile
+    with no upload before it in its scenario) were written inside the window (UTC, by their
+    modification time; 60 minutes from its start when it gives no end)."""
+    from datetime import datetime, timedelta
+
+    start = target.window_start
+    assert start is not None
+    begin = start.hour * 60 + start.minute
+    end_time = target.window_end
+    end = end_time.hour * 60 + end_time.minute if end_time else begin + FILE_WINDOW_DEFAULT_MIN
+    verdict = Verdict(
+        sla=target.base_name, kind=target.kind, endpoint="", target=describe(target),
+        verdict=NOT_MEASURED, unit="min",
+        rule=f"each delivery written within the window ({describe(target)}); shown: the latest, "
+        "in minutes after the window opened",
+    )  # fmt: skip
+    arrivals = [
+        datetime.fromisoformat(f["receivedAt"])
+        for f in files
+        if f.get("receivedAt") and not f.get("after")
+    ]
+    verdict.samples = len(arrivals)
+    if not arrivals:
+        verdict.reason = "no step waited for a delivery from the partner in this run"
+        return verdict
+    outside: list[str] = []
+    latest = 0.0
+    for when in arrivals:
+        minute = when.hour * 60 + when.minute + when.second / 60
+        if target.schedule == "hourly":
+            minute = when.minute + when.second / 60
+            offset = (minute - begin % 60) % 60
+            inside = offset < (end - begin)
+        else:
+            offset = (minute - begin) % (24 * 60)
+            inside = offset < (end - begin) % (24 * 60 or 1)
+            if target.schedule == "weekdays":
+                day = when - timedelta(minutes=offset)
+                inside = inside and day.weekday() < 5
+        latest = max(latest, offset)
+        if not inside:
+            outside.append(when.isoformat().replace("+00:00", "Z"))
+    verdict.measured = round(latest, 1)
+    if outside:
+        verdict.verdict = MISSED
+        verdict.reason = "written outside the window: " + ", ".join(outside)
+    else:
+        verdict.verdict = MET
+    return verdict
+
+
 def sla_verdicts(
     slas: Iterable[tuple[SLATarget, str]],
     *,
     endpoints: Iterable[str],
     rollups: Mapping[str, EndpointRollup],
+    files: list[Mapping[str, Any]] | None = None,
 ) -> list[Verdict]:
     """One verdict per (SLA, endpoint). ``slas`` pairs a target with its scope (an endpoint
-    name, or "" for every endpoint); ``endpoints`` are the run's HTTP endpoints."""
+    name, or "" for every endpoint); ``endpoints`` are the run's HTTP endpoints; ``files`` the
+    file steps' records (``waitForFile``: ``ackMs``, ``noAckWithinMs``, ``receivedAt``)."""
     every = list(dict.fromkeys([*endpoints, *(k for k in rollups if not is_flow(k))]))
     verdicts: list[Verdict] = []
     for target, scope in slas:
+        if target.kind == ACK:
+            verdicts.append(ack_verdict(target, files or []))
+            continue
+        if target.kind == FILE_WINDOW:
+            verdicts.append(file_window_verdict(target, files or []))
+            continue
         if target.kind not in (LATENCY, UPTIME):
             verdicts.append(
                 Verdict(
@@ -406,6 +501,13 @@ def run_evaluate(run: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rollups = rollup_by_endpoint(latencies)
     http = [name for name, e in run.endpoints.items() if e.get("kind", "http") == "http"]
     slas = [(sla.target, sla.endpoint) for sla in run.partner.slas.all()]
-    verdicts = sla_verdicts(slas, endpoints=http, rollups=rollups)
+    files = [
+        data
+        for data in StepResult.objects.filter(
+            scenario_run__run=run, data__has_any_keys=["ackMs", "noAckWithinMs", "receivedAt"]
+        ).values_list("data", flat=True)
+        if isinstance(data, dict)
+    ]
+    verdicts = sla_verdicts(slas, endpoints=http, rollups=rollups, files=files)
     latency = {name: rollup.to_dict() for name, rollup in rollups.items()}
     return latency, [v.to_dict() for v in verdicts]

@@ -228,6 +228,9 @@ class ScenarioRunner:
         # another ("wait for the delivery, then for its retry").
         self.taken: set[Any] = set()
         self.files_taken: set[str] = set()  # likewise for waitForFile
+        # When this scenario's last upload completed (monotonic), and its name: a waitForFile
+        # after it measures the partner's acknowledgement time (the ``ack`` SLA).
+        self.last_upload: tuple[float, str] | None = None
 
     def _base_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
@@ -371,18 +374,38 @@ class ScenarioRunner:
                     }
                 if isinstance(action, WaitForFile):
                     pattern = str(render(action.pattern, scope))
-                    found = await session.wait_for(
-                        action.directory,
-                        pattern,
-                        timeout_ms=action.timeout_ms,
-                        interval_ms=action.interval_ms,
-                        ignore=self.files_taken,
-                    )
+                    upload = self.last_upload
+                    outcome.data = {"waitedFor": pattern, "after": upload[1] if upload else None}
+                    try:
+                        found = await session.wait_for(
+                            action.directory,
+                            pattern,
+                            timeout_ms=action.timeout_ms,
+                            interval_ms=action.interval_ms,
+                            ignore=self.files_taken,
+                        )
+                    except sftp.SftpError as exc:
+                        if exc.kind == "timeout" and upload is not None:
+                            outcome.data["noAckWithinMs"] = round(
+                                (time.monotonic() - upload[0]) * 1000, 1
+                            )
+                        raise
+                    seen = time.monotonic()
                     self.files_taken.add(found.name)
                     data = await session.read(action.directory, found.name)
                     path = f"{sftp.directory(endpoint, action.directory)}/{found.name}"
+                    described = sftp.describe(found.name, data, path)
+                    outcome.data["received"] = _file_record(
+                        described, data, self.context.body_capture_bytes
+                    )
+                    outcome.data["receivedAt"] = (
+                        datetime.fromtimestamp(found.mtime, UTC).isoformat().replace("+00:00", "Z")
+                    )
+                    if upload is not None:
+                        # Seen at this poll: an upper bound, by at most the poll interval.
+                        outcome.data["ackMs"] = round((seen - upload[0]) * 1000, 1)
                     outcome.notes.append(f"{path} appeared ({found.size} bytes)")
-                    return {"file": sftp.describe(found.name, data, path)}
+                    return {"file": described}
                 return await self._upload(session, action, scope, outcome)
         except sftp.SftpError as exc:
             raise StepError(exc.kind, str(exc)) from None
@@ -421,6 +444,9 @@ class ScenarioRunner:
             sent.append(await session.upload(action.directory, f"{name}.manifest.json", body))
         how = "temporary name, then renamed" if action.rename else "left under its temporary name"
         outcome.notes.append(f"uploaded ({how}): " + ", ".join(sent))
+        self.last_upload = (time.monotonic(), name)
+        cap = self.context.body_capture_bytes
+        outcome.data = {"sent": [_file_record(sftp.describe(name, data, path), data, cap)]}
         root: dict[str, Any] = {"file": sftp.describe(name, data, path)}
         if manifest is not None:
             root["manifest"] = manifest
@@ -1066,6 +1092,16 @@ def _origin(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]  # never the userinfo
     return f"{parts.scheme}://{host}" if host else url
+
+
+def _file_record(described: dict[str, Any], data: bytes, cap: int) -> dict[str, Any]:
+    """A file sent or received as its step keeps it: name, path, size, sha256 and, for text,
+    the content cut at ``cap`` (the evidence of what was exchanged)."""
+    record = {k: described[k] for k in ("name", "path", "size", "sha256")}
+    if "text" in described:
+        record["text"] = described["text"][:cap]
+        record["truncated"] = len(data) > cap
+    return record
 
 
 def _match_values(match: dict[str, Any]) -> dict[str, str]:

@@ -99,6 +99,10 @@ tests:
 def test_a_run_uploads_and_waits_for_the_ack(
     partner_a: Partner, server: SftpServer, tmp_path: Path
 ) -> None:
+    from partners.models import SLA
+
+    SLA.objects.create(partner=partner_a, name="ack", kind="ack", text="ack<=15m",
+                       threshold_ms=900_000)  # fmt: skip
     _save(partner_a, server)
     stop = threading.Event()
 
@@ -129,8 +133,13 @@ def test_a_run_uploads_and_waits_for_the_ack(
     run = Run.objects.get()
     assert run.status == "passed"
     assert run.endpoints["files"]["kind"] == "sftp"
-    ack = StepResult.objects.get(step_index=1)
-    assert ack.notes == ["outbox/globex_inventory_20250916T020000Z_001.ack appeared (67 bytes)"]
+    (ack,) = [v for v in run.sla_verdicts if v["kind"] == "ack"]
+    assert ack["verdict"] == "met" and 0 < ack["measured"] < 5000 and ack["samples"] == 1
+    step = StepResult.objects.get(step_index=1)
+    assert step.notes == ["outbox/globex_inventory_20250916T020000Z_001.ack appeared (67 bytes)"]
+    assert step.data["received"]["name"] == "globex_inventory_20250916T020000Z_001.ack"
+    sent = StepResult.objects.get(step_index=0).data["sent"][0]
+    assert sent["sha256"] and sent["text"].startswith("sku,quantity\n")
     assert (server.root / "archive" / "globex_inventory_20250916T020000Z_001.csv").exists()
 
 

@@ -136,10 +136,10 @@ def test_uptime_is_judged_per_endpoint_from_the_success_ratio(finished: Any) -> 
     assert verdicts["uptime", "unprobed"]["verdict"] == "not measured"
 
 
-def test_sla_kinds_a_run_cannot_measure_are_listed_as_not_measured(finished: Any) -> None:
+def test_a_file_window_no_step_waited_for_is_listed_as_not_measured(finished: Any) -> None:
     (file_window,) = [v for v in finished["json"]["run"]["sla"] if v["kind"] == "file_window"]
     assert file_window["verdict"] == "not measured"
-    assert "not measured by runs" in file_window["reason"]
+    assert "no step waited for a delivery from the partner" in file_window["reason"]
 
 
 def test_a_missed_sla_fails_the_run_and_exits_1(finished: Any) -> None:

@@ -276,3 +276,69 @@ def test_a_flow_verdict_speaks_of_the_flow_not_of_its_internal_name() -> None:
     assert failing_reasons([verdict.to_dict()])[0].startswith(
         "SLA p95 ≤ 1 ms on flow checkout: missed"
     )
+
+
+# ------------------------------------------------------------------ timed SLAs (files, EDI)
+
+from certification.verdicts import ack_verdict, file_window_verdict  # noqa: E402
+
+
+def _target(text: str) -> Any:
+    (target,) = parse_sla_text(text)
+    return target
+
+
+def test_an_ack_within_the_deadline_is_met_with_the_slowest_shown() -> None:
+    verdict = ack_verdict(_target("ack<=15m"), [{"ackMs": 1200.0}, {"ackMs": 900_000.0}])
+    assert (verdict.verdict, verdict.measured, verdict.samples) == ("met", 900_000.0, 2)
+
+
+def test_an_ack_exactly_at_a_strict_deadline_is_missed() -> None:
+    assert ack_verdict(_target("ack<15m"), [{"ackMs": 900_000.0}]).verdict == "missed"
+
+
+def test_an_ack_over_the_deadline_is_missed() -> None:
+    assert ack_verdict(_target("ack<=90s"), [{"ackMs": 90_001.0}]).verdict == "missed"
+
+
+def test_no_ack_within_a_wait_longer_than_the_deadline_is_missed() -> None:
+    verdict = ack_verdict(_target("ack<=90s"), [{"noAckWithinMs": 120_000.0}])
+    assert verdict.verdict == "missed" and "no acknowledgement within 120000 ms" in verdict.reason
+
+
+def test_a_wait_shorter_than_the_deadline_that_saw_no_ack_proves_nothing() -> None:
+    verdict = ack_verdict(_target("ack<=15m"), [{"noAckWithinMs": 30_000.0}])
+    assert verdict.verdict == "not measured" and "before the target" in verdict.reason
+
+
+def test_no_acknowledgement_step_is_not_measured() -> None:
+    verdict = ack_verdict(_target("ack<=15m"), [])
+    assert verdict.verdict == "not measured"
+
+
+@pytest.mark.parametrize(
+    ("written", "verdict"),
+    [
+        ("2026-12-01T02:00:00+00:00", "met"),
+        ("2026-12-01T02:59:59+00:00", "met"),
+        ("2026-12-01T03:00:00+00:00", "missed"),
+        ("2026-12-01T01:59:00+00:00", "missed"),
+    ],
+)
+def test_a_daily_file_is_judged_by_when_it_was_written(written: str, verdict: str) -> None:
+    result = file_window_verdict(_target("file@02:00Z daily"), [{"receivedAt": written}])
+    assert result.verdict == verdict
+
+
+def test_a_file_window_with_an_end_and_weekdays() -> None:
+    target = _target("file@02:00-02:30Z weekdays")
+    saturday = {"receivedAt": "2026-12-05T02:10:00+00:00"}
+    monday = {"receivedAt": "2026-12-07T02:10:00+00:00"}
+    assert file_window_verdict(target, [monday]).verdict == "met"
+    assert file_window_verdict(target, [saturday]).verdict == "missed"
+
+
+def test_files_that_answered_our_upload_are_not_deliveries_for_the_window() -> None:
+    answered = {"receivedAt": "2026-12-01T02:10:00+00:00", "after": "inv_001.csv"}
+    verdict = file_window_verdict(_target("file@02:00Z daily"), [answered])
+    assert verdict.verdict == "not measured"
