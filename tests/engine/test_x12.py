@@ -60,9 +60,7 @@ def test_group_and_interchange_trailers_are_checked() -> None:
 
 def test_a_missing_trailer_is_reported_not_a_crash() -> None:
     text = _interchange()
-    assert x12.parse(text[: text.index("IEA")]).errors == [
-        "segment 9: the interchange has no IEA"
-    ]
+    assert x12.parse(text[: text.index("IEA")]).errors == ["segment 9: the interchange has no IEA"]
 
 
 def test_text_that_is_no_interchange_is_an_error_naming_the_segment() -> None:
