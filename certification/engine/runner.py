@@ -860,23 +860,7 @@ class ScenarioRunner:
             if group.match is not None:
                 continue  # captured traffic: _check_traffic
             for assertion in group.assertions:
-                actual, problem = read_path(root, assertion.path)
-                expected = render(assertion.value, scope)
-                passed, message = (
-                    (False, problem)
-                    if problem
-                    else ops.evaluate(assertion.operator, actual, expected)
-                )
-                outcome.assertions.append(
-                    AssertionResult(
-                        path=assertion.path,
-                        operator=assertion.operator,
-                        expected=None if expected is MISSING else expected,
-                        actual=None if actual is MISSING else actual,
-                        passed=passed,
-                        message=message,
-                    )
-                )
+                outcome.assertions.append(_judge(assertion, root, scope))
 
     async def _check_traffic(self, step: Step, outcome: StepOutcome) -> None:
         """Evaluate the step's ``match`` groups on the requests captured from the start of the
@@ -970,30 +954,8 @@ class ScenarioRunner:
         for position, record in enumerate(found, start=1):
             where = f"request {position} of {n} ({record.get('method')} {record.get('url')})"
             for assertion in group.assertions:
-                actual, problem = read_path(record, assertion.path)
-                expected = render(assertion.value, scope)
-                evaluated = True
-                if assertion.operator not in ("exists", "notExists") and _holds_mask(actual):
-                    # Recorded masked (it held one of our secrets): the value is not there to
-                    # compare, whichever way the check goes.
-                    evaluated, passed = False, False
-                    message = "not evaluated: the recorded value is masked (it held a secret)"
-                else:
-                    passed, message = (
-                        (False, problem)
-                        if problem
-                        else ops.evaluate(assertion.operator, actual, expected)
-                    )
                 outcome.assertions.append(
-                    AssertionResult(
-                        path=assertion.path,
-                        operator=assertion.operator,
-                        expected=None if expected is MISSING else expected,
-                        actual=None if actual is MISSING else actual,
-                        passed=passed,
-                        message=f"{where}: {message}" if message else where,
-                        evaluated=evaluated,
-                    )
+                    _judge(assertion, record, scope, recorded=True, where=where)
                 )
 
     @staticmethod
@@ -1092,6 +1054,41 @@ def _origin(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]  # never the userinfo
     return f"{parts.scheme}://{host}" if host else url
+
+
+def _judge(
+    assertion: Any,
+    root: dict[str, Any],
+    scope: dict[str, Any],
+    *,
+    recorded: bool = False,
+    where: str = "",
+) -> AssertionResult:
+    """One assertion on a step's result (or, ``recorded``, on a captured request, whose masked
+    values cannot be compared); ``where`` prefixes the message."""
+    actual, problem = read_path(root, assertion.path)
+    expected = render(assertion.value, scope)
+    evaluated = True
+    if recorded and assertion.operator not in ("exists", "notExists") and _holds_mask(actual):
+        # Recorded masked (it held one of our secrets): the value is not there to compare,
+        # whichever way the check goes.
+        evaluated, passed = False, False
+        message = "not evaluated: the recorded value is masked (it held a secret)"
+    elif problem:
+        passed, message = False, problem
+    else:
+        passed, message = ops.evaluate(assertion.operator, actual, expected)
+    if where:
+        message = f"{where}: {message}" if message else where
+    return AssertionResult(
+        path=assertion.path,
+        operator=assertion.operator,
+        expected=None if expected is MISSING else expected,
+        actual=None if actual is MISSING else actual,
+        passed=passed,
+        message=message,
+        evaluated=evaluated,
+    )
 
 
 def _file_record(described: dict[str, Any], data: bytes, cap: int) -> dict[str, Any]:
