@@ -124,7 +124,27 @@ def run_context(run: Run) -> RunContext:
     from certification.traffic import attach_recorder
 
     attach_recorder(context, run)
+    attach_control_numbers(context, partner.pk)
+    context.as2_url = partner.as2_url
     return context
+
+
+def attach_control_numbers(context: RunContext, partner_pk: int) -> None:
+    """Give the engine the partner's X12 control-number counters (taken on a worker thread:
+    the engine's event loop must not block on the database)."""
+    from partners import control_numbers
+
+    def take(sets: int) -> tuple[int, int, int]:
+        try:
+            taken = control_numbers.for_interchange(partner_pk, sets)
+            return taken.interchange, taken.group, taken.first_set
+        finally:
+            connection.close()  # this thread's own connection
+
+    async def numbers(sets: int) -> tuple[int, int, int]:
+        return await asyncio.to_thread(take, sets)
+
+    context.control_numbers = numbers
 
 
 def _lease() -> timedelta:

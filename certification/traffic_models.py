@@ -18,6 +18,7 @@ class CapturedRequest(models.Model):
     class Source(models.TextChoices):
         MOCK = "mock", "Hosted mock"
         INBOX = "inbox", "Webhook inbox"
+        AS2 = "as2", "AS2 inbound"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
     run = models.ForeignKey(

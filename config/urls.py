@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from certification import traffic_views
+from certification import as2_views, traffic_views
 from certification import views as certification_views
 from evidence import overview_views
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("healthz", certification_views.healthz, name="healthz"),
     path("mock/<str:token>/<path:rest>", traffic_views.hosted_mock, name="hosted-mock"),
     path("inbox/<str:token>/<str:name>", traffic_views.webhook_inbox, name="webhook-inbox"),
+    path("as2/<str:token>", as2_views.as2_inbound, name="as2-inbound"),
     path("partners/", include("partners.urls")),
     path("", include("certification.urls")),
     path("", include("evidence.urls")),

@@ -100,6 +100,11 @@ class Partner(models.Model):
         return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/inbox/{self.public_token}/{name}"
 
     @property
+    def as2_url(self) -> str:
+        """Where the partner's AS2 server posts its interchanges (997, 855 …) and MDNs to us."""
+        return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/as2/{self.public_token}"
+
+    @property
     def mode_labels(self) -> list[str]:
         labels = dict(self.Mode.choices)
         return [labels.get(mode, mode) for mode in self.modes]
@@ -202,6 +207,7 @@ class Endpoint(models.Model):
         HTTP = "http", "HTTP(S) API"
         POSTGRESQL = "postgresql", "PostgreSQL database"
         SFTP = "sftp", "SFTP file server"
+        AS2 = "as2", "AS2 (EDI over HTTP)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="endpoints")
@@ -211,7 +217,7 @@ class Endpoint(models.Model):
         "base URL",
         max_length=500,
         help_text="http(s)://… for APIs, postgres://… for databases, sftp://host[:port][/root] "
-        "for file servers.",
+        "for file servers, the partner's AS2 URL (http(s)://…) for AS2.",
     )
     writable = models.BooleanField(
         default=False,
@@ -417,3 +423,27 @@ class RegistryUpload(models.Model):
     @property
     def secrets_aad(self) -> str:
         return f"partners.registryupload:{self.pk}"
+
+
+class ControlNumber(models.Model):
+    """The last X12 control number we used with a partner, per kind: ``interchange`` (ISA13),
+    ``group`` (GS06) and ``set`` (ST02). Taken only through ``partners.control_numbers``, one
+    atomic statement each, so concurrent runs never send the same number twice."""
+
+    class Kind(models.TextChoices):
+        INTERCHANGE = "interchange", "Interchange (ISA13)"
+        GROUP = "group", "Functional group (GS06)"
+        SET = "set", "Transaction set (ST02)"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    value = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner", "kind"], name="control_number_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner_id} {self.kind} {self.value}"

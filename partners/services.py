@@ -190,6 +190,10 @@ def endpoint_save(
         elif problem := short_secret_message(field.label, value, stored=field.name not in replaced):
             errors[field.name] = [problem]
 
+    if kind == "as2":
+        for key, problem in _as2_problems(config, secrets).items():
+            errors.setdefault(key, []).append(problem)
+
     creating = endpoint is None
     if creating:
         endpoint = Endpoint(partner=partner)
@@ -257,6 +261,45 @@ def secrets_rotate() -> int:
             actor="manage.py rotate_secrets", action="secrets.rotate", data={"rows": changed}
         )
     return changed
+
+
+def _as2_problems(config: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
+    """What is wrong with an AS2 endpoint's settings, by field: choices, certificates that do
+    not parse, a private key that is not the one of our certificate."""
+    from certification.engine import as2
+
+    problems: dict[str, str] = {}
+    choices = {"usage": ("T", "P"), "mdn": ("sync", "async"), "encrypt": ("yes", "no"),
+               "encryption": tuple(as2.ENCRYPTION)}  # fmt: skip
+    for name, allowed in choices.items():
+        if name in config and config[name] not in allowed:
+            problems[name] = f"Use {' or '.join(allowed)}, not '{config[name]}'."
+    if "mic_algorithm" in config:
+        try:
+            config["mic_algorithm"] = as2.mic_algorithm(config["mic_algorithm"])
+        except as2.As2Error as exc:
+            problems["mic_algorithm"] = f"{exc}."
+    for name in ("isa_sender", "isa_receiver"):
+        qualifier, colon, identifier = config.get(name, "").partition(":")
+        if name in config and (not colon or not 1 <= len(qualifier) <= 2 or len(identifier) > 15):
+            problems[name] = "Write QUALIFIER:ID, e.g. ZZ:CERTDASH (ID at most 15 characters)."
+    for name, what in (("partner_certificate_pem", "the partner's certificate"),
+                       ("certificate_pem", "our certificate")):  # fmt: skip
+        if config.get(name):
+            try:
+                as2.load_certificate(config[name], what)
+            except as2.As2Error as exc:
+                problems[name] = f"{str(exc)[:1].upper()}{str(exc)[1:200]}."
+    key_pem = secrets.get("as2_private_key_pem", "")
+    if key_pem and "certificate_pem" not in problems and config.get("certificate_pem"):
+        keys = as2.Keys(private_key_pem=key_pem, certificate_pem=config["certificate_pem"])
+        try:
+            ours = keys.private_key().public_key().public_numbers()
+            if ours != keys.certificate().public_key().public_numbers():
+                problems["as2_private_key_pem"] = "This key is not the one of our certificate."
+        except (as2.As2Error, AttributeError) as exc:
+            problems["as2_private_key_pem"] = f"Not a usable private key ({exc})."
+    return problems
 
 
 def _pin_host_key(base_url: str, config: dict[str, str]) -> str:

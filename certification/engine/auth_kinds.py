@@ -63,6 +63,48 @@ _SFTP_CONFIG = (
     Field("error_dir", "Error directory", default="error"),
 )
 
+# An AS2 endpoint's settings: who is who, and how the interchanges are enveloped.
+_AS2_IDS = (
+    Field("as2_from", "Our AS2 ID", help="AS2-From on what we send; the partner's AS2-To."),
+    Field("as2_to", "Partner AS2 ID", help="AS2-To on what we send; AS2-From on its replies."),
+    Field(
+        "isa_sender",
+        "Our ISA ID",
+        required=False,
+        help="Qualifier:ID in ISA05/06 (ZZ:CERTDASH). Empty: ZZ and our AS2 ID.",
+    ),
+    Field(
+        "isa_receiver",
+        "Partner ISA ID",
+        required=False,
+        help="Qualifier:ID in ISA07/08. Empty: ZZ and the partner's AS2 ID.",
+    ),
+    Field("usage", "ISA15 usage", default="T", help="T (test) or P (production)."),
+    Field(
+        "mdn",
+        "MDN mode",
+        default="sync",
+        help="sync: the receipt is the HTTP answer; async: the partner posts it to our AS2 URL.",
+    ),
+)
+_AS2_SMIME = (
+    Field(
+        "partner_certificate_pem",
+        "Partner certificate (PEM)",
+        multiline=True,
+        help="Encrypts what we send and verifies what the partner signs (pinned: no other).",
+    ),
+    Field(
+        "certificate_pem",
+        "Our certificate (PEM)",
+        multiline=True,
+        help="Give it to the partner: it verifies our signature and encrypts to us.",
+    ),
+    Field("encrypt", "Encrypt", default="yes", help="yes or no; signing is always on."),
+    Field("mic_algorithm", "MIC and signature digest", default="sha256"),
+    Field("encryption", "Encryption algorithm", default="aes256-cbc", help="or aes128-cbc"),
+)
+
 SCHEMES: dict[str, AuthScheme] = {
     "none": AuthScheme("None", endpoint_kinds=("http", "postgresql")),
     "api_key": AuthScheme(
@@ -119,6 +161,17 @@ SCHEMES: dict[str, AuthScheme] = {
         config=_SFTP_CONFIG,
         secrets=(Field("private_key_pem", "Private key (OpenSSH or PEM)", multiline=True),),
     ),
+    "as2_smime": AuthScheme(
+        "AS2, S/MIME signed (and encrypted)",
+        endpoint_kinds=("as2",),
+        config=_AS2_IDS + _AS2_SMIME,
+        secrets=(Field("as2_private_key_pem", "Our private key (PEM)", multiline=True),),
+    ),
+    "as2_plain": AuthScheme(
+        "AS2, unsigned (test partners only)",
+        endpoint_kinds=("as2",),
+        config=_AS2_IDS,
+    ),
 }
 
 CHOICES: tuple[tuple[str, str], ...] = tuple((kind, s.label) for kind, s in SCHEMES.items())
@@ -133,5 +186,5 @@ ALL_SECRET_FIELDS: tuple[Field, ...] = tuple(
 
 
 def kinds_for(endpoint_kind: str) -> tuple[str, ...]:
-    """The auth kinds that fit an endpoint kind (``http``, ``postgresql`` or ``sftp``)."""
+    """The auth kinds that fit an endpoint kind (``http``, ``postgresql``, ``sftp`` or ``as2``)."""
     return tuple(kind for kind, s in SCHEMES.items() if endpoint_kind in s.endpoint_kinds)

@@ -41,7 +41,7 @@ OPERATORS = (
 SCENARIO_KINDS = ("main", "alt", "exception", "cross")
 ACTION_TYPES = (
     "httpRequest", "dbQuery", "wait", "latencyProbe", "waitForRequest", "webhook",
-    "sftpUpload", "waitForFile", "sftpList",
+    "sftpUpload", "waitForFile", "sftpList", "x12Send", "x12Receive",
 )  # fmt: skip
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
@@ -191,9 +191,43 @@ class SftpList:
     pattern: str = "*"  # a glob the names must match
 
 
+@dataclass
+class X12Send:
+    """Send an X12 interchange to an AS2 endpoint (S/MIME as the endpoint says, MDN
+    requested) or drop it on an SFTP one. The set's body is ``order`` (an 850 built from
+    ``{po, date, lines}``) or ``segments``; the envelopes' control numbers come from the
+    partner's counters, unless ``control`` fixes them or ``repeat`` reuses the previous send's
+    (a duplicate-interchange test)."""
+
+    endpoint: str
+    set_id: str = "850"
+    order: Any = MISSING
+    segments: Any = MISSING
+    control: dict[str, int] | None = None  # {interchange, group, set}
+    repeat: bool = False
+    directory: str = "inbox"  # SFTP only
+    name: str | None = None  # SFTP only; default <partner>_<set>_<time>_<ISA13>.x12
+    timeout_ms: int = 60_000  # an asynchronous MDN's wait
+
+
+@dataclass
+class X12Receive:
+    """Wait for the partner's interchange holding transaction set ``set_id``: posted to our
+    AS2 URL (an AS2 endpoint) or dropped in a directory (SFTP). A 997 must accept what this
+    scenario last sent unless ``expect`` says ``rejected`` (or ``any``)."""
+
+    endpoint: str
+    set_id: str = "997"
+    expect: str = "accepted"  # accepted | rejected | any (997s only)
+    timeout_ms: int = 60_000
+    interval_ms: int = 500
+    directory: str = "outbox"  # SFTP only
+    pattern: str = "*"  # SFTP only
+
+
 Action = (
     HttpRequest | DbQuery | Wait | LatencyProbe | WaitForRequest | WebhookSend | SftpUpload
-    | WaitForFile | SftpList
+    | WaitForFile | SftpList | X12Send | X12Receive
 )  # fmt: skip
 
 
@@ -265,7 +299,7 @@ class EndpointConfig:
     auth_kind: str = "none"
     auth_config: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
-    kind: str = "http"  # http | postgresql | sftp
+    kind: str = "http"  # http | postgresql | sftp | as2
     writable: bool = False
 
 
@@ -306,6 +340,11 @@ class RunContext:
     webhooks: dict[str, WebhookSigner] = field(default_factory=dict)  # by inbox name
     # The retry-policy registry by flow (``webhook.delivery``): (max attempts, cap ms, jitter).
     retry_rules: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    # ``control_numbers(sets)``: ISA13, GS06 and the first ST02 of a new interchange, from the
+    # partner's counters (never repeated). None: only fixed control numbers can be sent.
+    control_numbers: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None
+    # Where the partner posts AS2 messages and asynchronous MDNs to us (Receipt-Delivery-Option).
+    as2_url: str = ""
 
 
 # ----------------------------------------------------------------------------- output side

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from certification.engine import assertions as ops
-from certification.engine import traffic
+from certification.engine import edi, traffic
 from certification.engine import webhooks as outbound
 from certification.engine.histogram import Histogram
 from certification.engine.masking import MASK, Masker, is_sensitive_header
@@ -50,6 +50,8 @@ from certification.engine.model import (
     WaitForRequest,
     WebhookSend,
     WebhookSigner,
+    X12Receive,
+    X12Send,
 )
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
@@ -231,6 +233,11 @@ class ScenarioRunner:
         # When this scenario's last upload completed (monotonic), and its name: a waitForFile
         # after it measures the partner's acknowledgement time (the ``ack`` SLA).
         self.last_upload: tuple[float, str] | None = None
+        self.last_x12: Any = None  # edi.Sent: the last interchange this scenario sent
+
+    @staticmethod
+    def now_iso() -> str:
+        return _now_iso()
 
     def _base_variables(self) -> dict[str, Any]:
         variables: dict[str, Any] = {}
@@ -338,6 +345,10 @@ class ScenarioRunner:
             return await self._webhook(action, outcome)
         if isinstance(action, SftpUpload | WaitForFile | SftpList):
             return await self._file(action, outcome)
+        if isinstance(action, X12Send):
+            return await edi.send(self, action, outcome, step)
+        if isinstance(action, X12Receive):
+            return await edi.receive(self, action, outcome, step, since)
         raise StepError("error", f"unsupported action {type(action).__name__}")
 
     async def _file(
@@ -1124,10 +1135,12 @@ def _holds_mask(value: Any) -> bool:
 
 
 def uses_traffic(scenario: Scenario) -> bool:
-    """Whether a scenario checks captured traffic (a ``match`` group or ``waitForRequest``).
-    Traffic is attributed to a step by time, so such scenarios of one run take turns."""
+    """Whether a scenario checks captured traffic (a ``match`` group, ``waitForRequest``, or
+    an EDI exchange: the partner's AS2 answers arrive as traffic). Traffic is attributed to a
+    step by time, so such scenarios of one run take turns."""
     return any(
-        isinstance(step.action, WaitForRequest) or any(g.match is not None for g in step.groups)
+        isinstance(step.action, WaitForRequest | X12Send | X12Receive)
+        or any(g.match is not None for g in step.groups)
         for step in scenario.steps
     )
 

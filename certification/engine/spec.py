@@ -155,6 +155,28 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
     ),  # fmt: skip
     "waitForFile": ("type", "endpoint", "dir", "pattern", "timeoutMs", "intervalMs"),
     "sftpList": ("type", "endpoint", "dir", "pattern"),
+    "x12Send": (
+        "type",
+        "endpoint",
+        "set",
+        "order",
+        "segments",
+        "control",
+        "repeat",
+        "dir",
+        "name",
+        "timeoutMs",
+    ),  # fmt: skip
+    "x12Receive": (
+        "type",
+        "endpoint",
+        "set",
+        "expect",
+        "timeoutMs",
+        "intervalMs",
+        "dir",
+        "pattern",
+    ),  # fmt: skip
 }
 GROUP_KEYS = ("match", "count", "assertions")
 MATCH_KEYS = ("origin", "method", "url")
@@ -182,7 +204,8 @@ REF_EXTENSIONS = (".yaml", ".yml", ".json")
 # Path roots, and which of them each kind of step can assert on.
 PATH_ROOTS = (
     "response", "request", "data", "latency", "errors", "status", "failure", "signature",
-    "replayed", "attempts", "file", "manifest", "files", "count",
+    "replayed", "attempts", "file", "manifest", "files", "count", "interchange", "mdn", "ack",
+    "as2",
 )  # fmt: skip
 ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "httpRequest": ("response", "request", "failure"),
@@ -194,6 +217,8 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "sftpUpload": ("file", "manifest"),
     "waitForFile": ("file",),
     "sftpList": ("files", "count"),
+    "x12Send": ("interchange", "mdn", "response", "file"),
+    "x12Receive": ("interchange", "ack", "as2", "file"),
 }
 _FILE_FIELDS = ("name", "path", "size", "sha256", "text", "json", "csv", "lines")
 # What a ``match`` group's assertions (and a ``waitForRequest`` step) see of a captured request.
@@ -390,7 +415,7 @@ def _check_path_root(segments: list[str | int]) -> None:
         if len(rest) > 1:
             raise ValueError("'status.<code>' is a count and has no fields")
         return
-    elif root in ("attempts", "manifest", "files"):
+    elif root in ("attempts", "manifest", "files", "interchange", "mdn", "ack", "as2"):
         return  # lists and documents of their own shape (see docs/scenario-format.md)
     elif root == "count":
         if rest:
@@ -1461,6 +1486,10 @@ class _Parser:
             return self.webhook(y, m, ctx), kind
         if kind in ("sftpUpload", "waitForFile", "sftpList"):
             return self.file_action(kind, y, m, ctx), kind
+        if kind in ("x12Send", "x12Receive"):
+            from certification.engine.spec_edi import x12_action
+
+            return x12_action(self, kind, y, m, ctx), kind
         return self.probe(y, m, ctx), kind
 
     def file_action(

@@ -304,7 +304,7 @@ def functional_ack(
     envelope: Envelope | None = None,
 ) -> str:
     """A 997 for every group of ``received``: each set accepted (``AK5*A``) unless named in
-    ``rejected`` (set control -> AK5 error code), with AK9 summing up."""
+    ``rejected`` (set control -> AK5 error code, "" for none), with AK9 summing up."""
     rejected = rejected or {}
     body_sets: list[tuple[str, list[list[str]]]] = []
     for group in received.groups:
@@ -313,7 +313,7 @@ def functional_ack(
         for ts in group.sets:
             body.append(["AK2", ts.set_id, ts.control])
             if ts.control in rejected:
-                body.append(["AK5", "R", rejected[ts.control]])
+                body.append(["AK5", "R"] + ([rejected[ts.control]] if rejected[ts.control] else []))
             else:
                 body.append(["AK5", "A"])
                 accepted += 1
