@@ -1194,7 +1194,8 @@ def test_parse_path(path: str, segments: list[str | int]) -> None:
         (
             "body.id",
             "unknown root 'body'; a path starts with response, request, data, latency, errors, "
-            "status, failure, signature, replayed, attempts, file, manifest, files, count, interchange, mdn, ack or as2",
+            "status, failure, signature, replayed, attempts, file, manifest, files, count, "
+            "interchange, mdn, ack or as2",
         ),
         ("respons.status", "did you mean 'response'?"),
         ("response", "'response' needs a field: status, headers, body, timeMs or redirects"),
