@@ -51,6 +51,10 @@ class Initech:
         self.seen: set[tuple[str, str]] = set()
         self.log: list[dict[str, Any]] = []
         self.reply_delay_s = reply_delay_s
+        # Failure injection, for tests: "wrong_mic" (the MDN states another MIC),
+        # "foreign_signature" (the MDN is signed with a key that is not Initech's), "silent"
+        # (no 997 or 855 is sent).
+        self.faults: set[str] = set()
         self._controls = itertools.count(int(time.time()) % 100_000 * 1000 + 1)
         self._lock = threading.Lock()
 
@@ -113,6 +117,12 @@ class Initech:
         self, headers: dict[str, str], keys: as2.Keys, disposition: str, mic: str, micalg: str
     ) -> tuple[int, dict[str, str], bytes]:
         sign = "signed-receipt-protocol" in headers.get("disposition-notification-options", "")
+        if "wrong_mic" in self.faults and mic:
+            mic = as2.mic(b"not what arrived", micalg)
+        if "foreign_signature" in self.faults:
+            from demo.as2_keys import self_signed
+
+            keys = as2.Keys(*self_signed(AS2_ID), keys.partner_certificate_pem)
         mdn_headers, mdn_body = as2.build_mdn(
             original_message_id=headers.get("message-id", ""),
             sender=headers.get("as2-from", "").strip('"'),
@@ -147,6 +157,8 @@ class Initech:
         self, sender: str, interchange: x12.Interchange, duplicate: bool, entry: dict[str, Any]
     ) -> None:
         time.sleep(self.reply_delay_s)
+        if "silent" in self.faults:
+            return
         env = x12.Envelope(
             sender=AS2_ID, receiver=interchange.sender, usage=interchange.usage or "T"
         )

@@ -110,3 +110,111 @@ def test_the_edi_suite_passes_against_the_demo_edi_partner(
     # for the order in error.
     assert received.count() == 6
     assert all(row.signature_valid for row in received)
+
+
+ORDER_THEN_ACK = """
+name: edi-check
+tests:
+  - name: order
+    steps:
+      - name: send
+        action:
+          type: x12Send
+          endpoint: edi
+          order: {po: PO-9, date: "20261201", lines: [{sku: W-1, quantity: QTY, price: "1.00"}]}
+      - name: ack
+        action: {type: x12Receive, endpoint: edi, set: "997", timeoutMs: 10000}
+"""
+
+
+def _inline(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_997_that_rejects_the_set_fails_the_step_with_the_ak5_and_ak9_reason(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any, tmp_path: Path
+) -> None:
+    _onboard(partner_a, initech, live_server)
+    run = _run(partner_a, _inline(tmp_path, ORDER_THEN_ACK.replace("QTY", "0")))
+    send, ack = _steps(run)
+    assert send.status == "passed"
+    assert ack.status == "failed"
+    assert ack.failure["kind"] == "rejected"
+    message = ack.failure["message"]
+    assert "AK5 R for set 850 0001: one or more segments in error" in message
+    assert "AK9 R (rejected): 0 of 1 sets accepted" in message
+
+
+def test_an_mdn_stating_another_mic_fails_the_send(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any, tmp_path: Path
+) -> None:
+    _onboard(partner_a, initech, live_server)
+    initech.partner.faults.add("wrong_mic")
+    run = _run(partner_a, _inline(tmp_path, ORDER_THEN_ACK.replace("QTY", "1")))
+    send = _steps(run)[0]
+    assert send.status == "failed"
+    assert "not the MIC of what we sent" in send.failure["message"]
+    assert send.data["mdn"]["micMatches"] is False
+
+
+def test_an_mdn_signed_with_another_certificate_fails_the_send(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any, tmp_path: Path
+) -> None:
+    _onboard(partner_a, initech, live_server)
+    initech.partner.faults.add("foreign_signature")
+    run = _run(partner_a, _inline(tmp_path, ORDER_THEN_ACK.replace("QTY", "1")))
+    send = _steps(run)[0]
+    assert send.status == "failed"
+    assert "signed with another certificate" in send.failure["message"]
+
+
+def test_no_997_within_the_deadline_fails_and_counts_against_the_ack_sla(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any, tmp_path: Path
+) -> None:
+    from partners.models import SLA
+
+    SLA.objects.create(partner=partner_a, name="ack", kind="ack", text="ack<=15m",
+                       threshold_ms=900_000)  # fmt: skip
+    _onboard(partner_a, initech, live_server)
+    initech.partner.faults.add("silent")
+    suite = ORDER_THEN_ACK.replace("QTY", "1").replace("timeoutMs: 10000", "timeoutMs: 1500")
+    run = _run(partner_a, _inline(tmp_path, suite))
+    ack = _steps(run)[1]
+    assert ack.status == "failed" and ack.failure["kind"] == "timeout"
+    assert "a 997 answering our group" in ack.failure["message"]
+    assert ack.data["noAckWithinMs"] >= 1500
+
+
+def test_the_ack_sla_is_measured_from_the_send_to_the_997(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any, tmp_path: Path
+) -> None:
+    from partners.models import SLA
+
+    SLA.objects.create(partner=partner_a, name="ack", kind="ack", text="ack<=15m",
+                       threshold_ms=900_000)  # fmt: skip
+    _onboard(partner_a, initech, live_server)
+    run = _run(partner_a, _inline(tmp_path, ORDER_THEN_ACK.replace("QTY", "1")))
+    assert run.status == "passed"
+    (verdict,) = [v for v in run.sla_verdicts if v["kind"] == "ack"]
+    ack_ms = _steps(run)[1].data["ackMs"]
+    assert verdict["verdict"] == "met"
+    assert verdict["measured"] == max(ack_ms, _steps(run)[0].data["mdn"]["ms"])
+    assert ack_ms >= 200  # Initech answers after 0.2 s
+
+
+def test_each_send_takes_new_control_numbers_and_repeat_reuses_them(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any
+) -> None:
+    _onboard(partner_a, initech, live_server)
+    run = _run(partner_a, EDI_SUITE)
+    sent = [
+        record["interchange"]
+        for step in _steps(run)
+        for record in (step.data or {}).get("sent", [])
+    ]
+    assert len(sent) == 4
+    assert len(set(sent)) == 3  # B-104's repeat is the only one sent twice
+    log = json.loads(urllib.request.urlopen(f"{initech.url}/_partner/received").read())
+    assert [entry["duplicate"] for entry in log].count(True) == 1
