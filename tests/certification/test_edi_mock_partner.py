@@ -28,7 +28,10 @@ tests:
         action:
           type: x12Send
           endpoint: edi
-          order: {po: "4500000042", date: "20261201", lines: [{sku: WIDGET-001, quantity: 100, price: "12.50"}]}
+          order:
+            po: "4500000042"
+            date: "20261201"
+            lines: [{sku: WIDGET-001, quantity: 100, price: "12.50"}]
         assertions:
           - assertions:
               - {path: mdn.processed, operator: eq, value: true}
