@@ -248,20 +248,28 @@ def _start_everything(supervisor: Supervisor, args: argparse.Namespace) -> list[
         + ["--root", str(supervisor.var_dir / "sftp")],
         log="sftp.log",
     )
+    edi_url = f"http://127.0.0.1:{args.edi_port}"
+    edi = supervisor.start(
+        "the demo EDI partner",
+        [python, "-m", "demo.edi_partner", "--port", str(args.edi_port)]
+        + ["--keys", str(supervisor.var_dir / "as2")],
+        log="edi.log",
+    )
     supervisor.run_step(
         "manage.py migrate",
         [python, MANAGE, "migrate", "--no-input", "-v", "0"],
-        watch=[sandbox, sftp],
+        watch=[sandbox, sftp, edi],
     )
     addrport = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     setup = supervisor.start(
         "manage.py demo_setup",
         [python, MANAGE, "demo_setup", "--sandbox-url", sandbox_url, "--sftp-url", sftp_url]
-        + ["--wait", "--demo-run"],
+        + ["--edi-url", edi_url, "--wait", "--demo-run"],
     )
     servers = [
         sandbox,
         sftp,
+        edi,
         supervisor.start(
             "the Celery worker",
             [python, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO"]
@@ -290,7 +298,7 @@ def _start_everything(supervisor: Supervisor, args: argparse.Namespace) -> list[
     supervisor.wait_until(lambda: not setup.running(), watch=servers)
     if setup.popen.returncode:
         raise ChildFailed(f"manage.py demo_setup failed (exit status {setup.popen.returncode})")
-    logs = ", ".join(f"{name}.log" for name in ("web", "worker", "beat", "sandbox", "sftp"))
+    logs = ", ".join(f"{name}.log" for name in ("web", "worker", "beat", "sandbox", "sftp", "edi"))
     supervisor.say(
         f"Dashboard on {base_url}/  (logs in {supervisor.var_dir}/: {logs}; "
         "Ctrl-C stops everything)"
@@ -308,6 +316,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox-port", type=int, default=8001, help="port of the sandbox")
     parser.add_argument(
         "--sftp-port", type=int, default=8022, help="port of the demo SFTP file partner"
+    )
+    parser.add_argument(
+        "--edi-port", type=int, default=8023, help="port of the demo EDI (AS2) partner"
     )
     parser.add_argument(
         "--var-dir",

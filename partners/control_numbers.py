@@ -1,9 +1,10 @@
 """Per-partner X12 control numbers that never repeat.
 
 Each call takes a block of numbers with one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``:
-PostgreSQL locks the counter row for the statement, so two runs taking numbers at the same
-moment get different blocks, whatever their transactions do afterwards (the statement commits
-on its own; a run that fails later leaves a gap, never a repeat). Numbers wrap to 1 after
+PostgreSQL locks the counter row for the statement (SQLite, in the demo, the database), so
+two runs taking numbers at the same moment get different blocks, whatever their transactions
+do afterwards (the statement commits on its own; a run that fails later leaves a gap, never a
+repeat). Numbers wrap to 1 after
 999999999, the most ISA13 and GS06 hold.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from partners.models import ControlNumber
 
@@ -19,14 +21,14 @@ MAX_CONTROL = 999_999_999
 
 _TAKE = f"""
 INSERT INTO {ControlNumber._meta.db_table} (partner_id, kind, value, updated_at)
-VALUES (%s, %s, %s, now())
+VALUES (%s, %s, %s, %s)
 ON CONFLICT (partner_id, kind) DO UPDATE SET
     value = CASE
         WHEN {ControlNumber._meta.db_table}.value + EXCLUDED.value > {MAX_CONTROL}
         THEN EXCLUDED.value
         ELSE {ControlNumber._meta.db_table}.value + EXCLUDED.value
     END,
-    updated_at = now()
+    updated_at = EXCLUDED.updated_at
 RETURNING value
 """
 
@@ -47,7 +49,7 @@ def take(partner_id: int, kind: str, count: int = 1) -> int:
     if not 1 <= count <= 10_000:
         raise ValueError("take between 1 and 10000 control numbers at a time")
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_TAKE, [partner_id, kind, count])
+        cursor.execute(_TAKE, [partner_id, kind, count, timezone.now()])
         last = cursor.fetchone()[0]
     return last - count + 1
 

@@ -118,12 +118,12 @@ class Session:
 def _session(
     *, var_dir: Path, env: dict[str, str], stop_with: signal.Signals, look: bool
 ) -> Session:
-    port, sandbox_port, sftp_port = _free_port(), _free_port(), _free_port()
+    port, sandbox_port, sftp_port, edi_port = (_free_port() for _ in range(4))
     base_url = f"http://127.0.0.1:{port}"
     session = Session()
     process = subprocess.Popen(
         [sys.executable, "-m", "demo.run", "--port", str(port), "--sandbox-port", str(sandbox_port)]
-        + ["--sftp-port", str(sftp_port), "--var-dir", str(var_dir)],
+        + ["--sftp-port", str(sftp_port), "--edi-port", str(edi_port), "--var-dir", str(var_dir)],
         cwd=BASE_DIR,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -196,6 +196,7 @@ class Demo:
     restart: Session
     demo_runs: int
     file_runs: list[str]  # Globex's runs (the file partner), by status
+    edi_runs: list[str]  # Initech's runs (the EDI partner), by status
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +224,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                 "ON p.id = r.partner_id WHERE p.external_id = 'p_002'"
             )
         ]
-    yield Demo(first=first, restart=restart, demo_runs=demo_runs, file_runs=file_runs)
+        edi_runs = [
+            status
+            for (status,) in db.execute(
+                "SELECT r.status FROM certification_run r JOIN partners_partner p "
+                "ON p.id = r.partner_id WHERE p.external_id = 'p_003'"
+            )
+        ]
+    yield Demo(
+        first=first, restart=restart, demo_runs=demo_runs, file_runs=file_runs, edi_runs=edi_runs
+    )
 
 
 def _no_internals(page: Page) -> list[str]:
@@ -250,6 +260,11 @@ def test_make_run_serves_the_login_page_with_its_static_files(demo: Demo) -> Non
 @pytest.mark.worker
 def test_make_run_certifies_the_file_partner_over_sftp_once(demo: Demo) -> None:
     assert demo.file_runs == ["passed"]
+
+
+@pytest.mark.worker
+def test_make_run_certifies_the_edi_partner_over_as2_once(demo: Demo) -> None:
+    assert demo.edi_runs == ["passed"]
 
 
 @pytest.mark.worker
@@ -282,7 +297,8 @@ def test_make_run_stops_cleanly_on_a_signal(demo: Demo, stop: str) -> None:
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
 def test_make_run_leaves_no_process_behind(demo: Demo, stop: str) -> None:
     session = demo.first if stop == "SIGTERM" else demo.restart
-    assert len(session.child_pids) == 5  # sandbox, SFTP partner, worker, beat, web server
+    # sandbox, SFTP partner, EDI partner, worker, beat, web server
+    assert len(session.child_pids) == 6
     assert session.left_over == []
 
 

@@ -26,6 +26,10 @@ DEMO_SUITE, DEMO_SCOPE = "checkout-certification", "checkout-v1"
 # partner (demo/sftp_partner.py).
 FILE_SUITE_PATH = Path(settings.BASE_DIR) / "certification" / "library" / "b2b" / "files.yaml"
 FILE_SUITE, FILE_SCOPE = "b2b-files", "inventory-files-v1"
+# Initech (p_003), the registry's EDI partner: the shipped EDI suite against the demo EDI
+# partner (demo/edi_partner.py), over signed and encrypted AS2.
+EDI_SUITE_PATH = Path(settings.BASE_DIR) / "certification" / "library" / "b2b" / "edi.yaml"
+EDI_SUITE, EDI_SCOPE = "b2b-edi", "edi-orders-v1"
 DEMO_USERS = (
     # username, password, role, partner
     ("qa", "qa-demo-pass", access.QA_LEAD, None),
@@ -76,6 +80,11 @@ class Command(BaseCommand):
             help="The demo SFTP file partner (sftp://127.0.0.1:8022): Globex's endpoint 'files'.",
         )
         parser.add_argument(
+            "--edi-url",
+            default="",
+            help="The demo EDI partner (http://127.0.0.1:8023): Initech's AS2 endpoint 'edi'.",
+        )
+        parser.add_argument(
             "--wait", action="store_true", help="Wait up to 15 s for the sandbox to answer first."
         )
         parser.add_argument(
@@ -90,6 +99,7 @@ class Command(BaseCommand):
         *args: Any,
         sandbox_url: str,
         sftp_url: str,
+        edi_url: str,
         wait: bool,
         demo_run: bool,
         **options: Any,
@@ -101,10 +111,80 @@ class Command(BaseCommand):
         self._load(sandbox_url)
         self._point_sandbox_at_mocks(sandbox_url)
         files = bool(sftp_url) and self._file_partner(sftp_url)
+        edi = bool(edi_url) and self._edi_partner(edi_url)
         if demo_run:
             self._demo_run()
             if files:
                 self._file_demo_run()
+            if edi:
+                self._edi_demo_run()
+
+    def _edi_partner(self, edi_url: str) -> bool:
+        """Initech's AS2 endpoint (our key and certificate made here, Initech's certificate as
+        it hands it out), our profile given to Initech (as a partner is onboarded), the EDI
+        suite and a certification. False when the EDI partner does not answer."""
+        import json
+
+        from demo.as2_keys import self_signed
+        from evidence.models import Certification
+        from evidence.services import certification_open
+
+        edi_url = edi_url.rstrip("/")
+        if not _answers(f"{edi_url}/health", within_s=15):
+            self.stderr.write(f"The demo EDI partner at {edi_url} does not answer; skipped.")
+            return False
+        with urllib.request.urlopen(f"{edi_url}/_partner/certificate", timeout=10) as answer:
+            partner_certificate = answer.read().decode()
+        initech = Partner.objects.get(external_id="p_003")
+        endpoint = Endpoint.objects.filter(partner=initech, name="edi").first()
+        if endpoint is None or endpoint.auth_config.get("partner_certificate_pem") != (
+            partner_certificate
+        ):
+            key, certificate = self_signed("CERTDASH")
+            endpoint = services.endpoint_save(
+                partner=initech, by="manage.py demo_setup", name="edi",
+                base_url=f"{edi_url}/as2", is_default=True, auth_kind="as2_smime",
+                auth_config={"as2_from": "CERTDASH", "as2_to": "INITECH",
+                             "certificate_pem": certificate,
+                             "partner_certificate_pem": partner_certificate},
+                new_secrets={"as2_private_key_pem": key}, kind="as2", endpoint=endpoint,
+            )  # fmt: skip
+        profile = {
+            "as2_id": "CERTDASH",
+            "url": initech.as2_url,
+            "certificate_pem": endpoint.auth_config["certificate_pem"],
+        }
+        request = urllib.request.Request(
+            f"{edi_url}/_partner/profile", data=json.dumps(profile).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+        entry, sources = suite_sources_from_file(EDI_SUITE_PATH)
+        suite_store(entry=entry, sources=sources, by="manage.py demo_setup")
+        if not Certification.objects.filter(partner=initech, scope=EDI_SCOPE).exists():
+            certification_open(
+                partner=initech,
+                scope=EDI_SCOPE,
+                title="EDI purchase orders v1",
+                suite_names=[EDI_SUITE],
+                by=get_user_model().objects.get(username="qa"),
+            )
+        return True
+
+    def _edi_demo_run(self) -> None:
+        if Partner.objects.get(external_id="p_003").runs.exists():
+            return
+        # Initech posts its 997s and 855s to our AS2 URL, on the web server.
+        _answers(f"{settings.PUBLIC_BASE_URL.rstrip('/')}/healthz", within_s=60)
+        with contextlib.suppress(SystemExit):
+            call_command(
+                "run_suite",
+                partner="p_003",
+                suite=EDI_SUITE,
+                inline=True,
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
 
     def _file_partner(self, sftp_url: str) -> bool:
         """Globex's SFTP endpoint (its host key pinned on first save), the file suite and a
