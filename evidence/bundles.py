@@ -159,6 +159,9 @@ def build_files(
     with traffic_path.open("wb") as out:
         traffic_count = records.write_traffic(source, out)
     source.iter_steps = steps
+    files_path = folder / "files.jsonl"
+    with files_path.open("wb") as out:
+        file_counts = records.write_files(source, out)
     key_pem = signing.public_key_pem()
     source.summary["results"] = {
         "file": "results.jsonl",
@@ -166,6 +169,7 @@ def build_files(
         "headSha256": head.head_sha256,
     }
     source.summary["traffic"] = {"file": "traffic.jsonl", "records": traffic_count}
+    source.summary["files"] = {"file": "files.jsonl", **file_counts}
     source.summary["signingKey"] = {
         "algorithm": "Ed25519",
         "fingerprint": signing.fingerprint(key_pem),
@@ -182,6 +186,7 @@ def build_files(
         ("certification.json", summary_bytes, "application/json"),
         ("results.jsonl", results_path, "application/x-ndjson"),
         ("traffic.jsonl", traffic_path, "application/x-ndjson"),
+        ("files.jsonl", files_path, "application/x-ndjson"),
         *((name, data, "application/yaml") for name, data in source.suite_files.items()),
     ]
 
@@ -197,6 +202,7 @@ def build_files(
         ("results.jsonl", results_path),
         ("exchanges.har", har_path),
         ("traffic.jsonl", traffic_path),
+        ("files.jsonl", files_path),
         *source.suite_files.items(),
     ]
 

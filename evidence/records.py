@@ -332,6 +332,47 @@ def write_traffic(source: BundleSource, out: BinaryIO) -> int:
     return count
 
 
+def exchanged(run_id: Any, scenario: int, position: int, step: dict[str, Any]) -> list[dict]:
+    """The files, interchanges and MDNs one step sent or received (its ``data``), as
+    ``files.jsonl`` records: ``direction`` sent or received, ``kind`` (file, interchange,
+    mdn), and what the step kept of each (name, path, size, sha256, text cut at the capture
+    cap; an MDN's disposition, MIC and signature)."""
+    data = step.get("data")
+    if not isinstance(data, dict):
+        return []
+    where = {"run": run_id, "scenario": scenario, "step": position, "stepName": step.get("name")}
+    out: list[dict[str, Any]] = []
+    for direction in ("sent", "received"):
+        items = data.get(direction)
+        for item in items if isinstance(items, list) else [items] if items else []:
+            if isinstance(item, dict) and "sha256" in item:
+                out.append({**where, "direction": direction, "kind": "file", **item})
+    mdn = data.get("mdn")
+    if isinstance(mdn, dict):
+        out.append({**where, "direction": "received", "kind": "mdn", **mdn})
+    return out
+
+
+def write_files(source: BundleSource, out: BinaryIO) -> dict[str, int]:
+    """``files.jsonl``: one canonical JSON line per file or interchange sent or received and
+    per MDN, in the steps' order; returns the counts (records, sent, received, mdns)."""
+    counts = {"records": 0, "sent": 0, "received": 0, "mdns": 0}
+    position, current = 0, None
+    for run_id, scenario, step in source.iter_steps() if source.iter_steps is not None else ():
+        if current != (run_id, scenario):
+            current, position = (run_id, scenario), 0
+        else:
+            position += 1
+        for record in exchanged(run_id, scenario, position, step):
+            out.write(canonical(record) + b"\n")
+            counts["records"] += 1
+            if record["kind"] == "mdn":
+                counts["mdns"] += 1
+            else:
+                counts[record["direction"]] += 1
+    return counts
+
+
 def write_har(source: BundleSource, out: BinaryIO) -> int:
     """Write ``exchanges.har`` (HAR 1.2) to ``out``; returns the number of entries.
 

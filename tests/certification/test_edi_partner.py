@@ -218,3 +218,37 @@ def test_each_send_takes_new_control_numbers_and_repeat_reuses_them(
     assert len(set(sent)) == 3  # B-104's repeat is the only one sent twice
     log = json.loads(urllib.request.urlopen(f"{initech.url}/_partner/received").read())
     assert [entry["duplicate"] for entry in log].count(True) == 1
+
+
+def test_the_run_evidence_holds_every_interchange_with_its_hash_and_the_mdns(
+    partner_a: Partner, initech: EdiPartnerServer, live_server: Any, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from evidence.bundles import build_files
+    from evidence.collect import source_for_run
+
+    _onboard(partner_a, initech, live_server)
+    run = _run(partner_a, EDI_SUITE)
+    source = source_for_run(run)
+    build_files(source, tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "files.jsonl").read_text().splitlines()]
+    sent = [r for r in lines if r["direction"] == "sent"]
+    received = [r for r in lines if r["direction"] == "received" and r["kind"] == "interchange"]
+    mdns = [r for r in lines if r["kind"] == "mdn"]
+    # Received by x12Receive steps: E-01's 997 and 855, B-104's two 997s, E-02's 997 (B-104's
+    # 855, which no step waits for, is in traffic.jsonl with the rest).
+    assert (len(sent), len(received), len(mdns)) == (4, 5, 4)
+    for record in sent + received:
+        assert record["sha256"] == hashlib.sha256(record["text"].encode()).hexdigest()
+        assert record["text"].startswith("ISA*")
+    assert all(m["signature"]["valid"] and m["micMatches"] for m in mdns)
+    assert source.summary["files"] == {
+        "file": "files.jsonl",
+        "records": 13,
+        "sent": 4,
+        "received": 5,
+        "mdns": 4,
+    }
+    traffic = (tmp_path / "traffic.jsonl").read_text().splitlines()
+    assert sum(json.loads(line)["source"] == "as2" for line in traffic) == 6

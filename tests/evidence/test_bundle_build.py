@@ -24,7 +24,8 @@ from tests import factories
 from tests.evidence import certs
 
 TOP_LEVEL = {
-    "certificate.pdf", "results.jsonl", "exchanges.har", "traffic.jsonl", "certification.json",
+    "certificate.pdf", "results.jsonl", "exchanges.har", "traffic.jsonl", "files.jsonl",
+    "certification.json",
     "SHA256SUMS",
     "SHA256SUMS.sig", "signing-key.pem", "VERIFY.txt",
 }  # fmt: skip
