@@ -24,13 +24,14 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 
 SANDBOX_PORT ?= 8001
 SFTP_PORT ?= 8022
+EDI_PORT ?= 8023
 
 # The dashboard, a Celery worker, Celery beat and the demo partner sandbox, with demo data and
 # one finished run of the demo suite to look at (made once: a restart adds none). demo/run.py
 # supervises them: "Dashboard on ..." once the server answers, Ctrl-C or SIGTERM stops each
 # process once. DEBUG is off, so pages are what a partner user sees; logs go to var/*.log.
 run: install
-	$(PY) -m demo.run --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT) --sftp-port $(SFTP_PORT)
+	$(PY) -m demo.run --host $(HOST) --port $(PORT) --sandbox-port $(SANDBOX_PORT) --sftp-port $(SFTP_PORT) --edi-port $(EDI_PORT)
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO

@@ -30,6 +30,19 @@ def test_partner_info_json_lists_mock_base_inboxes_and_endpoints_without_secrets
 
 
 @pytest.mark.django_db
+def test_partner_info_gives_the_as2_url_the_partner_posts_its_997s_to(
+    partner_a: Partner, settings: object
+) -> None:
+    settings.PUBLIC_BASE_URL = "https://certdash.example"  # type: ignore[attr-defined]
+    out = StringIO()
+    call_command("partner_info", partner_a.external_id, stdout=out)
+    assert "AS2 (the partner's 997s, 855s and MDNs): https://certdash.example/as2/" in (
+        out.getvalue()
+    )
+    assert partner_a.public_token in out.getvalue()
+
+
+@pytest.mark.django_db
 def test_partner_info_for_an_unknown_partner_says_so() -> None:
     with pytest.raises(CommandError, match="no partner 'p_nope'"):
         call_command("partner_info", "p_nope")

@@ -11,7 +11,7 @@ from partners.secret_rules import display_url
 
 class Command(BaseCommand):
     help = (
-        "Print a partner's hosted-mock base URL, webhook inbox URLs and endpoints (never a "
+        "Print a partner's hosted-mock base URL, webhook inbox URLs, AS2 URL and endpoints (never a "
         "secret), for configuring its sandbox or for scripts (--json)."
     )
 
@@ -29,6 +29,7 @@ class Command(BaseCommand):
             "partner": row.external_id,
             "name": row.name,
             "mockBaseUrl": mock_base_url(row),
+            "as2Url": row.as2_url,
             "inboxes": [
                 {
                     "name": w.name,
@@ -44,7 +45,7 @@ class Command(BaseCommand):
                     "name": e.name,
                     "kind": e.kind,
                     "baseUrl": display_url(e.base_url)
-                    if e.kind == "http"
+                    if e.kind != "postgresql"
                     else "(PostgreSQL, not shown)",
                     "auth": e.auth_kind,
                     "default": e.is_default,
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"{row.external_id} {row.name}")
         self.stdout.write(f"  hosted mocks: {info['mockBaseUrl']}/<host>/<path>")
+        self.stdout.write(f"  AS2 (the partner's 997s, 855s and MDNs): {info['as2Url']}")
         for inbox in info["inboxes"]:
             self.stdout.write(f"  inbox {inbox['name']}: {inbox['url']} ({inbox['profile']})")
         for endpoint in info["endpoints"]:
