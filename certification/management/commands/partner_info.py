@@ -11,8 +11,8 @@ from partners.secret_rules import display_url
 
 class Command(BaseCommand):
     help = (
-        "Print a partner's hosted-mock base URL, webhook inbox URLs, AS2 URL and endpoints (never a "
-        "secret), for configuring its sandbox or for scripts (--json)."
+        "Print a partner's hosted-mock base URL, webhook inbox URLs, AS2 URL and endpoints "
+        "(never a secret), for configuring its sandbox or for scripts (--json)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
