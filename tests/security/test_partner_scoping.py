@@ -101,9 +101,12 @@ B_VALUES: dict[str, Callable[[Partner, Endpoint, Run], str]] = {
 # Public on purpose, for deploy pipelines and embedded badges: the go-live answer of any
 # partner's scope (tests/evidence/test_certification_views.py checks what it says).
 # The go-live answer, and the URLs partners' sandboxes call without a session: the hosted
-# mocks and the webhook inbox, addressed by the partner's unguessable token (which is the
-# scoping: a session plays no part, and a delivery's signature is its credential).
-PUBLIC_BY_DESIGN = {"evidence:go_live", "evidence:go_live_badge", "hosted-mock", "webhook-inbox"}
+# mocks, the webhook inbox and the AS2 receiver, addressed by the partner's unguessable token
+# (which is the scoping: a session plays no part; a delivery's or an AS2 message's signature
+# is its credential).
+PUBLIC_BY_DESIGN = {
+    "evidence:go_live", "evidence:go_live_badge", "hosted-mock", "webhook-inbox", "as2-inbound",
+}  # fmt: skip
 # Parameters naming objects shared by all partners: such URLs must answer, but show nothing of
 # partner B. None today: suites are seen by a partner's users only once assigned to it.
 GLOBAL_VALUES: dict[str, Callable[[Run], str]] = {}
