@@ -26,9 +26,9 @@ def test_each_endpoint_kind_has_its_auth_kinds() -> None:
     assert auth_kinds.kinds_for("postgresql") == ("none", "db_password")
     assert "db_password" not in auth_kinds.kinds_for("http")
     assert auth_kinds.kinds_for("sftp") == ("ssh_password", "ssh_key")
-    assert set(auth_kinds.kinds_for("http")) | {"db_password", "ssh_password", "ssh_key"} == set(
-        auth_kinds.SCHEMES
-    )
+    assert auth_kinds.kinds_for("as2") == ("as2_smime", "as2_plain")
+    others = {"db_password", "ssh_password", "ssh_key", "as2_smime", "as2_plain"}
+    assert set(auth_kinds.kinds_for("http")) | others == set(auth_kinds.SCHEMES)
 
 
 @pytest.mark.parametrize("kind", auth_kinds.kinds_for("http"))

@@ -4,7 +4,6 @@ after 999999999, and never the same number twice when many connections take them
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -68,10 +67,6 @@ def test_concurrent_connections_never_get_the_same_number(partner_a: Partner) ->
     assert not errors
     assert len(taken) == 320
     assert sorted(taken) == list(range(1, 321))
-
-
-def _pids(rows: Any) -> set[int]:
-    return {row[0] for row in rows}
 
 
 def test_the_counters_are_taken_on_separate_postgresql_connections(partner_a: Partner) -> None:

@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from certification.engine.auth_kinds import ALL_SECRET_FIELDS, SCHEMES
+from demo.as2_keys import self_signed
 from evidence.models import AuditEvent
 from partners import services
 from partners.management.commands.endpoint_set import Command
@@ -42,6 +43,21 @@ def _fails(*args: str, stdin: str | None = None) -> str:
 # A well-formed SSH public key, given so that saving pins it without reaching a server.
 _HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
+# Our AS2 key and certificate, and the partner's certificate: they must parse and match.
+_OUR_KEY, _OUR_CERT = (pem.strip() for pem in self_signed("certdash-test"))
+_PARTNER_CERT = self_signed("partner-test")[1].strip()
+_AS2_VALUES = {
+    "isa_sender": "ZZ:CERTDASH",
+    "isa_receiver": "ZZ:PARTNER",
+    "usage": "T",
+    "mdn": "sync",
+    "partner_certificate_pem": _PARTNER_CERT,
+    "certificate_pem": _OUR_CERT,
+    "encrypt": "yes",
+    "mic_algorithm": "sha256",
+    "encryption": "aes256-cbc",
+}
+
 
 def _base(auth: str = "api_key", *, url: str = HTTP_URL, name: str = "api") -> list[str]:
     return ["--partner", "p_a01", "--name", name, "--url", url, "--auth", auth]
@@ -53,15 +69,22 @@ def test_every_auth_kind_round_trips_its_settings_and_secrets(
 ) -> None:
     scheme = SCHEMES[auth]
     kind = scheme.endpoint_kinds[0]
-    url = {"http": HTTP_URL, "postgresql": DB_URL, "sftp": "sftp://127.0.0.1:9/files"}[kind]
+    url = {
+        "http": HTTP_URL,
+        "postgresql": DB_URL,
+        "sftp": "sftp://127.0.0.1:9/files",
+        "as2": "http://127.0.0.1:9/as2",
+    }[kind]
     args = _base(auth, url=url)
     if kind != "http":
         args += ["--kind", kind]
-    special = {"token_url": "http://127.0.0.1:9/token", "host_key": _HOST_KEY}
+    special = {"token_url": "http://127.0.0.1:9/token", "host_key": _HOST_KEY, **_AS2_VALUES}
     config = {f.name: special.get(f.name, f"cfg-{f.name}") for f in scheme.config}
     for name, value in config.items():
         args += ["--" + name.replace("_", "-"), value]
     secrets = {f.name: f"env-SECRET-{f.name}-0123" for f in scheme.secrets}
+    if "as2_private_key_pem" in secrets:
+        secrets["as2_private_key_pem"] = _OUR_KEY
     for name, value in secrets.items():
         monkeypatch.setenv(f"CI_{name.upper()}", value)
         args += ["--secret-env", f"{name}=CI_{name.upper()}"]
@@ -73,7 +96,7 @@ def test_every_auth_kind_round_trips_its_settings_and_secrets(
     assert endpoint.auth_config == config
     assert services.endpoint_secrets(endpoint) == secrets
     assert out.startswith("created p_a01/api\n")
-    assert "SECRET" not in out + err
+    assert not any(value in out + err for value in secrets.values())
     for name in secrets:
         assert f"  {name}: •••••• (new)" in out
 

@@ -432,4 +432,5 @@ def test_form_page_carries_the_auth_kinds_of_each_endpoint_kind(
         "http": auth_kinds.kinds_for("http"),
         "postgresql": ("none", "db_password"),
         "sftp": ("ssh_password", "ssh_key"),
+        "as2": ("as2_smime", "as2_plain"),
     }
