@@ -245,7 +245,7 @@ def _start_everything(supervisor: Supervisor, args: argparse.Namespace) -> list[
     sftp = supervisor.start(
         "the demo SFTP partner",
         [python, "-m", "demo.sftp_partner", "--port", str(args.sftp_port)]
-        + ["--root", str(supervisor.var_dir / "sftp")],
+        + ["--root", str(supervisor.var_dir / "sftp"), "--pgp"],
         log="sftp.log",
     )
     edi_url = f"http://127.0.0.1:{args.edi_port}"
@@ -264,6 +264,7 @@ def _start_everything(supervisor: Supervisor, args: argparse.Namespace) -> list[
     setup = supervisor.start(
         "manage.py demo_setup",
         [python, MANAGE, "demo_setup", "--sandbox-url", sandbox_url, "--sftp-url", sftp_url]
+        + ["--sftp-pgp-key", str(supervisor.var_dir / "sftp" / "pub" / "globex_pgp.asc")]
         + ["--edi-url", edi_url, "--wait", "--demo-run"],
     )
     servers = [

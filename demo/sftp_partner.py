@@ -18,6 +18,12 @@ lists ``line,error`` (line 0 for a problem of the whole file). Otherwise it move
 ``archive/`` and ``outbox/<base>.ack`` says ``{"file", "status": "accepted", "records",
 "totals": {"quantity"}, "sha256"}``. Names starting with ``.`` (uploads in progress) are never
 touched: an upload that is never renamed is never processed.
+
+With a PGP key (``make run``: Globex is ``ssh+pgp``) the partner takes only
+``<name>.csv.pgp`` files encrypted to it: it publishes its public key as
+``pub/globex_pgp.asc``, decrypts each file before the checks above (the sidecar covers the
+uploaded bytes, the manifest and the ACK's ``sha256`` the CSV inside) and rejects a file in
+clear or one it cannot decrypt.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ USER, PASSWORD = "globex", "globex-sftp-demo-password"
 DIRECTORIES = ("inbox", "outbox", "archive", "error")
 NAME = re.compile(r"(?P<flow>[a-z0-9]+_[a-z0-9]+)_(?P<stamp>\d{8}T\d{6}Z)_(?P<seq>\d{3,20})\.csv")
 MANIFEST_GRACE_S = 2.0
+PGP_PUBLIC_KEY = "globex_pgp.asc"  # under pub/ of the SFTP root
 POLL_S = 0.05
 
 
@@ -64,6 +71,7 @@ class SftpServer:
         self.users = users if users is not None else {USER: PASSWORD}
         self.client_key = client_key
         self.host_key = host_key or asyncssh.generate_private_key("ssh-ed25519")
+        self.logins = 0  # successful logins so far (tests wait on it)
         self._server: Any = None
 
     @property
@@ -77,7 +85,7 @@ class SftpServer:
     async def start(self) -> None:
         for folder in DIRECTORIES:
             (self.root / folder).mkdir(parents=True, exist_ok=True)
-        users, client_key = self.users, self.client_key
+        users, client_key, outer = self.users, self.client_key, self
 
         class Server(asyncssh.SSHServer):
             def begin_auth(self, username: str) -> bool:
@@ -87,7 +95,9 @@ class SftpServer:
                 return True
 
             def validate_password(self, username: str, password: str) -> bool:
-                return users.get(username) == password
+                ok = users.get(username) == password
+                outer.logins += ok
+                return ok
 
             def public_key_auth_supported(self) -> bool:
                 return client_key is not None
@@ -119,15 +129,16 @@ class SftpServer:
 class InventoryProcessor:
     """The partner's poller (see the module docstring); ``accepted`` holds the sequences."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, pgp_key: str = "") -> None:
         self.root = root
+        self.pgp_key = pgp_key  # armored private key: files must be encrypted to it
         self.accepted: set[str] = set()
         self._first_seen: dict[str, float] = {}
 
     def process_once(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         inbox = self.root / "inbox"
-        for path in sorted(inbox.glob("*.csv")):
+        for path in sorted([*inbox.glob("*.csv"), *inbox.glob("*.csv.pgp")]):
             if path.name.startswith("."):
                 continue
             manifest = inbox / f"{path.name}.manifest.json"
@@ -141,9 +152,10 @@ class InventoryProcessor:
 
     def _process(self, path: Path, manifest_path: Path) -> None:
         errors: list[tuple[int, str]] = []
-        data = path.read_bytes()
+        uploaded = path.read_bytes()
+        data = self._content(path, uploaded, errors)
         digest = hashlib.sha256(data).hexdigest()
-        match = NAME.fullmatch(path.name)
+        match = NAME.fullmatch(path.name.removesuffix(".pgp"))
         if match is None:
             errors.append((0, "file name is not <partner>_<flow>_YYYYMMDDThhmmssZ_<seq>.csv"))
         elif match.group("seq") in self.accepted:
@@ -151,7 +163,7 @@ class InventoryProcessor:
         sidecar = path.with_name(f"{path.name}.sha256")
         if sidecar.exists():
             expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
-            if expected != digest:
+            if expected != hashlib.sha256(uploaded).hexdigest():
                 errors.append((0, "checksum mismatch: the .sha256 sidecar does not match"))
         try:
             manifest = json.loads(manifest_path.read_text())
@@ -181,9 +193,26 @@ class InventoryProcessor:
             "totals": {"quantity": total},
             "sha256": digest,
         }
-        base = path.name[: -len(".csv")]
-        (self.root / "outbox" / f"{base}.ack").write_text(json.dumps(ack, sort_keys=True))
+        (self.root / "outbox" / f"{_base(path)}.ack").write_text(json.dumps(ack, sort_keys=True))
         self._move(path, "archive")
+
+    def _content(self, path: Path, uploaded: bytes, errors: list[tuple[int, str]]) -> bytes:
+        """The CSV a file holds: decrypted when the partner takes PGP files."""
+        encrypted = path.name.endswith(".pgp")
+        if not self.pgp_key:
+            if encrypted:
+                errors.append((0, "PGP-encrypted file, but no PGP key is agreed: send it in clear"))
+            return uploaded
+        if not encrypted:
+            errors.append((0, "files must be PGP-encrypted to our key (<name>.csv.pgp)"))
+            return uploaded
+        from certification.engine import pgp
+
+        try:
+            return pgp.decrypt(uploaded, self.pgp_key).data
+        except pgp.PgpError as exc:
+            errors.append((0, f"cannot decrypt the file: {exc}"))
+            return b""
 
     @staticmethod
     def _check_rows(data: bytes, errors: list[tuple[int, str]]) -> tuple[int, int]:
@@ -210,7 +239,7 @@ class InventoryProcessor:
         return len(rows) - 1, total
 
     def _reject(self, path: Path, errors: list[tuple[int, str]]) -> None:
-        base = path.name[: -len(".csv")]
+        base = _base(path)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["line", "error"])
@@ -225,13 +254,20 @@ class InventoryProcessor:
                 companion.replace(self.root / folder / companion.name)
 
 
+def _base(path: Path) -> str:
+    """The name without ``.csv`` or ``.csv.pgp``: what the ACK and error files are called."""
+    return path.name.removesuffix(".pgp").removesuffix(".csv")
+
+
 class SftpPartner:
     """The demo file partner in-process (tests, ``make run``): the server and its poller on a
     thread of their own."""
 
-    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, host: str = "127.0.0.1", port: int = 0, pgp_key: str = ""
+    ) -> None:
         self.server = SftpServer(root, host=host, port=port)
-        self.processor = InventoryProcessor(root)
+        self.processor = InventoryProcessor(root, pgp_key=pgp_key)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -269,11 +305,34 @@ class SftpPartner:
             self._thread.join(10)
 
 
+def stored_pgp_key(root: Path) -> str:
+    """Globex's PGP private key, kept beside the SFTP root (made on first use, so restarts keep
+    what Certdash was given); its public key is published as ``<root>/pub/globex_pgp.asc``."""
+    from certification.engine import pgp
+
+    key_file = root.parent / "sftp_pgp_key.asc"
+    public_file = root / "pub" / PGP_PUBLIC_KEY
+    if key_file.exists():
+        private = key_file.read_text()
+    else:
+        private, _ = pgp.generate("Globex files", "files@globex.example")
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(private)
+        key_file.chmod(0o600)
+    if not public_file.exists():
+        public_file.parent.mkdir(parents=True, exist_ok=True)
+        public_file.write_text(pgp.public_key(private))
+    return private
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8022)
     parser.add_argument("--root", type=Path, default=Path("var/sftp"))
+    parser.add_argument(
+        "--pgp", action="store_true", help="take PGP-encrypted files only (Globex is ssh+pgp)"
+    )
     args = parser.parse_args(argv)
     key_file = args.root.parent / "sftp_host_key"
     if key_file.exists():
@@ -282,7 +341,8 @@ def main(argv: list[str] | None = None) -> None:
         host_key = asyncssh.generate_private_key("ssh-ed25519")
         key_file.parent.mkdir(parents=True, exist_ok=True)
         key_file.write_text(host_key.export_private_key().decode())
-    partner = SftpPartner(args.root, host=args.host, port=args.port)
+    pgp_key = stored_pgp_key(args.root) if args.pgp else ""
+    partner = SftpPartner(args.root, host=args.host, port=args.port, pgp_key=pgp_key)
     partner.server.host_key = host_key
     with partner:
         print(f"Demo SFTP partner listening on {partner.url} (files in {args.root})", flush=True)

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from certification.engine.auth_kinds import SCHEMES, kinds_for
 from evidence.audit import audit_record
-from partners import access, crypto
+from partners import access, crypto, endpoint_keys
 from partners.models import NAME_VALIDATOR, Endpoint, Partner, WebhookSecret
 from partners.secret_rules import display_url, short_secret_message
 from partners.urlguard import check_sandbox_url
@@ -158,7 +158,7 @@ def endpoint_save(
         if value:
             config[field.name] = value
     if kind == "sftp" and "base_url" not in errors:
-        problem = _pin_host_key(base_url, config)
+        problem = endpoint_keys.pin_host_key(base_url, config)
         if problem:
             errors["host_key"] = [problem]
     if "token_url" in config:
@@ -191,7 +191,10 @@ def endpoint_save(
             errors[field.name] = [problem]
 
     if kind == "as2":
-        for key, problem in _as2_problems(config, secrets).items():
+        for key, problem in endpoint_keys.as2_problems(config, secrets).items():
+            errors.setdefault(key, []).append(problem)
+    if kind == "sftp":
+        for key, problem in endpoint_keys.pgp_problems(config, secrets).items():
             errors.setdefault(key, []).append(problem)
 
     creating = endpoint is None
@@ -261,79 +264,6 @@ def secrets_rotate() -> int:
             actor="manage.py rotate_secrets", action="secrets.rotate", data={"rows": changed}
         )
     return changed
-
-
-def _as2_problems(config: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
-    """What is wrong with an AS2 endpoint's settings, by field: choices, certificates that do
-    not parse, a private key that is not the one of our certificate."""
-    from certification.engine import as2
-
-    problems: dict[str, str] = {}
-    choices = {"usage": ("T", "P"), "mdn": ("sync", "async"), "encrypt": ("yes", "no"),
-               "encryption": tuple(as2.ENCRYPTION)}  # fmt: skip
-    for name, allowed in choices.items():
-        if name in config and config[name] not in allowed:
-            problems[name] = f"Use {' or '.join(allowed)}, not '{config[name]}'."
-    if "mic_algorithm" in config:
-        try:
-            config["mic_algorithm"] = as2.mic_algorithm(config["mic_algorithm"])
-        except as2.As2Error as exc:
-            problems["mic_algorithm"] = f"{exc}."
-    for name in ("isa_sender", "isa_receiver"):
-        qualifier, colon, identifier = config.get(name, "").partition(":")
-        if name in config and (not colon or not 1 <= len(qualifier) <= 2 or len(identifier) > 15):
-            problems[name] = "Write QUALIFIER:ID, e.g. ZZ:CERTDASH (ID at most 15 characters)."
-    for name, what in (("partner_certificate_pem", "the partner's certificate"),
-                       ("certificate_pem", "our certificate")):  # fmt: skip
-        if config.get(name):
-            try:
-                as2.load_certificate(config[name], what)
-            except as2.As2Error as exc:
-                problems[name] = f"{str(exc)[:1].upper()}{str(exc)[1:200]}."
-    key_pem = secrets.get("as2_private_key_pem", "")
-    if key_pem and "certificate_pem" not in problems and config.get("certificate_pem"):
-        keys = as2.Keys(private_key_pem=key_pem, certificate_pem=config["certificate_pem"])
-        try:
-            ours = keys.private_key().public_key().public_numbers()
-            if ours != keys.certificate().public_key().public_numbers():
-                problems["as2_private_key_pem"] = "This key is not the one of our certificate."
-        except (as2.As2Error, AttributeError) as exc:
-            problems["as2_private_key_pem"] = f"Not a usable private key ({exc})."
-    return problems
-
-
-def _pin_host_key(base_url: str, config: dict[str, str]) -> str:
-    """Check a given SFTP host key, or fetch the server's and pin it (trust on first use, at
-    the moment a person configures the endpoint). Returns what went wrong, or ""."""
-    import asyncio
-    from urllib.parse import urlsplit
-
-    import asyncssh
-
-    if config.get("host_key"):
-        try:
-            key = asyncssh.import_public_key(config["host_key"])
-        except (asyncssh.KeyImportError, ValueError):
-            return "Not an SSH public key; paste the server's key line (ssh-ed25519 AAAA…)."
-        config["host_key"] = key.export_public_key().decode().strip()
-        return ""
-    parts = urlsplit(base_url)
-    target = check_sandbox_url(base_url, kind="sftp")
-    try:
-        key = asyncio.run(
-            asyncio.wait_for(
-                asyncssh.get_server_host_key(str(target.addresses[0]), parts.port or 22), 10
-            )
-        )
-    except (OSError, asyncssh.Error, TimeoutError) as exc:
-        return (
-            f"Could not fetch the server's host key ({type(exc).__name__}); enter it, or save "
-            "again when the server answers."
-        )
-    if key is None:
-        return "The server presented no host key; enter it."
-    config["host_key"] = key.export_public_key().decode().strip()
-    return ""
 
 
 def webhook_secret_values(row: WebhookSecret, *, now: datetime | None = None) -> list[str]:

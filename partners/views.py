@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from certification.engine.auth_kinds import kinds_for
 from config.http import redirect_after_post
-from partners import access, crypto, services
+from partners import access, crypto, endpoint_keys, services
 from partners.forms import EndpointForm, RegistryUploadForm
 from partners.models import Endpoint, Partner
 from partners.registry import registry_import, registry_parse, registry_preview
@@ -44,7 +44,7 @@ def partner_detail(request: HttpRequest, partner_id: str) -> HttpResponse:
             endpoint.secret_names = sorted(services.endpoint_secret_names(endpoint))
         except crypto.SecretDecryptionError as exc:
             endpoint.secret_names, endpoint.secret_error = [], str(exc)
-        endpoint.config_items = sorted(endpoint.auth_config.items())
+        endpoint.config_items = endpoint_keys.config_display(endpoint.auth_config)
     context = {
         "partner": partner,
         "slas": partner.slas.all(),

@@ -61,6 +61,22 @@ _SFTP_CONFIG = (
     ),  # fmt: skip
     Field("archive_dir", "Archive directory", default="archive"),
     Field("error_dir", "Error directory", default="error"),
+    Field(
+        "pgp_partner_key",
+        "Partner PGP public key",
+        required=False,
+        multiline=True,
+        help="ASCII-armored. Given: uploads are encrypted to it (the name gets .pgp) and the "
+        "signatures on the partner's files are checked against it (pinned: no other).",
+    ),
+)
+# Optional beside an SFTP login: signs what we upload and decrypts what is encrypted to us.
+_PGP_SECRET = Field(
+    "pgp_private_key",
+    "Our PGP private key",
+    required=False,
+    multiline=True,
+    help="ASCII-armored, without a passphrase. Signs uploads; decrypts files sent to us.",
 )
 
 # An AS2 endpoint's settings: who is who, and how the interchanges are enveloped.
@@ -153,13 +169,16 @@ SCHEMES: dict[str, AuthScheme] = {
         "SSH password",
         endpoint_kinds=("sftp",),
         config=_SFTP_CONFIG,
-        secrets=(Field("password", "Password"),),
+        secrets=(Field("password", "Password"), _PGP_SECRET),
     ),
     "ssh_key": AuthScheme(
         "SSH key",
         endpoint_kinds=("sftp",),
         config=_SFTP_CONFIG,
-        secrets=(Field("private_key_pem", "Private key (OpenSSH or PEM)", multiline=True),),
+        secrets=(
+            Field("private_key_pem", "Private key (OpenSSH or PEM)", multiline=True),
+            _PGP_SECRET,
+        ),
     ),
     "as2_smime": AuthScheme(
         "AS2, S/MIME signed (and encrypted)",

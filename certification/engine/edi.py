@@ -151,7 +151,8 @@ async def _controls(runner: ScenarioRunner, action: X12Send) -> tuple[int, int, 
     return await take(1)
 
 
-def _asserts_on(step: Any, root: str) -> bool:
+def asserts_on(step: Any, root: str) -> bool:
+    """The step asserts on ``root`` (or below it) itself: its own verdict replaces ours."""
     return any(
         a.path == root or a.path.startswith((root + ".", root + "["))
         for g in step.groups
@@ -189,7 +190,7 @@ async def send(
         f"{controls['set']} ({how})"
     )
     if endpoint.kind == "sftp":
-        from certification.engine import sftp
+        from certification.engine import pgp, sftp
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         name = (
@@ -198,16 +199,22 @@ async def send(
             else f"{context.partner.get('id', 'partner')}_{action.set_id}_{stamp}_{isa:09d}.x12"
         )
         try:
+            wire = await pgp.seal_for(endpoint.auth_config, endpoint.secrets, name, payload, None)
             async with sftp.open_session(
                 endpoint, policy=runner.policy, timeout_ms=context.request_timeout_ms
             ) as session:
-                path = await session.upload(action.directory, name, payload)
+                path = await session.upload(action.directory, wire.name, wire.data)
         except sftp.SftpError as exc:
             raise _error(exc.kind, str(exc)) from None
-        runner.last_upload = (sent.monotonic, name)
-        outcome.data = {"sent": [_record("interchange", name, payload, cap, path=path, **controls)]}
-        outcome.notes.append(f"uploaded {path}")
-        root["file"] = sftp.describe(name, payload, path)
+        except pgp.PgpError as exc:
+            raise _error("pgp", str(exc)) from None
+        runner.last_upload = (sent.monotonic, wire.name)
+        record = _record("interchange", wire.name, payload, cap, path=path, **controls)
+        if wire.info["encrypted"]:
+            record["pgp"] = wire.info
+        outcome.data = {"sent": [record]}
+        outcome.notes.append(f"uploaded {path}" + (" (PGP)" if wire.info["encrypted"] else ""))
+        root["file"] = {**sftp.describe(name, payload, path), "pgp": wire.info}
         return root
     return await _send_as2(runner, action, outcome, step, endpoint, payload, sent, controls, root)
 
@@ -307,7 +314,7 @@ async def _send_as2(
     outcome.data["mdn"] = mdn
     outcome.data["ackMs"] = mdn["ms"]
     outcome.notes.append(f"MDN: {mdn['disposition']}")
-    if not _asserts_on(step, "mdn"):
+    if not asserts_on(step, "mdn"):
         problem = mdn_problem(mdn, signed=signed)
         if problem:
             raise _error("mdn", problem)
@@ -449,7 +456,7 @@ async def receive(
         f"{action.set_id} received: ISA13 {parsed.control} from {parsed.sender}"
         + (f" ({len(parsed.errors)} envelope error(s))" if parsed.errors else "")
     )
-    if parsed.errors and not _asserts_on(step, "interchange"):
+    if parsed.errors and not asserts_on(step, "interchange"):
         raise _error(
             "invalid", "the partner's interchange is not valid: " + "; ".join(parsed.errors[:5])
         )
@@ -493,7 +500,7 @@ async def _receive_file(
 ) -> tuple[x12.Interchange, dict[str, Any], float]:
     import fnmatch
 
-    from certification.engine import sftp
+    from certification.engine import pgp, sftp
 
     pattern = str(render(action.pattern, runner._scope()))
     deadline = time.perf_counter() + action.timeout_ms / 1000
@@ -507,20 +514,28 @@ async def _receive_file(
                     if name in runner.files_taken or not fnmatch.fnmatchcase(name, pattern):
                         continue
                     data = await session.read(action.directory, name)
+                    path = f"{sftp.directory(endpoint, action.directory)}/{name}"
                     try:
-                        parsed = x12.parse(data.decode("utf-8", "replace"))
+                        _, text, sealed = await pgp.open_from(
+                            endpoint.auth_config, endpoint.secrets, name, data
+                        )
+                    except pgp.PgpError as exc:
+                        raise _error("pgp", f"{path}: {exc}") from None
+                    try:
+                        parsed = x12.parse(text.decode("utf-8", "replace"))
                     except x12.X12Error:
                         continue
                     if not _wanted(action.set_id, sent, parsed):
                         continue
                     runner.files_taken.add(name)
-                    path = f"{sftp.directory(endpoint, action.directory)}/{name}"
-                    root["file"] = sftp.describe(name, data, path)
+                    root["file"] = {**sftp.describe(name, data, path), "pgp": sealed}
                     when = datetime.fromtimestamp(remote.mtime, UTC).isoformat()
                     record = _record(
-                        "interchange", name, data, cap, path=path,
+                        "interchange", name, text, cap, path=path,
                         receivedAt=when.replace("+00:00", "Z"),
                     )  # fmt: skip
+                    if sealed["encrypted"]:
+                        record["pgp"] = sealed
                     return parsed, record, time.monotonic()
                 if time.perf_counter() >= deadline:
                     break

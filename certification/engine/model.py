@@ -171,6 +171,7 @@ class SftpUpload:
     sha256: bool | str = False  # a string: that digest in the sidecar (a negative test)
     manifest: bool | dict[str, Any] = False
     rename: bool = True  # False: left under its temporary name (a truncated upload)
+    pgp: bool | None = None  # None: encrypted when the endpoint has the partner's PGP key
 
 
 @dataclass

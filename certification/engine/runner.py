@@ -344,7 +344,7 @@ class ScenarioRunner:
         if isinstance(action, WebhookSend):
             return await self._webhook(action, outcome)
         if isinstance(action, SftpUpload | WaitForFile | SftpList):
-            return await self._file(action, outcome)
+            return await self._file(action, outcome, step)
         if isinstance(action, X12Send):
             return await edi.send(self, action, outcome, step)
         if isinstance(action, X12Receive):
@@ -352,9 +352,9 @@ class ScenarioRunner:
         raise StepError("error", f"unsupported action {type(action).__name__}")
 
     async def _file(
-        self, action: SftpUpload | WaitForFile | SftpList, outcome: StepOutcome
+        self, action: SftpUpload | WaitForFile | SftpList, outcome: StepOutcome, step: Step
     ) -> dict[str, Any]:
-        from certification.engine import sftp
+        from certification.engine import pgp, sftp
 
         endpoint = self.context.endpoints.get(action.endpoint)
         if endpoint is None or endpoint.kind != "sftp":
@@ -405,10 +405,25 @@ class ScenarioRunner:
                     self.files_taken.add(found.name)
                     data = await session.read(action.directory, found.name)
                     path = f"{sftp.directory(endpoint, action.directory)}/{found.name}"
-                    described = sftp.describe(found.name, data, path)
-                    outcome.data["received"] = _file_record(
-                        described, data, self.context.body_capture_bytes
-                    )
+                    cap = self.context.body_capture_bytes
+                    received = _file_record(sftp.describe(found.name, data, path), data, cap)
+                    outcome.data["received"] = received
+                    try:
+                        name, content, sealed = await pgp.open_from(
+                            endpoint.auth_config, endpoint.secrets, found.name, data
+                        )
+                    except pgp.PgpError as exc:
+                        raise StepError("pgp", f"{path}: {exc}") from None
+                    described = sftp.describe(name, content, path)
+                    described["pgp"] = sealed
+                    if sealed.get("decrypted"):
+                        received["decrypted"] = _file_record(described, content, cap)
+                        outcome.notes.append(f"decrypted {path} (PGP)")
+                    elif sealed["encrypted"]:
+                        outcome.notes.append(
+                            f"{path} is PGP-encrypted; the endpoint has no PGP private key to "
+                            "decrypt it"
+                        )
                     outcome.data["receivedAt"] = (
                         datetime.fromtimestamp(found.mtime, UTC).isoformat().replace("+00:00", "Z")
                     )
@@ -416,15 +431,26 @@ class ScenarioRunner:
                         # Seen at this poll: an upper bound, by at most the poll interval.
                         outcome.data["ackMs"] = round((seen - upload[0]) * 1000, 1)
                     outcome.notes.append(f"{path} appeared ({found.size} bytes)")
+                    pinned = bool(endpoint.auth_config.get("pgp_partner_key"))
+                    problem = pgp.signature_problem(sealed, pinned=pinned)
+                    if problem and not edi.asserts_on(step, "file.pgp"):
+                        raise StepError("pgp", f"{path}: {problem}")
                     return {"file": described}
-                return await self._upload(session, action, scope, outcome)
+                return await self._upload(session, endpoint, action, scope, outcome)
         except sftp.SftpError as exc:
             raise StepError(exc.kind, str(exc)) from None
+        except pgp.PgpError as exc:
+            raise StepError("pgp", str(exc)) from None
 
     async def _upload(
-        self, session: Any, action: SftpUpload, scope: dict[str, Any], outcome: StepOutcome
+        self,
+        session: Any,
+        endpoint: EndpointConfig,
+        action: SftpUpload,
+        scope: dict[str, Any],
+        outcome: StepOutcome,
     ) -> dict[str, Any]:
-        from certification.engine import sftp
+        from certification.engine import pgp, sftp
 
         name = str(render(action.name, scope))
         manifest: dict[str, Any] | None = None
@@ -444,21 +470,35 @@ class ScenarioRunner:
                     manifest.update(render(action.manifest, scope))
         else:
             data = str(render(action.content, scope)).encode()
-        path = await session.upload(action.directory, name, data, rename=action.rename)
+        # On the wire: encrypted to the partner's PGP key when the endpoint has one; the
+        # sidecar and the manifest are named after, and the sidecar hashes, what is uploaded.
+        wire = await pgp.seal_for(endpoint.auth_config, endpoint.secrets, name, data, action.pgp)
+        if manifest is not None:
+            manifest["file"] = wire.name
+            if wire.info["encrypted"]:
+                manifest["encryption"] = "pgp"
+        path = await session.upload(action.directory, wire.name, wire.data, rename=action.rename)
         sent = [path]
         if action.sha256:
-            digest = action.sha256 if isinstance(action.sha256, str) else sftp.sha256_hex(data)
-            sidecar = f"{digest}  {name}\n".encode()
-            sent.append(await session.upload(action.directory, f"{name}.sha256", sidecar))
+            digest = action.sha256 if isinstance(action.sha256, str) else sftp.sha256_hex(wire.data)
+            sidecar = f"{digest}  {wire.name}\n".encode()
+            sent.append(await session.upload(action.directory, f"{wire.name}.sha256", sidecar))
         if manifest is not None:
             body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
-            sent.append(await session.upload(action.directory, f"{name}.manifest.json", body))
+            sent.append(await session.upload(action.directory, f"{wire.name}.manifest.json", body))
         how = "temporary name, then renamed" if action.rename else "left under its temporary name"
+        if wire.info["encrypted"]:
+            how += "; PGP-encrypted" + (" and signed" if wire.info["signed"] else "")
         outcome.notes.append(f"uploaded ({how}): " + ", ".join(sent))
-        self.last_upload = (time.monotonic(), name)
+        self.last_upload = (time.monotonic(), wire.name)
         cap = self.context.body_capture_bytes
-        outcome.data = {"sent": [_file_record(sftp.describe(name, data, path), data, cap)]}
-        root: dict[str, Any] = {"file": sftp.describe(name, data, path)}
+        record = _file_record(sftp.describe(wire.name, wire.data, path), wire.data, cap)
+        described = sftp.describe(name, data, path)
+        described["pgp"] = wire.info
+        if wire.info["encrypted"]:
+            record["decrypted"] = _file_record(described, data, cap)
+        outcome.data = {"sent": [record]}
+        root: dict[str, Any] = {"file": described}
         if manifest is not None:
             root["manifest"] = manifest
         return root

@@ -152,6 +152,7 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "sha256",
         "manifest",
         "rename",
+        "pgp",
     ),  # fmt: skip
     "waitForFile": ("type", "endpoint", "dir", "pattern", "timeoutMs", "intervalMs"),
     "sftpList": ("type", "endpoint", "dir", "pattern"),
@@ -220,7 +221,7 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "x12Send": ("interchange", "mdn", "response", "file"),
     "x12Receive": ("interchange", "ack", "as2", "file"),
 }
-_FILE_FIELDS = ("name", "path", "size", "sha256", "text", "json", "csv", "lines")
+_FILE_FIELDS = ("name", "path", "size", "sha256", "text", "json", "csv", "lines", "pgp")
 # What a ``match`` group's assertions (and a ``waitForRequest`` step) see of a captured request.
 MATCH_ROOTS = ("request", "response", "signature", "replayed")
 _SIGNATURE_FIELDS = ("valid", "reason")
@@ -1562,6 +1563,9 @@ class _Parser:
         rename = True
         if "rename" in m:
             rename = bool(self.boolean(m["rename"], ctx, "rename"))
+        encrypt: bool | None = None
+        if "pgp" in m:
+            encrypt = bool(self.boolean(m["pgp"], ctx, "pgp"))
         manifest: bool | dict[str, Any] = False
         if "manifest" in m:
             manifest_y = m["manifest"]
@@ -1589,6 +1593,7 @@ class _Parser:
             sha256=sidecar,
             manifest=manifest,
             rename=rename,
+            pgp=encrypt,
         )
 
     def csv_spec(self, y: _Y, ctx: str) -> dict[str, Any] | None:

@@ -156,3 +156,47 @@ def test_the_password_is_not_in_the_run_snapshot_or_results(
     assert PASSWORD not in stored
     assert asyncssh  # the server really ran: the file is there
     assert (server.root / "inbox" / "globex_inventory_20250916T020000Z_001.csv").exists()
+
+
+@pytest.fixture(scope="module")
+def pgp_keys() -> tuple[str, str]:
+    from certification.engine import pgp
+
+    return pgp.generate("Partner files", "files@partner.example")
+
+
+def test_pgp_keys_are_kept_the_partners_in_the_settings_ours_sealed(
+    partner_a: Partner, server: SftpServer, pgp_keys: tuple[str, str]
+) -> None:
+    private, public = pgp_keys
+    endpoint = services.endpoint_save(
+        partner=partner_a, by="test", name="files", base_url=server.url, is_default=False,
+        auth_kind="ssh_password", auth_config={"username": USER, "pgp_partner_key": public},
+        new_secrets={"password": PASSWORD, "pgp_private_key": private}, kind="sftp",
+    )  # fmt: skip
+    assert endpoint.auth_config["pgp_partner_key"] == public.strip()
+    assert services.endpoint_secrets(endpoint)["pgp_private_key"] == private
+    assert "PRIVATE KEY" not in str(endpoint.auth_config) + str(endpoint.secrets_sealed)
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "message"),
+    [
+        ("pgp_partner_key", "not a key", "The partner's PGP key is not an ASCII-armored PGP"),
+        ("pgp_private_key", "PUBLIC", "Our PGP key is not an ASCII-armored PGP private key"),
+    ],
+)
+def test_a_pgp_key_that_is_not_one_is_refused_naming_the_field(
+    partner_a: Partner, server: SftpServer, pgp_keys: tuple[str, str], field: str, given: str,
+    message: str,
+) -> None:  # fmt: skip
+    value = pgp_keys[1] if given == "PUBLIC" else given
+    config, secrets = {"username": USER}, {"password": PASSWORD}
+    (secrets if field == "pgp_private_key" else config)[field] = value
+    with pytest.raises(ValidationError) as info:
+        services.endpoint_save(
+            partner=partner_a, by="test", name="files", base_url=server.url, is_default=False,
+            auth_kind="ssh_password", auth_config=config, new_secrets=secrets, kind="sftp",
+        )  # fmt: skip
+    assert message in " ".join(info.value.message_dict[field])
+    assert not Endpoint.objects.exists()

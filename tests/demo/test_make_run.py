@@ -197,6 +197,7 @@ class Demo:
     demo_runs: int
     file_runs: list[str]  # Globex's runs (the file partner), by status
     edi_runs: list[str]  # Initech's runs (the EDI partner), by status
+    archived: list[str]  # the files Globex accepted (var/sftp/archive)
 
 
 @pytest.fixture(scope="module")
@@ -231,9 +232,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                 "ON p.id = r.partner_id WHERE p.external_id = 'p_003'"
             )
         ]
+    archived = sorted(p.name for p in (var_dir / "sftp" / "archive").iterdir())
     yield Demo(
-        first=first, restart=restart, demo_runs=demo_runs, file_runs=file_runs, edi_runs=edi_runs
-    )
+        first=first, restart=restart, demo_runs=demo_runs, file_runs=file_runs,
+        edi_runs=edi_runs, archived=archived,
+    )  # fmt: skip
 
 
 def _no_internals(page: Page) -> list[str]:
@@ -260,6 +263,12 @@ def test_make_run_serves_the_login_page_with_its_static_files(demo: Demo) -> Non
 @pytest.mark.worker
 def test_make_run_certifies_the_file_partner_over_sftp_once(demo: Demo) -> None:
     assert demo.file_runs == ["passed"]
+
+
+@pytest.mark.worker
+def test_make_run_sends_globex_its_files_pgp_encrypted(demo: Demo) -> None:
+    files = [name for name in demo.archived if name.endswith((".csv", ".csv.pgp"))]
+    assert files and all(name.endswith(".csv.pgp") for name in files), demo.archived
 
 
 @pytest.mark.worker

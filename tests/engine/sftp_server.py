@@ -30,6 +30,10 @@ class SftpServer:
     def url(self) -> str:
         return self._server.url
 
+    @property
+    def logins(self) -> int:
+        return self._server.logins
+
     def __enter__(self) -> SftpServer:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

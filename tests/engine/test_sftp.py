@@ -109,8 +109,10 @@ tests:
 
 
 def test_wait_for_file_reads_the_ack_when_it_appears(server: SftpServer) -> None:
-    def drop() -> None:
-        time.sleep(0.2)
+    def drop() -> None:  # once the step has logged in to poll: the file appears mid-wait
+        deadline = time.monotonic() + 10
+        while not server.logins and time.monotonic() < deadline:
+            time.sleep(0.005)
         (server.root / "outbox" / "inv_001.ack").write_text('{"status": "accepted"}')
 
     threading.Thread(target=drop).start()

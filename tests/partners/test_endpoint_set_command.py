@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from certification.engine import pgp
 from certification.engine.auth_kinds import ALL_SECRET_FIELDS, SCHEMES
 from demo.as2_keys import self_signed
 from evidence.models import AuditEvent
@@ -43,10 +44,12 @@ def _fails(*args: str, stdin: str | None = None) -> str:
 # A well-formed SSH public key, given so that saving pins it without reaching a server.
 _HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
-# Our AS2 key and certificate, and the partner's certificate: they must parse and match.
+# Settings and secrets that are checked when saved (AS2 certificates and key, PGP keys): real ones.
 _OUR_KEY, _OUR_CERT = (pem.strip() for pem in self_signed("certdash-test"))
 _PARTNER_CERT = self_signed("partner-test")[1].strip()
-_AS2_VALUES = {
+_PGP_PRIVATE, _PGP_PUBLIC = pgp.generate("Partner files", "files@partner.example")
+_REAL_VALUES = {
+    "pgp_partner_key": _PGP_PUBLIC.strip(),
     "isa_sender": "ZZ:CERTDASH",
     "isa_receiver": "ZZ:PARTNER",
     "usage": "T",
@@ -78,13 +81,15 @@ def test_every_auth_kind_round_trips_its_settings_and_secrets(
     args = _base(auth, url=url)
     if kind != "http":
         args += ["--kind", kind]
-    special = {"token_url": "http://127.0.0.1:9/token", "host_key": _HOST_KEY, **_AS2_VALUES}
+    special = {"token_url": "http://127.0.0.1:9/token", "host_key": _HOST_KEY, **_REAL_VALUES}
     config = {f.name: special.get(f.name, f"cfg-{f.name}") for f in scheme.config}
     for name, value in config.items():
         args += ["--" + name.replace("_", "-"), value]
     secrets = {f.name: f"env-SECRET-{f.name}-0123" for f in scheme.secrets}
     if "as2_private_key_pem" in secrets:
         secrets["as2_private_key_pem"] = _OUR_KEY
+    if "pgp_private_key" in secrets:
+        secrets["pgp_private_key"] = _PGP_PRIVATE.strip()
     for name, value in secrets.items():
         monkeypatch.setenv(f"CI_{name.upper()}", value)
         args += ["--secret-env", f"{name}=CI_{name.upper()}"]

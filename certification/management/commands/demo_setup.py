@@ -80,6 +80,13 @@ class Command(BaseCommand):
             help="The demo SFTP file partner (sftp://127.0.0.1:8022): Globex's endpoint 'files'.",
         )
         parser.add_argument(
+            "--sftp-pgp-key",
+            default="",
+            help="Globex's PGP public key file (the demo SFTP partner publishes it as "
+            "pub/globex_pgp.asc): its files are then encrypted to it, and signed with a key of "
+            "ours made here.",
+        )
+        parser.add_argument(
             "--edi-url",
             default="",
             help="The demo EDI partner (http://127.0.0.1:8023): Initech's AS2 endpoint 'edi'.",
@@ -99,6 +106,7 @@ class Command(BaseCommand):
         *args: Any,
         sandbox_url: str,
         sftp_url: str,
+        sftp_pgp_key: str,
         edi_url: str,
         wait: bool,
         demo_run: bool,
@@ -110,7 +118,7 @@ class Command(BaseCommand):
             self.stderr.write(f"The demo sandbox at {sandbox_url} does not answer; continuing.")
         self._load(sandbox_url)
         self._point_sandbox_at_mocks(sandbox_url)
-        files = bool(sftp_url) and self._file_partner(sftp_url)
+        files = bool(sftp_url) and self._file_partner(sftp_url, sftp_pgp_key)
         edi = bool(edi_url) and self._edi_partner(edi_url)
         if demo_run:
             self._demo_run()
@@ -186,9 +194,10 @@ class Command(BaseCommand):
                 stderr=self.stderr,
             )
 
-    def _file_partner(self, sftp_url: str) -> bool:
-        """Globex's SFTP endpoint (its host key pinned on first save), the file suite and a
-        certification for it. False when the SFTP partner does not answer."""
+    def _file_partner(self, sftp_url: str, pgp_key_file: str) -> bool:
+        """Globex's SFTP endpoint (its host key pinned on first save; with ``pgp_key_file``
+        Globex's PGP key and one of ours, made here), the file suite and a certification for
+        it. False when the SFTP partner does not answer."""
         from urllib.parse import urlsplit
 
         from demo.sftp_partner import PASSWORD, USER
@@ -201,10 +210,18 @@ class Command(BaseCommand):
             return False
         globex = Partner.objects.get(external_id="p_002")
         if not Endpoint.objects.filter(partner=globex, name="files").exists():
+            config, secrets = {"username": USER}, {"password": PASSWORD}
+            if pgp_key_file and not Path(pgp_key_file).is_file():
+                self.stderr.write(f"No PGP key at {pgp_key_file}: Globex's files go in clear.")
+            elif pgp_key_file:
+                from certification.engine import pgp
+
+                config["pgp_partner_key"] = Path(pgp_key_file).read_text()
+                secrets["pgp_private_key"] = pgp.generate("Certdash QA", "qa@certdash.example")[0]
             services.endpoint_save(
                 partner=globex, by="manage.py demo_setup", name="files", base_url=sftp_url,
-                is_default=True, auth_kind="ssh_password", auth_config={"username": USER},
-                new_secrets={"password": PASSWORD}, kind="sftp",
+                is_default=True, auth_kind="ssh_password", auth_config=config,
+                new_secrets=secrets, kind="sftp",
             )  # fmt: skip
         entry, sources = suite_sources_from_file(FILE_SUITE_PATH)
         suite_store(entry=entry, sources=sources, by="manage.py demo_setup")

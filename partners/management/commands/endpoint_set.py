@@ -259,13 +259,15 @@ class Command(BaseCommand):
                 errors.append(f"{flag}: auth kind {auth} takes no secrets")
                 return None
             if not named:
-                if len(names) > 1:
+                # Unnamed: the one secret, or the one required beside optional ones.
+                required = [f.name for f in scheme.secrets if f.required]
+                if len(names) > 1 and len(required) != 1:
                     errors.append(
                         f"{flag}: {auth} has several secrets ({', '.join(names)}); name the one "
                         f"meant, e.g. {flag} {names[0]}" + ("=VAR" if "env" in flag else "")
                     )
                     return None
-                return names[0]
+                return names[0] if len(names) == 1 else required[0]
             if named not in names:
                 errors.append(
                     f"{flag}: '{named}' is not a secret of {auth} (its secrets: "
