@@ -130,8 +130,8 @@ def run_context(run: Run) -> RunContext:
 
 
 def attach_control_numbers(context: RunContext, partner_pk: int) -> None:
-    """Give the engine the partner's X12 control-number counters (taken on a worker thread:
-    the engine's event loop must not block on the database)."""
+    """Give the engine the partner's X12 control-number counters and file sequences (taken on
+    a worker thread: the engine's event loop must not block on the database)."""
     from partners import control_numbers
 
     def take(sets: int) -> tuple[int, int, int]:
@@ -145,6 +145,17 @@ def attach_control_numbers(context: RunContext, partner_pk: int) -> None:
         return await asyncio.to_thread(take, sets)
 
     context.control_numbers = numbers
+
+    def sequence(flow: str) -> int:
+        try:
+            return control_numbers.next_file_sequence(partner_pk, flow)
+        finally:
+            connection.close()
+
+    async def file_sequence(flow: str) -> int:
+        return await asyncio.to_thread(sequence, flow)
+
+    context.file_sequence = file_sequence
 
 
 def _lease() -> timedelta:

@@ -1,4 +1,4 @@
-"""Per-partner X12 control numbers that never repeat.
+"""Per-partner X12 control numbers and file sequences that never repeat.
 
 Each call takes a block of numbers with one ``INSERT … ON CONFLICT DO UPDATE … RETURNING``:
 PostgreSQL locks the counter row for the statement (SQLite, in the demo, the database), so
@@ -10,6 +10,7 @@ repeat). Numbers wrap to 1 after
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -18,6 +19,8 @@ from django.utils import timezone
 from partners.models import ControlNumber
 
 MAX_CONTROL = 999_999_999
+# A file flow's name, as it appears in the file names: ``inventory`` in globex_inventory_….
+FLOW = re.compile(r"[a-z0-9]{1,40}")
 
 _TAKE = f"""
 INSERT INTO {ControlNumber._meta.db_table} (partner_id, kind, value, updated_at)
@@ -44,7 +47,8 @@ class Controls:
 
 def take(partner_id: int, kind: str, count: int = 1) -> int:
     """The first of ``count`` consecutive, never used control numbers of ``kind``."""
-    if kind not in ControlNumber.Kind.values:
+    flow = kind.removeprefix("file:") if kind.startswith("file:") else None
+    if kind not in ControlNumber.Kind.values and (flow is None or not FLOW.fullmatch(flow)):
         raise ValueError(f"unknown control number kind {kind!r}")
     if not 1 <= count <= 10_000:
         raise ValueError("take between 1 and 10000 control numbers at a time")
@@ -61,3 +65,8 @@ def for_interchange(partner_id: int, sets: int = 1) -> Controls:
         group=take(partner_id, "group"),
         first_set=take(partner_id, "set", sets),
     )
+
+
+def next_file_sequence(partner_id: int, flow: str) -> int:
+    """The next sequence number of the partner's batch-file flow ``flow``."""
+    return take(partner_id, f"file:{flow}")

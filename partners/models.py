@@ -426,9 +426,11 @@ class RegistryUpload(models.Model):
 
 
 class ControlNumber(models.Model):
-    """The last X12 control number we used with a partner, per kind: ``interchange`` (ISA13),
-    ``group`` (GS06) and ``set`` (ST02). Taken only through ``partners.control_numbers``, one
-    atomic statement each, so concurrent runs never send the same number twice."""
+    """The last number we used with a partner, per kind: the X12 control numbers
+    ``interchange`` (ISA13), ``group`` (GS06) and ``set`` (ST02), and ``file:<flow>``, the
+    sequence in the names of the batch files of a flow (``globex_inventory_…_000042.csv``).
+    Taken only through ``partners.control_numbers``, one atomic statement each, so concurrent
+    runs never use the same number twice."""
 
     class Kind(models.TextChoices):
         INTERCHANGE = "interchange", "Interchange (ISA13)"
@@ -436,7 +438,8 @@ class ControlNumber(models.Model):
         SET = "set", "Transaction set (ST02)"
 
     partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # One of ``Kind``, or ``file:<flow>`` (checked by ``control_numbers.take``).
+    kind = models.CharField(max_length=50)
     value = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -164,7 +164,7 @@ class SftpUpload:
     holding the record count and the sums of the numeric columns (the control totals)."""
 
     endpoint: str
-    name: str
+    name: str = ""  # empty: made from ``flow`` (below)
     directory: str = "inbox"
     content: Any = MISSING
     csv: dict[str, Any] | None = None
@@ -172,6 +172,13 @@ class SftpUpload:
     manifest: bool | dict[str, Any] = False
     rename: bool = True  # False: left under its temporary name (a truncated upload)
     pgp: bool | None = None  # None: encrypted when the endpoint has the partner's PGP key
+    # Without ``name``: <prefix>_<flow>_<YYYYMMDDThhmmssZ>_<sequence>.<ext>, the sequence from
+    # the partner's counter for ``flow``, fixed by ``sequence`` or reused with ``repeat``.
+    flow: str | None = None
+    prefix: str | None = None  # default: the partner's name, lower case, letters and digits
+    ext: str | None = None  # default: csv for a csv upload, else txt
+    sequence: int | None = None
+    repeat: bool = False
 
 
 @dataclass
@@ -344,6 +351,9 @@ class RunContext:
     # ``control_numbers(sets)``: ISA13, GS06 and the first ST02 of a new interchange, from the
     # partner's counters (never repeated). None: only fixed control numbers can be sent.
     control_numbers: Callable[[int], Awaitable[tuple[int, int, int]]] | None = None
+    # ``file_sequence(flow)``: the next sequence of the partner's batch files of ``flow``, from
+    # the product's database like the control numbers.
+    file_sequence: Callable[[str], Awaitable[int]] | None = None
     # Where the partner posts AS2 messages and asynchronous MDNs to us (Receipt-Delivery-Option).
     as2_url: str = ""
 

@@ -12,6 +12,7 @@ import contextlib
 import fnmatch
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -233,6 +234,7 @@ class ScenarioRunner:
         # When this scenario's last upload completed (monotonic), and its name: a waitForFile
         # after it measures the partner's acknowledgement time (the ``ack`` SLA).
         self.last_upload: tuple[float, str] | None = None
+        self.file_sequences: dict[str, int] = {}  # flow -> the last sequence uploaded
         self.last_x12: Any = None  # edi.Sent: the last interchange this scenario sent
 
     @staticmethod
@@ -452,7 +454,8 @@ class ScenarioRunner:
     ) -> dict[str, Any]:
         from certification.engine import pgp, sftp
 
-        name = str(render(action.name, scope))
+        sequence = await self._file_sequence(action) if not action.name else None
+        name = str(render(action.name, scope)) if action.name else self._file_name(action, sequence)
         manifest: dict[str, Any] | None = None
         if action.csv is not None:
             header = action.csv["header"]
@@ -495,6 +498,8 @@ class ScenarioRunner:
         record = _file_record(sftp.describe(wire.name, wire.data, path), wire.data, cap)
         described = sftp.describe(name, data, path)
         described["pgp"] = wire.info
+        if sequence is not None:
+            described["sequence"] = f"{sequence:06d}"  # as in the name, for patterns
         if wire.info["encrypted"]:
             record["decrypted"] = _file_record(described, data, cap)
         outcome.data = {"sent": [record]}
@@ -502,6 +507,39 @@ class ScenarioRunner:
         if manifest is not None:
             root["manifest"] = manifest
         return root
+
+    async def _file_sequence(self, action: SftpUpload) -> int:
+        """The sequence of a generated file name: given, the scenario's previous one of the
+        flow (``repeat``: a duplicate), or the next of the partner's counter."""
+        flow = str(action.flow)
+        if action.sequence is not None:
+            sequence = action.sequence
+        elif action.repeat:
+            if flow not in self.file_sequences:
+                raise StepError(
+                    "error",
+                    f"'repeat' uploads with the sequence of this scenario's previous '{flow}' "
+                    "file, and it has uploaded none",
+                )
+            sequence = self.file_sequences[flow]
+        elif self.context.file_sequence is None:
+            raise StepError(
+                "error",
+                "this run has no file-sequence counters (they live in the product's database); "
+                "fix the sequence with 'sequence: N'",
+            )
+        else:
+            sequence = await self.context.file_sequence(flow)
+        self.file_sequences[flow] = sequence
+        return sequence
+
+    def _file_name(self, action: SftpUpload, sequence: int | None) -> str:
+        """``<prefix>_<flow>_<YYYYMMDDThhmmssZ>_<sequence>.<ext>``, the playbook's file names."""
+        partner = str(self.context.partner.get("name") or self.context.partner.get("id") or "")
+        prefix = action.prefix or re.sub(r"[^a-z0-9]", "", partner.lower()) or "partner"
+        ext = action.ext or ("csv" if action.csv is not None else "txt")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"{prefix}_{action.flow}_{stamp}_{sequence:06d}.{ext}"
 
     def _signer(self, action: WebhookSend) -> WebhookSigner:
         signers = self.context.webhooks

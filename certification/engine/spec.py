@@ -153,6 +153,11 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "manifest",
         "rename",
         "pgp",
+        "flow",
+        "prefix",
+        "ext",
+        "sequence",
+        "repeat",
     ),  # fmt: skip
     "waitForFile": ("type", "endpoint", "dir", "pattern", "timeoutMs", "intervalMs"),
     "sftpList": ("type", "endpoint", "dir", "pattern"),
@@ -221,7 +226,9 @@ ROOTS_BY_ACTION: dict[str, tuple[str, ...]] = {
     "x12Send": ("interchange", "mdn", "response", "file"),
     "x12Receive": ("interchange", "ack", "as2", "file"),
 }
-_FILE_FIELDS = ("name", "path", "size", "sha256", "text", "json", "csv", "lines", "pgp")
+_FILE_FIELDS = (
+    "name", "path", "size", "sha256", "text", "json", "csv", "lines", "pgp", "sequence",
+)  # fmt: skip
 # What a ``match`` group's assertions (and a ``waitForRequest`` step) see of a captured request.
 MATCH_ROOTS = ("request", "response", "signature", "replayed")
 _SIGNATURE_FIELDS = ("valid", "reason")
@@ -1535,9 +1542,20 @@ class _Parser:
                 timeout_ms=timeout,
                 interval_ms=interval,
             )
-        name = self.string(self.require(m, y, "name", ctx), ctx, "name")
-        if name is not None and "/" in name:
-            self.err(m["name"].pos, ctx, "'name' is a file name, without '/'")
+        name: str | None = ""
+        naming = self.file_naming(y, m, ctx)
+        if "name" in m:
+            name = self.string(m["name"], ctx, "name")
+            if name is not None and "/" in name:
+                self.err(m["name"].pos, ctx, "'name' is a file name, without '/'")
+                name = None
+        elif naming is not None and naming["flow"] is None:
+            self.err(
+                y.pos,
+                ctx,
+                "an sftpUpload needs 'name', or 'flow' to name the file "
+                "<prefix>_<flow>_<YYYYMMDDThhmmssZ>_<sequence>.<ext>",
+            )
             name = None
         content: Any = MISSING
         csv_spec = None
@@ -1582,9 +1600,10 @@ class _Parser:
                 )
         if endpoint is None or folder is None or name is None or content is None:
             return None
-        if "csv" in m and csv_spec is None:
+        if ("csv" in m and csv_spec is None) or naming is None:
             return None
         return SftpUpload(
+            **naming,
             endpoint=endpoint,
             name=name,
             directory=folder,
@@ -1595,6 +1614,50 @@ class _Parser:
             rename=rename,
             pgp=encrypt,
         )
+
+    def file_naming(self, y: _Y, m: dict[str, _Y], ctx: str) -> dict[str, Any] | None:
+        """An sftpUpload's ``flow``, ``prefix``, ``ext``, ``sequence`` and ``repeat``: the
+        generated name's parts (None when one is wrong, the error reported)."""
+        out: dict[str, Any] = {"flow": None, "prefix": None, "ext": None, "sequence": None,
+                               "repeat": False}  # fmt: skip
+        ok = True
+        words = {"flow": r"[a-z0-9]{1,40}", "prefix": r"[a-z0-9]{1,40}",
+                 "ext": r"[A-Za-z0-9.]{1,20}"}  # fmt: skip
+        for key, pattern in words.items():
+            if key not in m:
+                continue
+            value = self.string(m[key], ctx, key, templated=False)
+            if value is not None and not re.fullmatch(pattern, value):
+                what = (
+                    "lower-case letters and digits (at most 40)"
+                    if key != "ext"
+                    else "letters, digits and '.' (at most 20)"
+                )
+                self.err(m[key].pos, ctx, f"'{key}' is {what}, not '{value}'")
+                value = None
+            ok = ok and value is not None
+            out[key] = value
+        if "sequence" in m:
+            out["sequence"] = self.integer(m["sequence"], ctx, "sequence", 0, 999_999_999)
+            ok = ok and out["sequence"] is not None
+        if "repeat" in m:
+            out["repeat"] = bool(self.boolean(m["repeat"], ctx, "repeat"))
+        given = [k for k in ("prefix", "ext", "sequence", "repeat") if k in m]
+        if "name" in m and ("flow" in m or given):
+            self.err(
+                _kpos(y, "name"),
+                ctx,
+                "give 'name', or 'flow' (with 'prefix', 'ext', 'sequence', 'repeat') to make "
+                "one, not both",
+            )
+            return None
+        if given and "flow" not in m:
+            self.err(_kpos(y, given[0]), ctx, f"'{given[0]}' goes with 'flow'")
+            return None
+        if "sequence" in m and out["repeat"]:
+            self.err(_kpos(y, "repeat"), ctx, "give 'sequence' or 'repeat', not both")
+            return None
+        return out if ok else None
 
     def csv_spec(self, y: _Y, ctx: str) -> dict[str, Any] | None:
         m = self.mapping(y, ctx, "'csv'")

@@ -200,3 +200,31 @@ def test_a_pgp_key_that_is_not_one_is_refused_naming_the_field(
         )  # fmt: skip
     assert message in " ".join(info.value.message_dict[field])
     assert not Endpoint.objects.exists()
+
+
+FLOW_SUITE = """
+name: flow-files
+tests:
+  - name: a generated name
+    steps:
+      - action:
+          type: sftpUpload
+          endpoint: files
+          flow: inventory
+          csv: {header: [sku, quantity], rows: [[WIDGET-001, 1]]}
+"""
+
+
+@pytest.mark.django_db(transaction=True)  # the counter is taken on a connection of its own
+def test_runs_take_file_sequences_from_the_partners_counter_never_twice(
+    partner_a: Partner, server: SftpServer, tmp_path: Path
+) -> None:
+    _save(partner_a, server)
+    suite = tmp_path / "flow.yaml"
+    suite.write_text(FLOW_SUITE)
+    for _ in range(2):
+        call_command("run_suite", "--partner", partner_a.external_id, "--suite", str(suite),
+                     "--inline")  # fmt: skip
+    names = sorted(p.name for p in (server.root / "inbox").iterdir())
+    assert [name.rsplit("_", 1)[1] for name in names] == ["000001.csv", "000002.csv"]
+    assert all(name.startswith("alphafreight_inventory_") for name in names)

@@ -5,6 +5,7 @@ SFTP on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,15 @@ def _endpoint(partner: SftpPartner, **config: str) -> EndpointConfig:
 
 def _run_library(endpoint: EndpointConfig) -> list[Any]:
     suite = load_suite_file(LIBRARY)
-    context = RunContext(endpoints={"files": endpoint})
+    counter = itertools.count(1)
+
+    async def file_sequence(flow: str) -> int:  # the product's counter is in its database
+        return next(counter)
+
+    context = RunContext(
+        endpoints={"files": endpoint}, partner={"id": "p_002", "name": "Globex"},
+        file_sequence=file_sequence,
+    )  # fmt: skip
     return asyncio.run(run_suite(suite, context, policy=AddressPolicy(["127.0.0.0/8"]), parallel=8))
 
 

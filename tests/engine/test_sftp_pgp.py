@@ -239,6 +239,8 @@ def _edi_partner(server: SftpServer, keys: dict, stop: threading.Event, *, encry
     inbox, outbox = server.root / "inbox", server.root / "outbox"
     while not stop.is_set():
         for path in inbox.glob("*.x12*"):
+            if path.name.startswith("."):  # an upload in progress (pathlib's glob shows those)
+                continue
             data = path.read_bytes()
             if encrypted:
                 data = pgp.decrypt(data, keys["partner"][0]).data

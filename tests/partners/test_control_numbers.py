@@ -85,3 +85,20 @@ def test_the_counters_are_taken_on_separate_postgresql_connections(partner_a: Pa
     for thread in threads:
         thread.join(timeout=30)
     assert len(set(seen)) == 3
+
+
+def test_each_file_flow_has_its_own_sequence(partner_a: Partner) -> None:
+    assert [control_numbers.next_file_sequence(partner_a.pk, "inventory") for _ in range(2)] == [
+        1,
+        2,
+    ]
+    assert control_numbers.next_file_sequence(partner_a.pk, "orders") == 1
+    assert control_numbers.take(partner_a.pk, "interchange") == 1
+
+
+@pytest.mark.parametrize("flow", ["", "Inventory", "inv/entory", "x" * 41])
+def test_a_flow_that_is_not_lower_case_letters_and_digits_is_refused(
+    partner_a: Partner, flow: str
+) -> None:
+    with pytest.raises(ValueError, match="unknown control number kind"):
+        control_numbers.next_file_sequence(partner_a.pk, flow)
