@@ -362,6 +362,15 @@ def ack_verdict(target: SLATarget, files: list[Mapping[str, Any]]) -> Verdict:
         verdict.reason = f"no acknowledgement within {max(late):.0f} ms of an upload"
     elif acks and any(over(a) for a in acks):
         verdict.verdict, verdict.measured = MISSED, max(acks)
+    elif acks and waits:
+        # Some acknowledgements came in time, but for others the wait ended, with none, before
+        # the target: whether those came in time is unknown, so the target is not shown met.
+        verdict.verdict, verdict.measured = INSUFFICIENT, max(acks)
+        verdict.reason = (
+            f"{len(waits)} of {len(acks) + len(waits)} waits for an acknowledgement ended with "
+            f"none after {max(waits):.0f} ms, before the target of {limit} ms: give the wait a "
+            "timeoutMs beyond it"
+        )
     elif acks:
         verdict.verdict, verdict.measured = MET, max(acks)
     elif waits:

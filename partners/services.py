@@ -155,6 +155,13 @@ def endpoint_save(
         value = (auth_config.get(field.name) or field.default).strip()
         if field.required and not value:
             errors[field.name] = [f"{field.label} is required for this auth kind."]
+        if "PRIVATE KEY" in value:
+            # Settings are shown and copied into run snapshots; a pasted key would leak.
+            errors[field.name] = [
+                f"{field.label} holds a private key. Settings are not secret: give only the "
+                "public key or certificate here, and a private key in its secret field."
+            ]
+            continue
         if value:
             config[field.name] = value
     if kind == "sftp" and "base_url" not in errors:

@@ -47,6 +47,7 @@ class Sent:
     started_iso: str
     monotonic: float
     message_id: str = ""
+    sets: int = 1  # transaction sets in it, from first_set on
 
 
 def _error(kind: str, message: str) -> Exception:
@@ -99,6 +100,13 @@ def _body(action: X12Send, scope: dict[str, Any]) -> list[list[str]]:
         order = render(action.order, scope)
         if not isinstance(order, dict):
             raise _error("error", "'order' must render to a mapping (po, date, lines)")
+        lines = order.get("lines")
+        if not isinstance(lines, list) or not lines or not all(isinstance(x, dict) for x in lines):
+            raise _error(
+                "error",
+                "'order.lines' must render to a list of order lines ({sku, quantity, price}), "
+                f"not {type(lines).__name__}",
+            )
         return x12.purchase_order(order)
     segments = render(action.segments, scope)
     return [[str("" if cell is None else cell) for cell in row] for row in segments]
@@ -151,13 +159,15 @@ async def _controls(runner: ScenarioRunner, action: X12Send) -> tuple[int, int, 
     return await take(1)
 
 
-def asserts_on(step: Any, root: str) -> bool:
-    """The step asserts on ``root`` (or below it) itself: its own verdict replaces ours."""
+def asserts_on(step: Any, *paths: str) -> bool:
+    """The step asserts on one of ``paths`` (or below it) itself: its own verdict replaces the
+    built-in check that covers exactly that field, and no other."""
     return any(
-        a.path == root or a.path.startswith((root + ".", root + "["))
+        a.path == path or a.path.startswith((path + ".", path + "["))
         for g in step.groups
         if g.match is None
         for a in g.assertions
+        for path in paths
     )
 
 
@@ -314,26 +324,37 @@ async def _send_as2(
     outcome.data["mdn"] = mdn
     outcome.data["ackMs"] = mdn["ms"]
     outcome.notes.append(f"MDN: {mdn['disposition']}")
-    if not asserts_on(step, "mdn"):
-        problem = mdn_problem(mdn, signed=signed)
-        if problem:
-            raise _error("mdn", problem)
+    problem = mdn_problem(mdn, signed=signed, message_id=sent.message_id, step=step)
+    if problem:
+        raise _error("mdn", problem)
     return root
 
 
-def mdn_problem(mdn: dict[str, Any], *, signed: bool) -> str:
-    """Why an MDN does not confirm what we sent, or "" when it does."""
-    if signed and not mdn.get("signed"):
-        return "the partner's MDN is not signed, and this endpoint requires signed receipts"
-    signature = mdn.get("signature") or {}
-    if mdn.get("signed") and not signature.get("valid"):
-        return f"the MDN's signature is not valid: {signature.get('reason')}"
-    if mdn.get("micMatches") is False:
+def mdn_problem(mdn: dict[str, Any], *, signed: bool, message_id: str = "",
+                step: Any = None) -> str:  # fmt: skip
+    """Why an MDN does not confirm what we sent, or "" when it does. Each check stands aside
+    only where the step asserts on the very field it judges (``mdn.signed`` or
+    ``mdn.signature``, ``mdn.originalMessageId``, ``mdn.micMatches`` or ``mdn.mic``,
+    ``mdn.processed`` or ``mdn.disposition``)."""
+
+    def judged(*fields: str) -> bool:
+        return step is None or not asserts_on(step, *(f"mdn.{f}" for f in fields))
+
+    if judged("signed", "signature"):
+        if signed and not mdn.get("signed"):
+            return "the partner's MDN is not signed, and this endpoint requires signed receipts"
+        signature = mdn.get("signature") or {}
+        if mdn.get("signed") and not signature.get("valid"):
+            return f"the MDN's signature is not valid: {signature.get('reason')}"
+    original = str(mdn.get("originalMessageId") or "")
+    if judged("originalMessageId") and message_id and original and original != message_id:
+        return f"the MDN answers message {original}, not ours ({message_id})"
+    if judged("micMatches", "mic") and mdn.get("micMatches") is False:
         return (
             f"the MDN states MIC {mdn.get('mic') or '(none)'}, which is not the MIC of what we "
             "sent: the partner did not receive our message intact"
         )
-    if not mdn.get("processed"):
+    if judged("processed", "disposition") and not mdn.get("processed"):
         detail = f" ({mdn['text'][:300]})" if mdn.get("text") else ""
         return f"the partner did not process the message: {mdn.get('disposition')}{detail}"
     return ""
@@ -382,16 +403,31 @@ async def _wait_for_mdn(
 
 
 def _wanted(set_id: str, sent: Sent | None, parsed: x12.Interchange) -> bool:
+    """The interchange holds a ``set_id``; for a 997, one that acknowledges what we last sent:
+    its AK1 names our group (functional ID and GS06) and each AK2 one of our sets (ST01 and
+    ST02), so a 997 for another document or an older group is never taken."""
     for group in parsed.groups:
         for ts in group.sets:
             if ts.set_id != set_id:
                 continue
             if set_id != "997" or sent is None:
                 return True
-            ak1 = next((s for s in ts.segments if s and s[0] == "AK1"), None)
-            if ak1 is not None and len(ak1) > 2 and ak1[2].lstrip("0") == str(sent.group):
+            if _acknowledges(ts.segments, sent):
                 return True
     return False
+
+
+def _acknowledges(segments: list[list[str]], sent: Sent) -> bool:
+    ak1 = next((s for s in segments if s and s[0] == "AK1"), None)
+    if ak1 is None or len(ak1) < 3 or ak1[2].lstrip("0") != str(sent.group):
+        return False
+    if ak1[1] != x12.FUNCTIONAL_IDS.get(sent.set_id, ak1[1]):
+        return False
+    ours = {f"{n:04d}" for n in range(sent.first_set, sent.first_set + sent.sets)}
+    for ak2 in (s for s in segments if s and s[0] == "AK2"):
+        if len(ak2) < 3 or ak2[1] != sent.set_id or ak2[2].zfill(4) not in ours:
+            return False
+    return True
 
 
 async def receive(
@@ -408,12 +444,23 @@ async def receive(
     root: dict[str, Any] = {}
     if endpoint.kind == "as2":
         partner_as2 = endpoint.auth_config.get("as2_to", "")
+        must_verify = endpoint.auth_kind == "as2_smime"
+        passed_over: dict[Any, str] = {}
 
         def pick(record: dict[str, Any]) -> x12.Interchange | None:
             if record.get("source") != "as2" or record.get("name") != "document":
                 return None
             sender = _header(record, "as2-from")
             if partner_as2 and sender.strip('"') != partner_as2:
+                return None
+            signature = record.get("signature") or {}
+            message = record.get("eventId") or record.get("id")
+            if record.get("replayed"):
+                passed_over[record.get("id")] = f"{message}: a replayed Message-ID"
+                return None
+            if must_verify and signature.get("valid") is not True:
+                why = signature.get("reason") or "not signed"
+                passed_over[record.get("id")] = f"{message}: {why}"
                 return None
             body = record.get("request", {}).get("body")
             try:
@@ -425,9 +472,14 @@ async def receive(
         start = sent.started_iso if sent else since
         found = await _traffic_until(runner, start, action.timeout_ms, action.interval_ms, pick)
         if found is None:
-            _no_ack(outcome, sent)
+            _no_ack(outcome, sent, action)
+            ignored = ""
+            if passed_over:
+                shown = "; ".join(list(passed_over.values())[:3])
+                ignored = f" ({len(passed_over)} message(s) not used: {shown})"
             raise _error(
-                "timeout", f"{waited_for} did not arrive over AS2 within {action.timeout_ms} ms"
+                "timeout",
+                f"{waited_for} did not arrive over AS2 within {action.timeout_ms} ms{ignored}",
             )
         record, parsed = found
         seen = time.monotonic()
@@ -445,7 +497,7 @@ async def receive(
         received["sha256"] = record.get("request", {}).get("bodySha256") or received["sha256"]
     else:
         parsed, received, seen = await _receive_file(
-            runner, outcome, action, endpoint, sent, root, cap
+            runner, outcome, action, step, endpoint, sent, root, cap
         )
     outcome.data["received"] = received
     outcome.data["receivedAt"] = received.get("receivedAt") or runner.now_iso()
@@ -456,7 +508,7 @@ async def receive(
         f"{action.set_id} received: ISA13 {parsed.control} from {parsed.sender}"
         + (f" ({len(parsed.errors)} envelope error(s))" if parsed.errors else "")
     )
-    if parsed.errors and not asserts_on(step, "interchange"):
+    if parsed.errors and not asserts_on(step, "interchange.valid", "interchange.errors"):
         raise _error(
             "invalid", "the partner's interchange is not valid: " + "; ".join(parsed.errors[:5])
         )
@@ -484,8 +536,10 @@ def _header(record: dict[str, Any], name: str) -> str:
     return ""
 
 
-def _no_ack(outcome: StepOutcome, sent: Sent | None) -> None:
-    if sent is not None:
+def _no_ack(outcome: StepOutcome, sent: Sent | None, action: X12Receive) -> None:
+    """A 997 that did not come: how long we waited, for the ack SLA (other sets are answers,
+    not acknowledgements, and say nothing about it)."""
+    if sent is not None and action.set_id == "997":
         outcome.data["noAckWithinMs"] = round((time.monotonic() - sent.monotonic) * 1000, 1)
 
 
@@ -493,6 +547,7 @@ async def _receive_file(
     runner: ScenarioRunner,
     outcome: StepOutcome,
     action: X12Receive,
+    step: Any,
     endpoint: EndpointConfig,
     sent: Sent | None,
     root: dict[str, Any],
@@ -504,6 +559,10 @@ async def _receive_file(
 
     pattern = str(render(action.pattern, runner._scope()))
     deadline = time.perf_counter() + action.timeout_ms / 1000
+    folder = sftp.directory(endpoint, action.directory)
+    passed_over: dict[str, str] = {}  # file -> why it is not the one (for the timeout message)
+    examined: set[tuple[str, int, float]] = set()
+    pinned = bool(endpoint.auth_config.get("pgp_partner_key"))
     try:
         async with sftp.open_session(
             endpoint, policy=runner.policy, timeout_ms=runner.context.request_timeout_ms
@@ -511,24 +570,39 @@ async def _receive_file(
             while True:
                 for remote in await session.listdir(action.directory):
                     name = remote.name
-                    if name in runner.files_taken or not fnmatch.fnmatchcase(name, pattern):
+                    seen_as = (name, remote.size, remote.mtime)
+                    if name in runner.files_taken or seen_as in examined:
                         continue
+                    if not fnmatch.fnmatchcase(name, pattern):
+                        continue
+                    examined.add(seen_as)
                     data = await session.read(action.directory, name)
-                    path = f"{sftp.directory(endpoint, action.directory)}/{name}"
+                    path = f"{folder}/{name}"
                     try:
-                        _, text, sealed = await pgp.open_from(
+                        plain, text, sealed = await pgp.open_from(
                             endpoint.auth_config, endpoint.secrets, name, data
                         )
                     except pgp.PgpError as exc:
-                        raise _error("pgp", f"{path}: {exc}") from None
+                        passed_over[name] = f"{name}: {exc}"
+                        continue
+                    if sealed["encrypted"] and not sealed.get("decrypted"):
+                        passed_over[name] = (
+                            f"{name}: PGP-encrypted, and the endpoint has no PGP private key"
+                        )
+                        continue
                     try:
                         parsed = x12.parse(text.decode("utf-8", "replace"))
                     except x12.X12Error:
+                        passed_over[name] = f"{name}: not an X12 interchange"
                         continue
                     if not _wanted(action.set_id, sent, parsed):
                         continue
+                    problem = pgp.signature_problem(sealed, pinned=pinned)
+                    fields = ("file.pgp.signatureValid", "file.pgp.signed", "file.pgp.signer")
+                    if problem and not asserts_on(step, *fields):
+                        raise _error("pgp", f"{path}: {problem}")
                     runner.files_taken.add(name)
-                    root["file"] = {**sftp.describe(name, data, path), "pgp": sealed}
+                    root["file"] = {**sftp.describe(plain, text, path), "pgp": sealed}
                     when = datetime.fromtimestamp(remote.mtime, UTC).isoformat()
                     record = _record(
                         "interchange", name, text, cap, path=path,
@@ -542,9 +616,13 @@ async def _receive_file(
                 await asyncio.sleep(action.interval_ms / 1000)
     except sftp.SftpError as exc:
         raise _error(exc.kind, str(exc)) from None
-    _no_ack(outcome, sent)
+    _no_ack(outcome, sent, action)
+    ignored = ""
+    if passed_over:
+        shown = "; ".join(list(passed_over.values())[:3])
+        ignored = f" ({len(passed_over)} matching file(s) not used: {shown})"
     raise _error(
         "timeout",
-        f"no {action.set_id} matching '{pattern}' appeared in "
-        f"{sftp.directory(endpoint, action.directory)} within {action.timeout_ms} ms",
+        f"no {action.set_id} matching '{pattern}' appeared in {folder} within "
+        f"{action.timeout_ms} ms{ignored}",
     )

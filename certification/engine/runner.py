@@ -422,10 +422,13 @@ class ScenarioRunner:
                         received["decrypted"] = _file_record(described, content, cap)
                         outcome.notes.append(f"decrypted {path} (PGP)")
                     elif sealed["encrypted"]:
-                        outcome.notes.append(
+                        unread = (
                             f"{path} is PGP-encrypted; the endpoint has no PGP private key to "
                             "decrypt it"
                         )
+                        outcome.notes.append(unread)
+                        if not edi.asserts_on(step, "file.pgp.decrypted", "file.pgp.encrypted"):
+                            raise StepError("pgp", unread)
                     outcome.data["receivedAt"] = (
                         datetime.fromtimestamp(found.mtime, UTC).isoformat().replace("+00:00", "Z")
                     )
@@ -435,7 +438,8 @@ class ScenarioRunner:
                     outcome.notes.append(f"{path} appeared ({found.size} bytes)")
                     pinned = bool(endpoint.auth_config.get("pgp_partner_key"))
                     problem = pgp.signature_problem(sealed, pinned=pinned)
-                    if problem and not edi.asserts_on(step, "file.pgp"):
+                    fields = ("file.pgp.signatureValid", "file.pgp.signed", "file.pgp.signer")
+                    if problem and not edi.asserts_on(step, *fields):
                         raise StepError("pgp", f"{path}: {problem}")
                     return {"file": described}
                 return await self._upload(session, endpoint, action, scope, outcome)

@@ -76,8 +76,10 @@ class Session:
         """Write ``data`` as ``<dir>/.<name>.part`` and rename it to ``<dir>/<name>`` (the
         playbook's atomic upload: a poller never sees half a file). Returns the final path;
         without ``rename`` the temporary one (an upload that never completed)."""
-        if "/" in name or name in ("", ".", ".."):
-            raise SftpError("bad_url", f"file name '{name}' must not contain '/'")
+        if "/" in name or name.startswith(".") or not name:
+            raise SftpError(
+                "bad_url", f"file name '{name}' must not contain '/' nor start with '.'"
+            )
         folder = directory(self.endpoint, which)
         final = posixpath.join(folder, name)
         temporary = posixpath.join(folder, f".{name}.part")

@@ -1546,8 +1546,13 @@ class _Parser:
         naming = self.file_naming(y, m, ctx)
         if "name" in m:
             name = self.string(m["name"], ctx, "name")
-            if name is not None and "/" in name:
-                self.err(m["name"].pos, ctx, "'name' is a file name, without '/'")
+            if name is not None and ("/" in name or name.startswith(".")):
+                self.err(
+                    m["name"].pos,
+                    ctx,
+                    "'name' is a file name, without '/' and not starting with '.' (a poller "
+                    "takes those for uploads in progress)",
+                )
                 name = None
         elif naming is not None and naming["flow"] is None:
             self.err(

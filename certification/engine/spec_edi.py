@@ -88,11 +88,13 @@ def x12_action(parser: Any, kind: str, y: Any, m: dict[str, Any], ctx: str) -> A
             parser.err(m["order"].pos, ctx, "'order' builds an 850; give 'segments' for other sets")
         elif not m["order"].is_map:
             parser.err(m["order"].pos, ctx, "'order' is a mapping: po, date, lines")
-        else:
+        elif _order_ok(parser, m["order"], ctx):
             parser.templates(m["order"], ctx)
             order = _plain(m["order"])
     else:
         rows = parser.sequence(m["segments"], ctx, "'segments'") or []
+        if not rows and m["segments"].is_list:
+            parser.err(m["segments"].pos, ctx, "'segments' lists the set's segments: none given")
         for number, row in enumerate(rows, start=1):
             cells = parser.sequence(row, ctx, f"segment {number}")
             if cells is None:
@@ -126,8 +128,10 @@ def x12_action(parser: Any, kind: str, y: Any, m: dict[str, Any], ctx: str) -> A
     name = None
     if "name" in m:
         name = parser.string(m["name"], ctx, "name")
-        if name is not None and "/" in name:
-            parser.err(m["name"].pos, ctx, "'name' is a file name, without '/'")
+        if name is not None and ("/" in name or name.startswith(".")):
+            parser.err(
+                m["name"].pos, ctx, "'name' is a file name, without '/' and not starting with '.'"
+            )
             name = None
     folder = _folder(parser, m, ctx, "inbox")
     if None in (endpoint, set_id, timeout, folder) or (order is MISSING and segments is MISSING):
@@ -139,3 +143,39 @@ def x12_action(parser: Any, kind: str, y: Any, m: dict[str, Any], ctx: str) -> A
         endpoint=endpoint, set_id=set_id, order=order, segments=segments, control=control,
         repeat=repeat, directory=folder, name=name, timeout_ms=timeout,
     )  # fmt: skip
+
+
+ORDER_KEYS = ("po", "date", "lines")
+LINE_KEYS = ("sku", "quantity", "price", "unit")
+
+
+def _order_ok(parser: Any, y: Any, ctx: str) -> bool:
+    """An 850's ``order``: ``po``, ``date`` and ``lines``, each line a mapping with ``sku`` and
+    ``quantity`` (``price``, ``unit``); a template in place of ``lines`` is checked when run."""
+    parser.known_keys(y, ORDER_KEYS, ctx, "'order'")
+    m = parser.mapping(y, ctx, "'order'") or {}
+    ok = all(k in ORDER_KEYS for k in m)
+    for key in ("po", "lines"):
+        if key not in m:
+            parser.err(y.pos, ctx, f"'order' needs '{key}'")
+            ok = False
+    lines = m.get("lines")
+    if lines is None or (isinstance(lines.value, str) and "{{" in lines.value):
+        return ok
+    if not lines.is_list or not lines.value:
+        parser.err(lines.pos, ctx, "'order.lines' lists the order lines: [{sku, quantity, price}]")
+        return False
+    for number, line in enumerate(lines.value, start=1):
+        where = f"'order.lines' line {number}"
+        if not line.is_map:
+            parser.err(line.pos, ctx, f"{where} is a mapping: sku, quantity, price, unit")
+            ok = False
+            continue
+        parser.known_keys(line, LINE_KEYS, ctx, where)
+        fields = parser.mapping(line, ctx, where) or {}
+        ok = ok and all(k in LINE_KEYS for k in fields)
+        for key in ("sku", "quantity"):
+            if key not in fields:
+                parser.err(line.pos, ctx, f"{where} needs '{key}'")
+                ok = False
+    return ok

@@ -376,20 +376,40 @@ def _int(text: str) -> int | None:
 
 
 def rejection_reason(ack: dict[str, Any]) -> str:
-    """Why a 997 does not accept everything, or "" when it does."""
+    """Why a 997 does not accept everything, or "" when it does. Acceptance must be stated:
+    a 997 with no group, a group with no AK9, an AK2 with no AK5 or an AK9 whose counts do not
+    add up (``A`` with fewer sets accepted than included) is not an acceptance."""
     reasons = []
-    for group in ack.get("groups", []):
+    groups = ack.get("groups", [])
+    if not groups:
+        return "the 997 acknowledges no functional group (no AK1)"
+    for group in groups:
         for ts in group.get("sets", []):
-            if ts.get("code") not in ("A", "E"):
+            if "code" not in ts:
+                reasons.append(f"AK2 for set {ts.get('set')} {ts.get('control')} has no AK5")
+            elif ts.get("code") not in ("A", "E"):
                 detail = "; ".join(ts.get("errors") or []) or ts.get("meaning", "")
                 reasons.append(
                     f"AK5 {ts.get('code')} for set {ts.get('set')} {ts.get('control')}: {detail}"
                 )
         ak9 = group.get("ak9") or {}
-        if ak9 and ak9.get("code") not in ("A", "E"):
+        control = (group.get("ak1") or {}).get("control", "")
+        if not ak9:
+            reasons.append(f"no AK9 for group {control}: the 997 states no acceptance")
+        elif ak9.get("code") not in ("A", "E"):
             reasons.append(
                 f"AK9 {ak9.get('code')} ({ak9.get('meaning')}): {ak9.get('accepted')} of "
                 f"{ak9.get('included')} sets accepted"
                 + (f"; {'; '.join(ak9['errors'])}" if ak9.get("errors") else "")
+            )
+        elif (
+            ak9.get("included") is None
+            or ak9.get("accepted") is None
+            or ak9["accepted"] < ak9["included"]
+            or ak9["included"] < 1
+        ):
+            reasons.append(
+                f"AK9 {ak9.get('code')} for group {control} says {ak9.get('accepted')} of "
+                f"{ak9.get('included')} sets accepted: the counts do not state an acceptance"
             )
     return "; ".join(reasons)

@@ -228,3 +228,15 @@ def test_runs_take_file_sequences_from_the_partners_counter_never_twice(
     names = sorted(p.name for p in (server.root / "inbox").iterdir())
     assert [name.rsplit("_", 1)[1] for name in names] == ["000001.csv", "000002.csv"]
     assert all(name.startswith("alphafreight_inventory_") for name in names)
+
+
+def test_a_private_key_pasted_into_a_setting_is_refused_and_not_stored(
+    partner_a: Partner, server: SftpServer, pgp_keys: tuple[str, str]
+) -> None:
+    private, public = pgp_keys
+    with pytest.raises(ValidationError) as info:
+        _save(partner_a, server, pgp_partner_key=public + "\n" + private)
+    assert "holds a private key. Settings are not secret" in " ".join(
+        info.value.message_dict["pgp_partner_key"]
+    )
+    assert not Endpoint.objects.exists()

@@ -311,6 +311,13 @@ def test_a_wait_shorter_than_the_deadline_that_saw_no_ack_proves_nothing() -> No
     assert verdict.verdict == "not measured" and "before the target" in verdict.reason
 
 
+def test_acks_in_time_beside_a_short_wait_that_saw_none_are_not_shown_met() -> None:
+    files = [{"ackMs": 2_000.0}, {"noAckWithinMs": 30_000.0}]
+    verdict = ack_verdict(_target("ack<=15m"), files)
+    assert (verdict.verdict, verdict.measured) == ("insufficient samples", 2_000.0)
+    assert "1 of 2 waits for an acknowledgement ended with none after 30000 ms" in verdict.reason
+
+
 def test_no_acknowledgement_step_is_not_measured() -> None:
     verdict = ack_verdict(_target("ack<=15m"), [])
     assert verdict.verdict == "not measured"

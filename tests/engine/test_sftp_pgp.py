@@ -280,3 +280,64 @@ def test_an_interchange_goes_over_sftp_and_its_997_comes_back(
     assert sent["text"].startswith("ISA*") and sent["interchange"] == "000000041"
     received = outcome.steps[1].data["received"]
     assert received["text"].startswith("ISA*")  # the 997 as decrypted, in the evidence
+
+
+RECEIVE_997 = """
+name: t
+tests:
+  - name: a 997 picked up
+    steps:
+      - action: {type: x12Receive, endpoint: files, set: "997", pattern: "*.997*",
+                 timeoutMs: 500, intervalMs: 20}
+"""
+ACK_997 = x12.build(
+    [("997", [["AK1", "PO", "41"], ["AK2", "850", "0001"], ["AK5", "A"],
+              ["AK9", "A", "1", "1", "1"]])],
+    interchange_control=900, group_control=900, first_set_control=1,
+).encode()  # fmt: skip
+
+
+def test_a_997_signed_by_another_key_fails_the_receive(server: SftpServer, keys: dict) -> None:
+    forged = pgp.encrypt(ACK_997, keys["ours"][1], signer=keys["stranger"][0])
+    (server.root / "outbox" / "po41.997.pgp").write_bytes(forged)
+    step = _run(RECEIVE_997, _endpoint(server, keys)).steps[0]
+    assert step.status == "failed" and step.failure.kind == "pgp"
+    assert "po41.997.pgp: the file is PGP-signed, but not by the partner's pinned key" in (
+        step.failure.message
+    )
+
+
+def test_an_encrypted_997_without_our_key_is_named_in_the_timeout(
+    server: SftpServer, keys: dict
+) -> None:
+    (server.root / "outbox" / "po41.997.pgp").write_bytes(pgp.encrypt(ACK_997, keys["ours"][1]))
+    step = _run(RECEIVE_997, _endpoint(server, keys, our_key=False)).steps[0]
+    assert step.status == "failed" and step.failure.kind == "timeout"
+    assert "po41.997.pgp: PGP-encrypted, and the endpoint has no PGP private key" in (
+        step.failure.message
+    )
+
+
+def test_a_file_not_for_us_is_passed_over_and_the_997_beside_it_taken(
+    server: SftpServer, keys: dict
+) -> None:
+    outbox = server.root / "outbox"
+    (outbox / "a-other.997.pgp").write_bytes(pgp.encrypt(ACK_997, keys["stranger"][1]))
+    (outbox / "b-po41.997.pgp").write_bytes(
+        pgp.encrypt(ACK_997, keys["ours"][1], signer=keys["partner"][0])
+    )
+    step = _run(RECEIVE_997, _endpoint(server, keys)).steps[0]
+    assert step.status == "passed", step.failure
+    assert step.data["received"]["name"] == "b-po41.997.pgp"
+    assert step.data["received"]["text"].startswith("ISA*")
+
+
+def test_without_our_key_an_encrypted_file_fails_the_step_unless_it_asserts_on_that(
+    server: SftpServer, keys: dict
+) -> None:
+    _drop_ack(server, pgp.encrypt(b'{"status": "accepted"}', keys["ours"][1]))
+    text = _wait().replace("file.json.status, operator: eq, value: accepted",
+                           "file.size, operator: gt, value: 0")  # fmt: skip
+    step = _run(text, _endpoint(server, keys, our_key=False)).steps[0]
+    assert step.status == "failed" and step.failure.kind == "pgp"
+    assert "no PGP private key to decrypt it" in step.failure.message

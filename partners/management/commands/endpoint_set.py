@@ -24,7 +24,7 @@ from django.core.management.base import (
 
 from certification.engine.auth_kinds import ALL_CONFIG_FIELDS, SCHEMES, AuthScheme
 from certification.engine.masking import MASK
-from partners import services
+from partners import endpoint_keys, services
 from partners.models import Endpoint, Partner
 from partners.secret_rules import display_url
 
@@ -331,7 +331,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  kind: {endpoint.kind}{''.join(f', {f}' for f in flags)}")
         self.stdout.write(f"  url: {display_url(endpoint.base_url)}")
         self.stdout.write(f"  auth: {endpoint.auth_kind}")
-        for key, value in sorted(endpoint.auth_config.items()):
+        for key, value in endpoint_keys.config_display(endpoint.auth_config):
             self.stdout.write(f"  {key}: {value}")
         for secret in sorted(services.endpoint_secret_names(endpoint)):
             state = "new" if secret in replaced else "kept"
