@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django import forms
@@ -46,12 +47,21 @@ class StartRunForm(forms.Form):
 
     suite = forms.ModelChoiceField(queryset=Suite.objects.none(), empty_label=None)
 
-    def __init__(self, *args: Any, suites: QuerySet[Suite], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        suites: QuerySet[Suite],
+        preferred: Collection[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        """``preferred``: suite names to offer first (the partner's suites in scope), so the
+        default choice is one the partner is being certified with."""
         super().__init__(*args, **kwargs)
         self.fields["suite"].queryset = suites
         # The options from one read of ``suites`` (the partner page shares it with the
         # schedule form); a posted id is still checked against the queryset.
-        self.fields["suite"].choices = [(s.pk, f"{s.name} (v{s.version})") for s in suites]
+        ordered = sorted(suites, key=lambda s: s.name not in preferred)  # stable: in scope first
+        self.fields["suite"].choices = [(s.pk, f"{s.name} (v{s.version})") for s in ordered]
 
 
 class ScheduleForm(forms.Form):

@@ -18,6 +18,7 @@ from certification import partner_page
 from certification.access import (
     can_schedule,
     can_start_runs,
+    suite_names_assigned,
     suites_runnable_for,
 )
 from certification.forms import ScheduleForm, StartRunForm
@@ -42,7 +43,7 @@ def partner_runs(context: template.Context, partner: Any, *, has_endpoints: Any)
         ],
         "more_runs": more_runs,
         "can_start_runs": can_start_runs(user),
-        "start_form": StartRunForm(suites=suites),
+        "start_form": StartRunForm(suites=suites, preferred=suite_names_assigned(partner.pk)),
         "has_suites": bool(suites),
         "sees_all_partners": sees_all_partners(user),
         "schedules": RecertificationSchedule.objects.visible_to(user)

@@ -259,3 +259,16 @@ def test_a_run_that_failed_before_running_any_scenario_has_no_pass_rate_point(
     results.run_fail(run=broken, message="the suite no longer parses")
     figure = _figures(_page(qa_client, partner_a))["chart-pass-rate"]
     assert _trace(figure, "orders")["y"] == [100.0]
+
+
+def test_the_run_form_offers_the_partners_suites_in_scope_first(
+    qa_client: Client, partner_a: Partner, endpoint_a: Any
+) -> None:
+    _suite("alpha-other")
+    _suite("orders")
+    services.certification_open(partner=partner_a, scope="orders-v1", title="Orders v1",
+                                suite_names=["orders"], by=factories.qa_lead("qa-run"))  # fmt: skip
+    body = _page(qa_client, partner_a)
+    select = body[body.index('name="suite"') :]
+    options = re.findall(r"<option[^>]*>([^<]+)</option>", select[: select.index("</select>")])
+    assert options[0] == "orders (v1)" and "alpha-other (v1)" in options
