@@ -71,7 +71,7 @@ class SftpServer:
         self.users = users if users is not None else {USER: PASSWORD}
         self.client_key = client_key
         self.host_key = host_key or asyncssh.generate_private_key("ssh-ed25519")
-        self.logins = 0  # successful logins so far (tests wait on it)
+        self.logged_in = threading.Event()  # set at the first successful login (tests wait)
         self._server: Any = None
 
     @property
@@ -96,7 +96,8 @@ class SftpServer:
 
             def validate_password(self, username: str, password: str) -> bool:
                 ok = users.get(username) == password
-                outer.logins += ok
+                if ok:
+                    outer.logged_in.set()
                 return ok
 
             def public_key_auth_supported(self) -> bool:

@@ -31,8 +31,8 @@ class SftpServer:
         return self._server.url
 
     @property
-    def logins(self) -> int:
-        return self._server.logins
+    def logged_in(self) -> threading.Event:
+        return self._server.logged_in
 
     def __enter__(self) -> SftpServer:
         self._thread = threading.Thread(target=self._run, daemon=True)

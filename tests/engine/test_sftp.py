@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,9 +109,7 @@ tests:
 
 def test_wait_for_file_reads_the_ack_when_it_appears(server: SftpServer) -> None:
     def drop() -> None:  # once the step has logged in to poll: the file appears mid-wait
-        deadline = time.monotonic() + 10
-        while not server.logins and time.monotonic() < deadline:
-            time.sleep(0.005)
+        server.logged_in.wait(10)
         (server.root / "outbox" / "inv_001.ack").write_text('{"status": "accepted"}')
 
     threading.Thread(target=drop).start()
