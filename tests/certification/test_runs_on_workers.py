@@ -291,7 +291,18 @@ def test_sigkilled_worker_loses_and_duplicates_no_step_result(
                     survivor.wait_for(lambda: bool(held_by_victim()), timeout=30)
                     interrupted = held_by_victim()
             else:
+                pool = set(victim_worker.pool_pids())
                 victim_worker.kill_all()
+                # What the processes held when they died (the scenario seen a moment ago may
+                # have finished before the kill, and a next one been claimed): their claims
+                # stay until the lease runs out.
+                interrupted = {
+                    pk: pid
+                    for pk, holder in ScenarioRun.objects.filter(
+                        run=run, status="running"
+                    ).values_list("pk", "claimed_by")
+                    if (pid := int(holder.rsplit(":", 1)[1]) if ":" in holder else 0) in pool
+                }
             killed_at = time.monotonic()
             budget = (
                 int(CRASH_ENV["CELERY_VISIBILITY_TIMEOUT"])
