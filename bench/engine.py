@@ -175,6 +175,38 @@ print(f"{{time.perf_counter() - started:.3f}}")
         return f"{float(result.stdout.strip().splitlines()[-1]):.3f} s"
 
 
+def whole_process(database_url: str, sandbox_url: str, scenarios: int = SCENARIOS) -> str:
+    """``manage.py run_suite --inline`` as a partner's CI runs it: a new process, from start-up
+    to exit, on a database already migrated (wall time of the whole command)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        suite = Path(tmp) / "bench.yaml"
+        suite.write_text(
+            "name: bench-checkout\ntests:" + "".join(SCENARIO.format(i=i) for i in range(scenarios))
+        )
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
+        setup = (
+            "import django; django.setup(); from django.core.management import call_command; "
+            "from partners.models import Partner; call_command('migrate', verbosity=0); "
+            "Partner.objects.get_or_create(external_id='p_bench', "
+            "defaults={'name': 'Bench', 'modes': ['api']})"
+        )
+        subprocess.run([sys.executable, "-c", setup], cwd=ROOT, env=env, check=True)
+        command = [
+            sys.executable, "manage.py", "run_suite", "--partner", "p_bench", "--suite",
+            str(suite), "--endpoint", f"api={sandbox_url}", "--inline", "--parallel", "10",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        if result.returncode not in (0, 1):
+            return f"failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}"
+        return f"{elapsed:.3f} s"
+
+
 def _bare_probe(url: str, requests: int, concurrency: int) -> Histogram:
     """The same closed-model probe with a bare aiohttp loop, for comparison."""
     histogram = Histogram()
@@ -255,6 +287,11 @@ def main() -> None:
         _fresh_pg_database(pg)
         server.prepare()
         print(f"    PostgreSQL  {persisted(pg, server.url)}  (target <= 1.5 s)")
+        print("    whole process (manage.py run_suite --inline, start-up to exit):")
+        for label, url in (("SQLite", f"sqlite:///{sqlite}"), ("PostgreSQL", pg)):
+            server.prepare()
+            print(f"      {label:10}  {SCENARIOS} scenarios {whole_process(url, server.url)}, "
+                  f"1 scenario {whole_process(url, server.url, 1)} (start-up)")  # fmt: skip
 
     print("(c) latencyProbe: 2,000 requests at concurrency 50, server delay 20 ms")
     probe = latency_probe()

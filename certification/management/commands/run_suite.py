@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,32 @@ VERDICT_MARK = {"met": "MET ", "missed": "MISS", "insufficient samples": "FEW ",
                 "not measured": "N/M "}  # fmt: skip
 
 
+def first_problem(steps: Iterable[tuple[str, Any, Iterable[Any]]], status: str) -> str:
+    """The first failure or failed assertion of a scenario's steps, each (name, failure with
+    ``kind`` and ``message`` or None, assertion results with ``passed``, ``path``, ``operator``,
+    ``message``), as stored rows or engine outcomes alike."""
+
+    def get(item: Any, key: str) -> Any:
+        return item[key] if isinstance(item, dict) else getattr(item, key)
+
+    for name, failure, assertions in steps:
+        if failure:
+            return f"{name}: {get(failure, 'kind')}: {get(failure, 'message')}"
+        for result in assertions:
+            if not get(result, "passed"):
+                return (
+                    f"{name}: {get(result, 'path')} {get(result, 'operator')}: "
+                    f"{get(result, 'message')}"
+                )
+    return "a check could not be evaluated" if status == "unevaluated" else ""
+
+
 def first_problem_row(scenario_run: ScenarioRun) -> str:
-    for step in scenario_run.steps.all():
-        if step.failure:
-            return f"{step.name}: {step.failure['kind']}: {step.failure['message']}"
-        for result in step.assertions:
-            if not result["passed"]:
-                return f"{step.name}: {result['path']} {result['operator']}: {result['message']}"
-    if scenario_run.status == "unevaluated":
-        return "a check could not be evaluated"
-    run = scenario_run.run
-    return run.error if scenario_run.status == "error" else ""
+    steps = ((s.name, s.failure, s.assertions) for s in scenario_run.steps.all())
+    problem = first_problem(steps, scenario_run.status)
+    if not problem and scenario_run.status == "error":
+        return scenario_run.run.error
+    return problem
 
 
 def sla_row(verdict: dict[str, Any]) -> str:
@@ -149,12 +165,11 @@ class Command(BaseCommand):
         return suite
 
     def _progress(self, scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> None:
-        """Inline runs report a scenario once it is saved, from what was saved."""
-        self._progress_row(
-            ScenarioRun.objects.select_related("scenario", "run")
-            .prefetch_related("steps")
-            .get(pk=scenario_run.pk)
-        )
+        """Inline runs report a scenario once it is saved, from the outcome the engine handed
+        over (masked, and what was saved): no second read of the scenario and its steps."""
+        steps = ((step.name, step.failure, step.assertions) for step in outcome.steps)
+        problem = "" if outcome.status == "passed" else first_problem(steps, outcome.status)
+        self._write_row(scenario_run.scenario, outcome.status, outcome.duration_ms, problem)
 
     def _execute(self, run: Run, options: dict[str, Any]) -> Run:
         if options["inline"]:
@@ -197,14 +212,18 @@ class Command(BaseCommand):
             time.sleep(0.25)
 
     def _progress_row(self, scenario_run: ScenarioRun) -> None:
-        scenario = scenario_run.scenario
+        problem = "" if scenario_run.status == "passed" else first_problem_row(scenario_run)
+        self._write_row(
+            scenario_run.scenario, scenario_run.status, scenario_run.duration_ms, problem
+        )
+
+    def _write_row(
+        self, scenario: Any, status: str, duration_ms: float | None, problem: str
+    ) -> None:
         label = f"{scenario.code} {scenario.name}".strip()
-        line = f"  {MARK.get(scenario_run.status, scenario_run.status)} {label} ({scenario.kind})"
-        line += f" {scenario_run.duration_ms or 0:.0f} ms"
-        if scenario_run.status != "passed":
-            problem = first_problem_row(scenario_run)
-            if problem:
-                line += f"\n       {problem}"
+        line = f"  {MARK.get(status, status)} {label} ({scenario.kind}) {duration_ms or 0:.0f} ms"
+        if problem:
+            line += f"\n       {problem}"
         self.stdout.write(line)
 
     def _report(self, run: Run, options: dict[str, Any]) -> None:
