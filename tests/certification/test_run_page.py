@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from certification import execution, results, run_page, runs, suites
 from certification.engine.model import ScenarioOutcome, StepOutcome
@@ -309,3 +310,16 @@ def test_failing_scenario_shows_its_failing_steps_and_the_passed_ones_on_demand(
         reverse("certification:run_scenario", args=[run.pk]), {"index": 0, "part": "steps"}
     ).content.decode()
     assert all_steps.count('class="step step-') == 4
+
+
+def test_a_timed_sla_shows_how_many_acknowledgements_it_measured(
+    qa_client: Client, run8: Run
+) -> None:
+    verdict = {"sla": "ack", "kind": "ack", "endpoint": "", "target": "ack ≤ 15 min",
+               "verdict": "met", "unit": "ms", "measured": 685.6, "samples": 3}  # fmt: skip
+    Run.objects.filter(pk=run8.pk).update(sla_verdicts=[verdict], status="passed",
+                                          finished_at=timezone.now())  # fmt: skip
+    body = _page(qa_client, run8)
+    row = body[body.index("685.6 ms") :]
+    row = row[: row.index("</tr>")]
+    assert '<td class="wide-only">3</td>' in row
