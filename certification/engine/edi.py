@@ -226,6 +226,8 @@ async def send(
         outcome.notes.append(f"uploaded {path}" + (" (PGP)" if wire.info["encrypted"] else ""))
         root["file"] = {**sftp.describe(name, payload, path), "pgp": wire.info}
         return root
+    if action.name or action.directory != "inbox":
+        raise _error("error", f"'name' and 'dir' place a file on SFTP; '{endpoint.name}' is AS2")
     return await _send_as2(runner, action, outcome, step, endpoint, payload, sent, controls, root)
 
 
@@ -443,6 +445,10 @@ async def receive(
     outcome.data = {"waitedFor": waited_for}
     root: dict[str, Any] = {}
     if endpoint.kind == "as2":
+        if action.pattern != "*" or action.directory != "outbox":
+            raise _error(
+                "error", f"'pattern' and 'dir' find a file on SFTP; '{endpoint.name}' is AS2"
+            )
         partner_as2 = endpoint.auth_config.get("as2_to", "")
         must_verify = endpoint.auth_kind == "as2_smime"
         passed_over: dict[Any, str] = {}

@@ -186,3 +186,20 @@ def test_no_855_says_nothing_about_the_ack_sla() -> None:
     )
     assert outcome.steps[0].failure.kind == "timeout"
     assert "noAckWithinMs" not in (outcome.steps[0].data or {})
+
+
+def test_sftp_keys_on_an_as2_endpoint_are_an_error_not_ignored() -> None:
+    suite = RECEIVE.replace("timeoutMs: 300", 'pattern: "*.997", timeoutMs: 300')
+
+    async def source(since: str, until: str) -> tuple[list[dict[str, Any]], int]:
+        return [_document(1, valid=True)], 1
+
+    endpoint = EndpointConfig(name="edi", base_url="http://127.0.0.1:9/as2", kind="as2",
+                              auth_kind="as2_smime", auth_config={"as2_to": "PARTNER"})  # fmt: skip
+    context = RunContext(endpoints={"edi": endpoint}, traffic=source)
+    [outcome] = asyncio.run(
+        run_suite(parse_suite(suite, filename="s.yaml"), context, policy=AddressPolicy([]))
+    )
+    step = outcome.steps[0]
+    assert step.status == "error"
+    assert step.failure.message == "'pattern' and 'dir' find a file on SFTP; 'edi' is AS2"
