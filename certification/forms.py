@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.db.models import QuerySet
 
-from certification.engine.spec import MAX_SUITE_BYTES, SuiteInvalid, check_suite_bytes
+from certification.engine.spec import LIMITS, SuiteInvalid, check_suite_bytes
 from certification.models import RunStatus, Suite
 
 
@@ -28,7 +28,7 @@ class SuiteUploadForm(forms.Form):
         data = super().clean()
         upload = data.get("file")
         if upload is not None:
-            entry, content = upload.name, upload.read(MAX_SUITE_BYTES + 1)
+            entry, content = upload.name, upload.read(LIMITS.file_bytes + 1)
         elif data.get("text", "").strip():
             entry, content = "pasted.yaml", data["text"]
         else:

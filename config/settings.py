@@ -341,6 +341,11 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 
 # What a run records and accepts from a partner's sandbox.
 RESULT_BODY_CAPTURE_BYTES = env.int("RESULT_BODY_CAPTURE_BYTES", default=64 * 1024)
+# What a suite may hold: one file (checked before parsing), a whole suite with its $refs, and
+# the requests of one latencyProbe.
+SUITE_FILE_MAX_BYTES = env.int("SUITE_FILE_MAX_BYTES", default=1024 * 1024)
+SUITE_MAX_BYTES = env.int("SUITE_MAX_BYTES", default=8 * 1024 * 1024)
+PROBE_MAX_REQUESTS = env.int("PROBE_MAX_REQUESTS", default=100_000)
 RESPONSE_MAX_BYTES = env.int("RESPONSE_MAX_BYTES", default=10 * 1024 * 1024)
 REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)
 

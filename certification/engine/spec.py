@@ -81,7 +81,10 @@ from certification.engine.model import (
 )
 
 __all__ = [
+    "LIMITS",
     "MAX_SUITE_BYTES",
+    "Limits",
+    "configure",
     "SpecError",
     "SuiteInvalid",
     "SuiteSources",
@@ -96,7 +99,28 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- limits
 
-MAX_SUITE_BYTES = 1024 * 1024  # per file, checked before parsing
+MAX_SUITE_BYTES = 1024 * 1024  # the default per-file limit, checked before parsing
+
+
+@dataclass
+class Limits:
+    """What a suite may hold. The engine's defaults; the product sets them from its settings
+    (``SUITE_FILE_MAX_BYTES``, ``SUITE_MAX_BYTES``, ``PROBE_MAX_REQUESTS``) with ``configure``."""
+
+    file_bytes: int = MAX_SUITE_BYTES  # one file, checked before it is parsed
+    suite_bytes: int = 8 * MAX_SUITE_BYTES  # the entry file and every file it $refs, together
+    probe_requests: int = 100_000  # a latencyProbe's ``requests``
+
+
+LIMITS = Limits()
+
+
+def configure(*, file_bytes: int, suite_bytes: int, probe_requests: int) -> None:
+    """Set the limits every later parse applies."""
+    LIMITS.file_bytes, LIMITS.suite_bytes = file_bytes, suite_bytes
+    LIMITS.probe_requests = probe_requests
+
+
 MAX_DEPTH = 64  # nested mappings/lists in one file
 MAX_REFS = 500  # $ref includes followed while reading one suite
 MAX_MOCKS = 1000  # MOCK items in one suite, includes expanded
@@ -523,7 +547,7 @@ def check_suite_bytes(data: str | bytes, *, filename: str) -> str:
     """
     file = _normalise(filename)
     size = _size(data)
-    if abs(size) > MAX_SUITE_BYTES:
+    if abs(size) > LIMITS.file_bytes:
         raise SuiteInvalid([SpecError(file, 1, 1, _too_large("the suite file", size))])
     text = _decode(data, file)
     if isinstance(text, SpecError):
@@ -592,7 +616,7 @@ def _read_capped(path: str) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"'{path}' is not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            return handle.read(MAX_SUITE_BYTES + 1)
+            return handle.read(LIMITS.file_bytes + 1)
     finally:
         os.close(fd)
 
@@ -691,6 +715,8 @@ class _Parser:
         self.cache: dict[str, tuple[_Y | None, tuple[str, Any] | None]] = {}
         self.expanded: dict[str, list[Mock]] = {}
         self.refs_followed = 0
+        self.loaded_bytes = 0  # of the files read for this suite, the entry file included
+        self.too_large_suite = False
         self.too_many_refs = False
         self.too_many_mocks = False
 
@@ -974,6 +1000,7 @@ class _Parser:
         except SuiteInvalid as exc:
             self.errors.extend(exc.errors)
             return None
+        self.loaded_bytes += abs(_size(text))
         root = self.compose(text, file)
         if root is None or root.refused:
             return None
@@ -1120,6 +1147,15 @@ class _Parser:
             what, detail = problem
             if what == "large":
                 self.err(ref_y.pos, ctx, _too_large(f"'{ref}'", int(detail)))
+            elif what == "suite":
+                if not self.too_large_suite:  # once: every later file is over it too
+                    self.too_large_suite = True
+                    self.err(
+                        ref_y.pos,
+                        ctx,
+                        f"with '{ref}' the suite's files come to {int(detail):,} bytes, over "
+                        f"the limit of {LIMITS.suite_bytes:,} bytes for a whole suite",
+                    )
             else:
                 shown = f"'{ref}'" if ref == resolved else f"'{ref}' (resolved to '{resolved}')"
                 self.err(ref_y.pos, ctx, f"cannot read {shown}: {detail}")
@@ -1166,8 +1202,11 @@ class _Parser:
         except OSError as exc:
             return None, ("read", _reason(exc))
         size = _size(data)
-        if abs(size) > MAX_SUITE_BYTES:
+        if abs(size) > LIMITS.file_bytes:
             return None, ("large", size)
+        self.loaded_bytes += abs(size)
+        if self.loaded_bytes > LIMITS.suite_bytes:
+            return None, ("suite", self.loaded_bytes)
         text = _decode(data, resolved)
         if isinstance(text, SpecError):
             self.errors.append(text)
@@ -1872,7 +1911,9 @@ class _Parser:
 
     def probe(self, y: _Y, m: dict[str, _Y], ctx: str) -> LatencyProbe | None:
         request = self.request(y, m, ctx)
-        requests = self.integer(self.require(m, y, "requests", ctx), ctx, "requests", 1, 100_000)
+        requests = self.integer(
+            self.require(m, y, "requests", ctx), ctx, "requests", 1, LIMITS.probe_requests
+        )
         concurrency = rate = None
         if "concurrency" in m and "rate" in m:
             self.err(
@@ -2306,14 +2347,14 @@ def _size(data: str | bytes) -> int:
     its length is returned as a lower bound, negative, so messages can say "at least"."""
     if isinstance(data, bytes) or data.isascii():
         return len(data)
-    if len(data) > MAX_SUITE_BYTES:
+    if len(data) > LIMITS.file_bytes:
         return -len(data)
     return len(data.encode("utf-8", "surrogatepass"))
 
 
 def _too_large(what: str, size: int) -> str:
     amount = f"{size:,} bytes" if size > 0 else f"at least {-size:,} bytes"
-    return f"{what} is too large ({amount}; the limit is {MAX_SUITE_BYTES:,} bytes)"
+    return f"{what} is too large ({amount}; the limit is {LIMITS.file_bytes:,} bytes)"
 
 
 def _kpos(y: _Y, key: str) -> Pos:
