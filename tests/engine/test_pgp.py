@@ -4,6 +4,7 @@ from the pinned key, bad keys are refused with a clear message, and no keyring s
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import gnupg
@@ -83,12 +84,17 @@ def test_a_public_key_given_as_the_private_one_is_refused(partner: tuple[str, st
 
 
 def test_a_private_key_with_a_passphrase_is_refused(tmp_path: Path) -> None:
-    gpg = gnupg.GPG(gnupghome=str(tmp_path), options=["--batch", "--pinentry-mode", "loopback"])
-    spec = gpg.gen_key_input(key_type="EDDSA", key_curve="ed25519", subkey_type="ECDH",
-                             subkey_curve="cv25519", name_email="p@x.example",
-                             passphrase="secret words")  # fmt: skip
-    made = gpg.gen_key(spec)
-    armored = str(gpg.export_keys(made.fingerprint, secret=True, passphrase="secret words"))
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = gnupg.GPG(gnupghome=str(home), options=["--batch", "--pinentry-mode", "loopback"])
+    try:
+        spec = gpg.gen_key_input(key_type="EDDSA", key_curve="ed25519", subkey_type="ECDH",
+                                 subkey_curve="cv25519", name_email="p@x.example",
+                                 passphrase="secret words")  # fmt: skip
+        made = gpg.gen_key(spec)
+        armored = str(gpg.export_keys(made.fingerprint, secret=True, passphrase="secret words"))
+    finally:  # no gpg-agent left running for this keyring
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
     with pytest.raises(pgp.PgpError, match="passphrase"):
         pgp.fingerprint(armored, "our PGP key", secret=True)
 

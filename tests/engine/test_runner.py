@@ -299,10 +299,12 @@ tests:
         assertions:
           - assertions:
               - {path: latency.p50, operator: gte, value: 20}
-              - {path: latency.p95, operator: lt, value: 200}
+              - {path: latency.p95, operator: lt, value: 2000}
               - {path: status.200, operator: eq, value: 100}
               - {path: errors.rate, operator: eq, value: 0}
 """
+    # The bounds say the figures are milliseconds that include the server's 20 ms, not how fast
+    # this machine is (that is bench/engine.py's job): a loaded CI box once took p95 past 200 ms.
     with SandboxServer(delay_ms=20) as slow:
         (outcome,) = _run(text, _context(slow.url))
     step = outcome.steps[0]
