@@ -429,9 +429,15 @@ def scenarios_requeue_stalled() -> dict[str, int]:
         if moved:
             counts["requeued"] += 1
             transaction.on_commit(partial(_enqueue, [scenario_run.pk]))
+    # A queued scenario's message may be held by a worker that died after fetching it and
+    # before claiming it: the broker keeps it until its visibility timeout (an hour). While
+    # other scenarios run, a long queue is normal and only QUEUED_RESEND_SECONDS resends; when
+    # nothing runs anywhere, work that has waited a lease is stuck, and is sent again (a
+    # duplicate delivery is refused by the claim).
+    idle = not ScenarioRun.objects.filter(status=ScenarioRun.Status.RUNNING).exists()
+    waited = _lease() if idle else timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
     lost = ScenarioRun.objects.filter(
-        status=ScenarioRun.Status.QUEUED,
-        queued_at__lt=now - timedelta(seconds=settings.QUEUED_RESEND_SECONDS),
+        status=ScenarioRun.Status.QUEUED, queued_at__lt=now - waited
     ).values_list("pk", "queued_at")
     for pk, queued_at in lost:
         if ScenarioRun.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):

@@ -173,6 +173,34 @@ def test_sweep_requeues_stalled_scenarios_and_gives_up_after_three_attempts(
 
 
 @pytest.mark.django_db
+def test_when_nothing_runs_a_scenario_queued_for_a_lease_is_sent_again(
+    partner_a: Partner, sandbox: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Its message was fetched by a worker that died before claiming it.
+    run = _run(partner_a, _suite(SMOKE), sandbox.url)
+    stuck = run.scenario_runs.order_by("index").first()
+    waited = timezone.now() - timedelta(seconds=settings.SCENARIO_LEASE_SECONDS + 1)
+    ScenarioRun.objects.filter(pk=stuck.pk).update(queued_at=waited)
+    with django_capture_on_commit_callbacks() as callbacks:
+        counts = execution.scenarios_requeue_stalled()
+    assert counts == {"requeued": 0, "resent": 1, "given_up": 0} and len(callbacks) == 1
+    stuck.refresh_from_db()
+    assert stuck.status == "queued" and stuck.queued_at > waited
+
+
+@pytest.mark.django_db
+def test_while_scenarios_run_a_long_queue_is_not_sent_again(
+    partner_a: Partner, sandbox: Any
+) -> None:
+    run = _run(partner_a, _suite(SMOKE), sandbox.url)
+    waiting, busy = run.scenario_runs.order_by("index")[:2]
+    waited = timezone.now() - timedelta(seconds=settings.SCENARIO_LEASE_SECONDS + 1)
+    ScenarioRun.objects.filter(pk=waiting.pk).update(queued_at=waited)
+    ScenarioRun.objects.filter(pk=busy.pk).update(status="running", claimed_at=timezone.now())
+    assert execution.scenarios_requeue_stalled()["resent"] == 0
+
+
+@pytest.mark.django_db
 def test_cancel_stops_queued_scenarios_from_running(partner_a: Partner, sandbox: Any) -> None:
     run = _run(partner_a, _suite(SMOKE), sandbox.url)
     runs.run_cancel(run=run, by="test")
