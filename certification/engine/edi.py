@@ -171,6 +171,27 @@ def asserts_on(step: Any, *paths: str) -> bool:
     )
 
 
+# What a step asserts on to judge a PGP signature itself (see ``pgp_signature_problem``).
+PGP_SIGNATURE_PATHS = ("file.pgp.signatureValid", "file.pgp.signed", "file.pgp.signer")
+
+
+def pgp_signature_problem(step: Any, endpoint: EndpointConfig, sealed: dict[str, Any]) -> str:
+    """Why a file's PGP signature fails the step (signed, but not by the partner's pinned key),
+    or "": also "" when the step asserts on the signature itself."""
+    from certification.engine import pgp
+
+    if asserts_on(step, *PGP_SIGNATURE_PATHS):
+        return ""
+    return pgp.signature_problem(sealed, pinned=bool(endpoint.auth_config.get("pgp_partner_key")))
+
+
+def _passed_over(what: str, reasons: dict[Any, str]) -> str:
+    """`` (2 message(s) not used: …)`` for a timeout message, or "" when none were."""
+    if not reasons:
+        return ""
+    return f" ({len(reasons)} {what} not used: {'; '.join(list(reasons.values())[:3])})"
+
+
 async def send(
     runner: ScenarioRunner, action: X12Send, outcome: StepOutcome, step: Any
 ) -> dict[str, Any]:
@@ -479,13 +500,10 @@ async def receive(
         found = await _traffic_until(runner, start, action.timeout_ms, action.interval_ms, pick)
         if found is None:
             _no_ack(outcome, sent, action)
-            ignored = ""
-            if passed_over:
-                shown = "; ".join(list(passed_over.values())[:3])
-                ignored = f" ({len(passed_over)} message(s) not used: {shown})"
             raise _error(
                 "timeout",
-                f"{waited_for} did not arrive over AS2 within {action.timeout_ms} ms{ignored}",
+                f"{waited_for} did not arrive over AS2 within {action.timeout_ms} ms"
+                + _passed_over("message(s)", passed_over),
             )
         record, parsed = found
         seen = time.monotonic()
@@ -568,7 +586,6 @@ async def _receive_file(
     folder = sftp.directory(endpoint, action.directory)
     passed_over: dict[str, str] = {}  # file -> why it is not the one (for the timeout message)
     examined: set[tuple[str, int, float]] = set()
-    pinned = bool(endpoint.auth_config.get("pgp_partner_key"))
     try:
         async with sftp.open_session(
             endpoint, policy=runner.policy, timeout_ms=runner.context.request_timeout_ms
@@ -603,9 +620,8 @@ async def _receive_file(
                         continue
                     if not _wanted(action.set_id, sent, parsed):
                         continue
-                    problem = pgp.signature_problem(sealed, pinned=pinned)
-                    fields = ("file.pgp.signatureValid", "file.pgp.signed", "file.pgp.signer")
-                    if problem and not asserts_on(step, *fields):
+                    problem = pgp_signature_problem(step, endpoint, sealed)
+                    if problem:
                         raise _error("pgp", f"{path}: {problem}")
                     runner.files_taken.add(name)
                     root["file"] = {**sftp.describe(plain, text, path), "pgp": sealed}
@@ -623,12 +639,8 @@ async def _receive_file(
     except sftp.SftpError as exc:
         raise _error(exc.kind, str(exc)) from None
     _no_ack(outcome, sent, action)
-    ignored = ""
-    if passed_over:
-        shown = "; ".join(list(passed_over.values())[:3])
-        ignored = f" ({len(passed_over)} matching file(s) not used: {shown})"
     raise _error(
         "timeout",
         f"no {action.set_id} matching '{pattern}' appeared in {folder} within "
-        f"{action.timeout_ms} ms{ignored}",
+        f"{action.timeout_ms} ms" + _passed_over("matching file(s)", passed_over),
     )

@@ -408,7 +408,7 @@ class ScenarioRunner:
                     data = await session.read(action.directory, found.name)
                     path = f"{sftp.directory(endpoint, action.directory)}/{found.name}"
                     cap = self.context.body_capture_bytes
-                    received = _file_record(sftp.describe(found.name, data, path), data, cap)
+                    received = _file_record(found.name, path, data, cap)
                     outcome.data["received"] = received
                     try:
                         name, content, sealed = await pgp.open_from(
@@ -419,7 +419,7 @@ class ScenarioRunner:
                     described = sftp.describe(name, content, path)
                     described["pgp"] = sealed
                     if sealed.get("decrypted"):
-                        received["decrypted"] = _file_record(described, content, cap)
+                        received["decrypted"] = _file_record(name, path, content, cap)
                         outcome.notes.append(f"decrypted {path} (PGP)")
                     elif sealed["encrypted"]:
                         unread = (
@@ -436,10 +436,8 @@ class ScenarioRunner:
                         # Seen at this poll: an upper bound, by at most the poll interval.
                         outcome.data["ackMs"] = round((seen - upload[0]) * 1000, 1)
                     outcome.notes.append(f"{path} appeared ({found.size} bytes)")
-                    pinned = bool(endpoint.auth_config.get("pgp_partner_key"))
-                    problem = pgp.signature_problem(sealed, pinned=pinned)
-                    fields = ("file.pgp.signatureValid", "file.pgp.signed", "file.pgp.signer")
-                    if problem and not edi.asserts_on(step, *fields):
+                    problem = edi.pgp_signature_problem(step, endpoint, sealed)
+                    if problem:
                         raise StepError("pgp", f"{path}: {problem}")
                     return {"file": described}
                 return await self._upload(session, endpoint, action, scope, outcome)
@@ -499,13 +497,13 @@ class ScenarioRunner:
         outcome.notes.append(f"uploaded ({how}): " + ", ".join(sent))
         self.last_upload = (time.monotonic(), wire.name)
         cap = self.context.body_capture_bytes
-        record = _file_record(sftp.describe(wire.name, wire.data, path), wire.data, cap)
+        record = _file_record(wire.name, path, wire.data, cap)
         described = sftp.describe(name, data, path)
         described["pgp"] = wire.info
         if sequence is not None:
             described["sequence"] = f"{sequence:06d}"  # as in the name, for patterns
         if wire.info["encrypted"]:
-            record["decrypted"] = _file_record(described, data, cap)
+            record["decrypted"] = _file_record(name, path, data, cap)
         outcome.data = {"sent": [record]}
         root: dict[str, Any] = {"file": described}
         if manifest is not None:
@@ -1184,13 +1182,18 @@ def _judge(
     )
 
 
-def _file_record(described: dict[str, Any], data: bytes, cap: int) -> dict[str, Any]:
-    """A file sent or received as its step keeps it: name, path, size, sha256 and, for text,
-    the content cut at ``cap`` (the evidence of what was exchanged)."""
-    record = {k: described[k] for k in ("name", "path", "size", "sha256")}
-    if "text" in described:
-        record["text"] = described["text"][:cap]
-        record["truncated"] = len(data) > cap
+def _file_record(name: str, path: str, data: bytes, cap: int) -> dict[str, Any]:
+    """A file sent or received as its step keeps it: name, path, size, sha256 and, for UTF-8
+    text, the content cut at ``cap`` (the evidence of what was exchanged). Built from the bytes,
+    not from ``sftp.describe``: a CSV is parsed once, for the step's result."""
+    record: dict[str, Any] = {"name": name, "path": path, "size": len(data),
+                              "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return record
+    record["text"] = text[:cap]
+    record["truncated"] = len(data) > cap
     return record
 
 
