@@ -132,30 +132,17 @@ def run_context(run: Run) -> RunContext:
 def attach_control_numbers(context: RunContext, partner_pk: int) -> None:
     """Give the engine the partner's X12 control-number counters and file sequences (taken on
     a worker thread: the engine's event loop must not block on the database)."""
+    from certification.off_loop import off_the_loop
     from partners import control_numbers
 
     def take(sets: int) -> tuple[int, int, int]:
-        try:
-            taken = control_numbers.for_interchange(partner_pk, sets)
-            return taken.interchange, taken.group, taken.first_set
-        finally:
-            connection.close()  # this thread's own connection
+        taken = control_numbers.for_interchange(partner_pk, sets)
+        return taken.interchange, taken.group, taken.first_set
 
-    async def numbers(sets: int) -> tuple[int, int, int]:
-        return await asyncio.to_thread(take, sets)
-
-    context.control_numbers = numbers
-
-    def sequence(flow: str) -> int:
-        try:
-            return control_numbers.next_file_sequence(partner_pk, flow)
-        finally:
-            connection.close()
-
-    async def file_sequence(flow: str) -> int:
-        return await asyncio.to_thread(sequence, flow)
-
-    context.file_sequence = file_sequence
+    context.control_numbers = off_the_loop(take)
+    context.file_sequence = off_the_loop(
+        lambda flow: control_numbers.next_file_sequence(partner_pk, flow)
+    )
 
 
 def _lease() -> timedelta:

@@ -6,7 +6,6 @@ The views are in ``certification.traffic_views``; the models in ``certification.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
@@ -335,16 +334,8 @@ def run_traffic(run_id: int, since: str, until: str) -> tuple[list[dict[str, Any
 def attach_recorder(context: RunContext, run: Run) -> None:
     """Give the engine this run's captured traffic (queried on a worker thread: the engine's
     event loop must not block on the database)."""
+    from certification.off_loop import off_the_loop
+
     run_id = run.pk
-
-    def query(since: str, until: str) -> tuple[list[dict[str, Any]], int]:
-        try:
-            return run_traffic(run_id, since, until)
-        finally:
-            connection.close()  # this thread's own connection; the thread may not be reused
-
-    async def source(since: str, until: str) -> tuple[list[dict[str, Any]], int]:
-        return await asyncio.to_thread(query, since, until)
-
-    context.traffic = source
+    context.traffic = off_the_loop(lambda since, until: run_traffic(run_id, since, until))
     context.traffic_settle_ms = settings.TRAFFIC_SETTLE_MS
