@@ -204,7 +204,7 @@ class LeaseKeeper:
 
     def _renew(self) -> None:
 
-        interval = max(settings.SCENARIO_LEASE_SECONDS / 5, 0.2)
+        interval = max(settings.SCENARIO_LEASE_SECONDS / 4, 0.2)
         try:
             while not self._stop.wait(interval):
                 ScenarioRun.objects.filter(
@@ -417,17 +417,29 @@ def scenarios_requeue_stalled() -> dict[str, int]:
             counts["requeued"] += 1
             transaction.on_commit(partial(_enqueue, [scenario_run.pk]))
     # A queued scenario's message may be held by a worker that died after fetching it and
-    # before claiming it: the broker keeps it until its visibility timeout (an hour). While
-    # other scenarios run, a long queue is normal and only QUEUED_RESEND_SECONDS resends; when
-    # nothing runs anywhere, work that has waited a lease is stuck, and is sent again (a
-    # duplicate delivery is refused by the claim).
-    idle = not ScenarioRun.objects.filter(status=ScenarioRun.Status.RUNNING).exists()
-    waited = _lease() if idle else timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
-    lost = ScenarioRun.objects.filter(
-        status=ScenarioRun.Status.QUEUED, queued_at__lt=now - waited
-    ).values_list("pk", "queued_at")
-    for pk, queued_at in lost:
-        if ScenarioRun.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
-            counts["resent"] += 1
-            transaction.on_commit(partial(_enqueue, [pk]))
+    # before claiming it: the broker keeps it unacknowledged until its visibility timeout (an
+    # hour). A live worker claims what it fetched within milliseconds (it prefetches no more
+    # than it runs), so a scenario queued for a lease while the broker's queue holds no message
+    # has lost its message, and is sent again; a duplicate delivery is refused by the claim.
+    # While messages wait, a long queue is normal: only QUEUED_RESEND_SECONDS resends. When the
+    # broker cannot count its messages, "nothing runs anywhere" stands in for an empty queue.
+    waiting = ScenarioRun.objects.filter(
+        status=ScenarioRun.Status.QUEUED, queued_at__lt=now - _lease()
+    )
+    if waiting.exists():
+        from certification.sweeper import broker_backlog
+
+        backlog = broker_backlog()
+        if backlog is None:
+            idle = not ScenarioRun.objects.filter(status=ScenarioRun.Status.RUNNING).exists()
+        else:
+            idle = backlog == 0
+        if not idle:
+            waiting = waiting.filter(
+                queued_at__lt=now - timedelta(seconds=settings.QUEUED_RESEND_SECONDS)
+            )
+        for pk, queued_at in waiting.values_list("pk", "queued_at"):
+            if ScenarioRun.objects.filter(pk=pk, queued_at=queued_at).update(queued_at=now):
+                counts["resent"] += 1
+                transaction.on_commit(partial(_enqueue, [pk]))
     return counts

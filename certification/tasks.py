@@ -24,7 +24,8 @@ def run_scenario(self, scenario_run_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def requeue_stalled() -> dict[str, int]:
-    """Periodic (Celery beat): queue again scenarios whose worker died."""
+    """The stalled sweep on demand (``celery -A config call certification.tasks.requeue_stalled``);
+    every worker also runs it on its own every STALLED_SWEEP_SECONDS (certification/sweeper.py)."""
     return execution.scenarios_requeue_stalled()
 
 

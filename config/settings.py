@@ -366,18 +366,15 @@ TRAFFIC_SETTLE_MS = env.int("TRAFFIC_SETTLE_MS", default=500)
 MOCK_MAX_BYTES = env.int("MOCK_MAX_BYTES", default=1024 * 1024)
 INBOX_MAX_BYTES = env.int("INBOX_MAX_BYTES", default=256 * 1024)
 
-# A worker running a scenario renews its lease every SCENARIO_LEASE_SECONDS / 5; a scenario
+# A worker running a scenario renews its lease every SCENARIO_LEASE_SECONDS / 4; a scenario
 # whose lease has run out belongs to a worker that died and is queued again by the sweep that
-# Celery beat runs every STALLED_SWEEP_SECONDS.
-SCENARIO_LEASE_SECONDS = env.int("SCENARIO_LEASE_SECONDS", default=60)
+# every worker runs every STALLED_SWEEP_SECONDS (certification/sweeper.py). Together they bound
+# how long a run waits on a dead worker: about lease + sweep, 10 s by default.
+SCENARIO_LEASE_SECONDS = env.int("SCENARIO_LEASE_SECONDS", default=8)
 SCENARIO_MAX_ATTEMPTS = env.int("SCENARIO_MAX_ATTEMPTS", default=3)
 QUEUED_RESEND_SECONDS = env.int("QUEUED_RESEND_SECONDS", default=1800)
-STALLED_SWEEP_SECONDS = env.int("STALLED_SWEEP_SECONDS", default=30)
+STALLED_SWEEP_SECONDS = env.int("STALLED_SWEEP_SECONDS", default=2)
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stalled-scenarios": {
-        "task": "certification.tasks.requeue_stalled",
-        "schedule": float(STALLED_SWEEP_SECONDS),
-    },
     "start-due-recertifications": {
         "task": "certification.tasks.start_due_recertifications",
         "schedule": 60.0,

@@ -81,7 +81,9 @@ class CeleryProcess:
         raise AssertionError(f"condition not met within {timeout}s; {self.name} log:\n{self.log()}")
 
 
-def _start(args: list[str], *, name: str, queue: str, env: dict[str, str]) -> CeleryProcess:
+def _start(
+    args: list[str], *, name: str, queue: str, env: dict[str, str], app: str = "config"
+) -> CeleryProcess:
     log_path = Path(settings.VAR_DIR) / f"{name}.log"
     full_env = {
         **os.environ,
@@ -91,7 +93,7 @@ def _start(args: list[str], *, name: str, queue: str, env: dict[str, str]) -> Ce
     }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *args],
+            [sys.executable, "-m", "celery", "-A", app, *args],
             cwd=settings.BASE_DIR,
             env=full_env,
             stdout=log,
@@ -110,8 +112,10 @@ def celery_workers(
     pool: str = "solo",
     beat: bool = False,
     env: dict[str, str] | None = None,
+    app: str = "config",
 ) -> Iterator[list[CeleryProcess]]:
-    """Start ``count`` workers (and optionally beat) on one queue; stop them all afterwards."""
+    """Start ``count`` workers (and optionally beat) on one queue; stop them all afterwards.
+    ``app`` is the Celery app module the workers load (tests may wrap the product's)."""
     queue = queue or new_queue()
     env = env or {}
     with ExitStack() as stack:
@@ -122,7 +126,7 @@ def celery_workers(
                 ["worker", "-Q", queue, "-n", f"{name}@%h", f"--pool={pool}",
                  f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle",
                  "--without-gossip"],
-                name=name, queue=queue, env=env,
+                name=name, queue=queue, env=env, app=app,
             )  # fmt: skip
             stack.callback(worker.stop)
             processes.append(worker)
