@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import Case, F, FloatField, Value, When
+from django.db.models import F
 from django.utils import timezone
 
 from certification.engine.model import ScenarioOutcome
@@ -27,103 +27,84 @@ from evidence.audit import audit_record
 logger = logging.getLogger(__name__)
 
 
-def _plain(value: Any) -> Any:
-    """``dataclasses.asdict`` without its deep copies (the outcome is not used afterwards)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+class _OutcomeEncoder(DjangoJSONEncoder):
+    """JSON of the engine's outcome records: dataclasses as objects of their fields, converted
+    as the C encoder meets them (no deep copy of the outcome first)."""
+
+    def default(self, o: Any) -> Any:
+        if is_dataclass(o) and not isinstance(o, type):
+            return {f.name: getattr(o, f.name) for f in fields(o)}
+        return super().default(o)
 
 
-def _step_rows(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> list[StepResult]:
-    return [
-        StepResult(
-            scenario_run=scenario_run,
-            step_index=step.index,
-            iteration=step.iteration,
-            name=step.name[:300],
-            status=step.status,
-            request=_plain(step.request),
-            response=_plain(step.response),
-            timings=_plain(step.timings),
-            assertions=_plain(step.assertions),
-            failure=_plain(step.failure),
-            extracted=step.extracted,
-            data=step.data,
-            latency=_plain(step.latency),
-            notes=step.notes,
-            traffic=step.traffic,
-            started_at=step.started_at or None,
-            duration_ms=step.duration_ms,
-        )
-        for step in outcome.steps
-    ]
+_dumps = _OutcomeEncoder(separators=(", ", ": ")).encode
 
 
-_JSON_COLUMNS = (
+_COLUMNS = (
+    "scenario_run_id", "step_index", "iteration", "name", "status", "started_at", "duration_ms",
     "request", "response", "timings", "assertions", "failure", "extracted", "data", "latency",
     "notes", "traffic",
 )  # fmt: skip
+_FIRST_JSON = _COLUMNS.index("request")
 
 
-def _jsonb(value: Any) -> str | None:
+def _json(value: Any) -> str | None:
     # None stays SQL NULL, as the ORM stores it, so `isnull` lookups keep working.
-    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+    return None if value is None else _dumps(value)
 
 
-def _insert_or_ignore(rows: list[StepResult]) -> None:
+def _step_values(items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> list[tuple[Any, ...]]:
+    """The step result rows of ``items``, as the database takes them: no model instance is built
+    (the ORM's per-row field preparation was most of the time it took to save an outcome)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return [
+        (
+            scenario_run.pk, step.index, step.iteration, step.name[:300], step.status,
+            adapt(datetime.fromisoformat(step.started_at)) if step.started_at else None,
+            step.duration_ms,
+            _json(step.request), _json(step.response), _json(step.timings),
+            _json(step.assertions), _json(step.failure), _json(step.extracted),
+            _json(step.data), _json(step.latency), _json(step.notes), _json(step.traffic),
+        )
+        for scenario_run, outcome in items
+        for step in outcome.steps
+    ]  # fmt: skip
+
+
+def _insert_or_ignore(items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> None:
     """Insert step results, skipping any already there (unique run/scenario/step/iteration).
 
-    On PostgreSQL this is one pipelined ``executemany`` with ``ON CONFLICT DO NOTHING``: the ORM's
-    bulk insert there goes through arrays of JSON text escaped in Python, several times slower
-    for results carrying request and response bodies.
+    One pipelined ``executemany`` of ``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and on
+    SQLite. (PostgreSQL ``COPY`` was measured and does not win here: into the table it saves
+    about 2 ms per 400 rows but cannot skip conflicts, and through a temporary table with an
+    ``INSERT … SELECT … ON CONFLICT`` it costs as much as this; see docs/architecture.md.)
     """
-    if not rows:
+    values = _step_values(items)
+    if not values:
         return
-    if connection.vendor != "postgresql":
-        StepResult.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-        return
-    columns = ["scenario_run_id", "step_index", "iteration", "name", "status", "started_at",
-               "duration_ms", *_JSON_COLUMNS]  # fmt: skip
-    placeholders = ", ".join("%s::jsonb" if c in _JSON_COLUMNS else "%s" for c in columns)
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    placeholders = ", ".join(
+        f"%s{cast}" if i >= _FIRST_JSON else "%s" for i in range(len(_COLUMNS))
+    )
     sql = (
-        f"INSERT INTO {StepResult._meta.db_table} ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"INSERT INTO {StepResult._meta.db_table} ({', '.join(_COLUMNS)}) "
+        f"VALUES ({placeholders}) "
         "ON CONFLICT (scenario_run_id, step_index, iteration) DO NOTHING"
     )
-    values = [
-        (
-            row.scenario_run_id, row.step_index, row.iteration, row.name, row.status,
-            row.started_at, row.duration_ms,
-            *(_jsonb(getattr(row, c)) for c in _JSON_COLUMNS),
-        )
-        for row in rows
-    ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
 
 
 def _finish(finishing: list[tuple[ScenarioRun, ScenarioOutcome]], *, now: Any) -> None:
-    """Give locked, still open scenario runs their final status and duration."""
-    if connection.vendor == "postgresql":
-        # One pipelined statement per row is much cheaper there than a CASE over the batch.
-        table = ScenarioRun._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE {table} SET status = %s, duration_ms = %s, finished_at = %s WHERE id = %s",
-                [(o.status, o.duration_ms, now, sr.pk) for sr, o in finishing],
-            )
-        return
-    ScenarioRun.objects.filter(pk__in=[sr.pk for sr, _ in finishing]).update(
-        status=Case(*(When(pk=sr.pk, then=Value(o.status)) for sr, o in finishing)),
-        duration_ms=Case(
-            *(When(pk=sr.pk, then=Value(o.duration_ms)) for sr, o in finishing),
-            output_field=FloatField(),
-        ),
-        finished_at=now,
-    )
+    """Give locked, still open scenario runs their final status and duration: one pipelined
+    statement per row (much cheaper than an ORM ``CASE`` over the batch, on both databases)."""
+    table = ScenarioRun._meta.db_table
+    finished_at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET status = %s, duration_ms = %s, finished_at = %s WHERE id = %s",
+            [(o.status, o.duration_ms, finished_at, sr.pk) for sr, o in finishing],
+        )
 
 
 def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> int:
@@ -137,8 +118,7 @@ def scenario_outcomes_save(*, items: Sequence[tuple[ScenarioRun, ScenarioOutcome
     if not items:
         return 0
     with transaction.atomic():
-        rows = [row for scenario_run, outcome in items for row in _step_rows(scenario_run, outcome)]
-        _insert_or_ignore(rows)
+        _insert_or_ignore(items)
         open_ids = set(
             ScenarioRun.objects.select_for_update()
             .filter(
@@ -166,7 +146,7 @@ def scenario_outcome_save(*, scenario_run: ScenarioRun, outcome: ScenarioOutcome
     update itself decides who finishes the scenario, with no separate locking read.
     """
     with transaction.atomic():
-        _insert_or_ignore(_step_rows(scenario_run, outcome))
+        _insert_or_ignore([(scenario_run, outcome)])
         finished = ScenarioRun.objects.filter(
             pk=scenario_run.pk,
             status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING],

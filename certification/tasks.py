@@ -7,6 +7,7 @@ import os
 
 from celery import shared_task
 
+import config.celery  # noqa: F401  (the app these tasks are sent with)
 from certification import execution, runs
 
 

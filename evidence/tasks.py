@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+import config.celery  # noqa: F401  (the app these tasks are sent with)
 from evidence import bundles, services
 
 

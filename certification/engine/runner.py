@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from certification.engine import assertions as ops
-from certification.engine import edi, traffic
+from certification.engine import traffic
 from certification.engine import webhooks as outbound
 from certification.engine.histogram import Histogram
 from certification.engine.masking import MASK, Masker, is_sensitive_header
@@ -348,15 +348,19 @@ class ScenarioRunner:
         if isinstance(action, SftpUpload | WaitForFile | SftpList):
             return await self._file(action, outcome, step)
         if isinstance(action, X12Send):
+            from certification.engine import edi  # X12/AS2 only: not imported by HTTP suites
+
             return await edi.send(self, action, outcome, step)
         if isinstance(action, X12Receive):
+            from certification.engine import edi
+
             return await edi.receive(self, action, outcome, step, since)
         raise StepError("error", f"unsupported action {type(action).__name__}")
 
     async def _file(
         self, action: SftpUpload | WaitForFile | SftpList, outcome: StepOutcome, step: Step
     ) -> dict[str, Any]:
-        from certification.engine import pgp, sftp
+        from certification.engine import edi, pgp, sftp
 
         endpoint = self.context.endpoints.get(action.endpoint)
         if endpoint is None or endpoint.kind != "sftp":
