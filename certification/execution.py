@@ -8,22 +8,22 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from certification.engine import spec as engine_spec
 from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome, WebhookSigner
 from certification.engine.model import Suite as SuiteSpec
 from certification.engine.runner import run_suite, uses_traffic
+from certification.leases import Claim, LeaseKeeper, lease, scenario_claim
 from certification.models import (
     Run,
     ScenarioRun,
@@ -57,7 +57,7 @@ def _sla_context(partner: Partner) -> dict[str, Any]:
     return context
 
 
-_CONTEXTS: dict[int, tuple[float, RunContext]] = {}
+_CONTEXTS: dict[tuple[int, object], tuple[float, RunContext]] = {}
 _CONTEXT_TTL_S = 30.0
 
 
@@ -67,9 +67,10 @@ def run_context_cached(run: Run) -> RunContext:
     now = time.monotonic()
     for key in [k for k, (at, _) in _CONTEXTS.items() if now - at > _CONTEXT_TTL_S]:
         del _CONTEXTS[key]
-    if run.pk not in _CONTEXTS:
-        _CONTEXTS[run.pk] = (now, run_context(run))
-    return _CONTEXTS[run.pk][1]
+    key = (run.pk, run.created_at)  # SQLite may give a deleted run's id to the next one
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = (now, run_context(run))
+    return _CONTEXTS[key][1]
 
 
 def run_context(run: Run) -> RunContext:
@@ -145,81 +146,31 @@ def attach_control_numbers(context: RunContext, partner_pk: int) -> None:
     )
 
 
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.SCENARIO_LEASE_SECONDS)
+_T = TypeVar("_T")
+_loops = threading.local()
 
 
-@dataclass(frozen=True)
-class Claim:
-    scenario_run: ScenarioRun | None
-    retry_after: float = 0.0  # > 0: another worker holds a live lease; try again then
+def _engine_run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run`` with the event loop kept for the next task of this thread: a worker
+    runs one scenario per task, and a new loop each time (with its default executor's threads
+    started and joined) was a third of the engine's time for a short scenario. What a scenario
+    leaves running on the loop is cancelled before the next one starts."""
+    runner: asyncio.Runner | None = getattr(_loops, "runner", None)
+    if runner is None:
+        runner = _loops.runner = asyncio.Runner()
+    try:
+        return runner.run(coroutine)
+    finally:
+        loop = runner.get_loop()
+        leftover = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            runner.run(_settle(leftover))
 
 
-def scenario_claim(*, scenario_run_id: int, worker: str) -> Claim:
-    """Take a scenario run for execution with a conditional update.
-
-    Claimable: queued, or running under a lease that ran out (its worker died). Two workers
-    handed the same task cannot both win: the loser's update touches 0 rows. A finished or
-    cancelled scenario is never claimed again.
-    """
-    now = timezone.now()
-    claimable = Q(status=ScenarioRun.Status.QUEUED) | Q(
-        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - _lease()
-    )
-    claimed = ScenarioRun.objects.filter(claimable, pk=scenario_run_id).update(
-        status=ScenarioRun.Status.RUNNING,
-        claimed_by=worker,
-        claimed_at=now,
-        started_at=now,
-        attempts=F("attempts") + 1,
-    )
-    if not claimed:
-        current = ScenarioRun.objects.filter(pk=scenario_run_id).values("status", "claimed_at")
-        row = current.first()
-        if row and row["status"] == ScenarioRun.Status.RUNNING and row["claimed_at"]:
-            left = (row["claimed_at"] + _lease() - now).total_seconds()
-            return Claim(None, retry_after=max(left, 0.0) + 1.0)
-        return Claim(None)
-    scenario_run = (
-        ScenarioRun.objects.select_related("run", "run__partner", "run__suite", "scenario")
-        .defer("run__suite__sources", "run__suite__parsed")
-        .get(pk=scenario_run_id)
-    )
-    if scenario_run.run.status == Run.Status.QUEUED:
-        Run.objects.filter(pk=scenario_run.run_id, status=Run.Status.QUEUED).update(
-            status=Run.Status.RUNNING, started_at=now
-        )
-    return Claim(scenario_run)
-
-
-class LeaseKeeper:
-    """Renews the lease of scenario runs being executed, from a thread of its own, so that a
-    long scenario (latency probes, polling, waits) is not taken for a dead one."""
-
-    def __init__(self, scenario_run_ids: Sequence[int], worker: str) -> None:
-        self.ids = list(scenario_run_ids)
-        self.worker = worker
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name="lease", daemon=True)
-
-    def _renew(self) -> None:
-
-        interval = max(settings.SCENARIO_LEASE_SECONDS / 4, 0.2)
-        try:
-            while not self._stop.wait(interval):
-                ScenarioRun.objects.filter(
-                    pk__in=self.ids, status=ScenarioRun.Status.RUNNING, claimed_by=self.worker
-                ).update(claimed_at=timezone.now())
-        finally:
-            connection.close()
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+async def _settle(tasks: list[asyncio.Task[Any]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _engine_batches(
@@ -387,7 +338,7 @@ def scenario_execute(*, scenario_run_id: int, worker: str) -> Claim:
         LeaseKeeper([scenario_run.pk], worker),
         _traffic_turn(run, uses_traffic(suite.scenarios[scenario_run.index])),
     ):
-        (outcome,) = asyncio.run(
+        (outcome,) = _engine_run(
             run_suite(suite, context, policy=sandbox_policy(), scenarios=[scenario_run.index])
         )
     scenario_outcome_save(scenario_run=scenario_run, outcome=outcome)
@@ -401,7 +352,7 @@ def scenarios_requeue_stalled() -> dict[str, int]:
     now = timezone.now()
     counts = {"requeued": 0, "resent": 0, "given_up": 0}
     stalled = ScenarioRun.objects.filter(
-        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - _lease()
+        status=ScenarioRun.Status.RUNNING, claimed_at__lt=now - lease()
     ).select_related("scenario")
     for scenario_run in stalled:
         if scenario_run.attempts >= settings.SCENARIO_MAX_ATTEMPTS:
@@ -424,7 +375,7 @@ def scenarios_requeue_stalled() -> dict[str, int]:
     # While messages wait, a long queue is normal: only QUEUED_RESEND_SECONDS resends. When the
     # broker cannot count its messages, "nothing runs anywhere" stands in for an empty queue.
     waiting = ScenarioRun.objects.filter(
-        status=ScenarioRun.Status.QUEUED, queued_at__lt=now - _lease()
+        status=ScenarioRun.Status.QUEUED, queued_at__lt=now - lease()
     )
     if waiting.exists():
         from certification.sweeper import broker_backlog

@@ -39,6 +39,13 @@ class LockGuardQuerySet(PartnerScopedQuerySet):
         self._refuse_locked("change")
         return super().update(**kwargs)
 
+    def update_open(self, **kwargs: object) -> int:
+        """``update()`` without the locked-run check, for the execution path's writes to rows
+        its own filter keeps open (queued or running scenarios, their unfinished run): a run is
+        locked only once finished, so the check could never refuse them, and it cost a query
+        per write. PostgreSQL's triggers still refuse any write to a locked run."""
+        return super().update(**kwargs)
+
     def delete(self) -> tuple[int, dict[str, int]]:
         self._refuse_locked("delete")
         return super().delete()

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from certification.engine.model import ScenarioOutcome
@@ -82,17 +81,20 @@ def _insert_or_ignore(items: Sequence[tuple[ScenarioRun, ScenarioOutcome]]) -> N
     values = _step_values(items)
     if not values:
         return
+    with connection.cursor() as cursor:
+        cursor.executemany(_insert_sql(), values)
+
+
+def _insert_sql() -> str:
     cast = "::jsonb" if connection.vendor == "postgresql" else ""
     placeholders = ", ".join(
         f"%s{cast}" if i >= _FIRST_JSON else "%s" for i in range(len(_COLUMNS))
     )
-    sql = (
+    return (
         f"INSERT INTO {StepResult._meta.db_table} ({', '.join(_COLUMNS)}) "
         f"VALUES ({placeholders}) "
         "ON CONFLICT (scenario_run_id, step_index, iteration) DO NOTHING"
     )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, values)
 
 
 def _finish(finishing: list[tuple[ScenarioRun, ScenarioOutcome]], *, now: Any) -> None:
@@ -145,27 +147,94 @@ def scenario_outcome_save(*, scenario_run: ScenarioRun, outcome: ScenarioOutcome
     The one-scenario form of ``scenario_outcomes_save`` (what each task does): the conditional
     update itself decides who finishes the scenario, with no separate locking read.
     """
+    if connection.vendor == "postgresql":
+        return _save_one_postgresql(scenario_run, outcome)
+    return _save_one(scenario_run, outcome)
+
+
+def _save_one(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> bool:
     with transaction.atomic():
         _insert_or_ignore([(scenario_run, outcome)])
-        finished = ScenarioRun.objects.filter(
-            pk=scenario_run.pk,
-            status__in=[ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING],
-        ).update(status=outcome.status, duration_ms=outcome.duration_ms, finished_at=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {ScenarioRun._meta.db_table} "
+                "SET status = %s, duration_ms = %s, finished_at = %s "
+                "WHERE id = %s AND status IN (%s, %s)",
+                [
+                    outcome.status, outcome.duration_ms,
+                    connection.ops.adapt_datetimefield_value(timezone.now()), scenario_run.pk,
+                    ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING,
+                ],
+            )  # fmt: skip
+            finished = cursor.rowcount
         if not finished:
             return False
         _count_finished(scenario_run.run_id, 1)
     return True
 
 
+def _save_one_postgresql(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> bool:
+    """``scenario_outcome_save`` on PostgreSQL in one round trip (psycopg's pipeline): the step
+    rows, then one statement that finishes the scenario if still open and counts it on its run.
+
+    The transaction commits without waiting for its WAL flush (``synchronous_commit`` off for
+    it alone): should PostgreSQL crash in the next moments, the whole transaction is lost, never
+    part of it, and the scenario, still running under a lease nobody renews, is run again."""
+    finish = (
+        f"WITH finished AS (UPDATE {ScenarioRun._meta.db_table} "
+        "SET status = %s, duration_ms = %s, finished_at = %s "
+        "WHERE id = %s AND status IN (%s, %s) RETURNING run_id) "
+        f"UPDATE {Run._meta.db_table} AS run SET scenarios_done = run.scenarios_done + 1 "
+        "FROM finished WHERE run.id = finished.run_id "
+        "RETURNING run.scenarios_done, run.scenarios_total"
+    )
+    values = _step_values([(scenario_run, outcome)])
+    with transaction.atomic():
+        connection.ensure_connection()
+        with connection.cursor() as cursor, connection.connection.pipeline():
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            if values:
+                cursor.executemany(_insert_sql(), values)
+            cursor.execute(
+                finish,
+                [
+                    outcome.status, outcome.duration_ms, timezone.now(), scenario_run.pk,
+                    ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING,
+                ],
+            )  # fmt: skip
+            counted = cursor.fetchone()
+        if counted is None:
+            return False  # finished or cancelled before: a redelivery, nothing more to do
+        done, total = counted
+        if done >= total:
+            _finish_run(scenario_run.run_id)
+    return True
+
+
 def _count_finished(run_id: int, count: int) -> None:
-    Run.objects.filter(pk=run_id).update(scenarios_done=F("scenarios_done") + count)
-    run = Run.objects.select_for_update().get(pk=run_id)
-    if run.scenarios_done >= run.scenarios_total:
-        if not run.is_finished:
-            run_finalize(run=run)
-        elif run.status == Run.Status.CANCELLED:
-            # The scenarios that were already running when the run was cancelled are done now.
-            Run.objects.filter(pk=run_id).update(finished_at=timezone.now())
+    """Count scenarios of a run as finished (called in the transaction that finished them,
+    so the run still has open scenarios and cannot be locked); the call that counts the last
+    one finalizes the run. The update takes the run's row lock until the commit."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Run._meta.db_table} SET scenarios_done = scenarios_done + %s WHERE id = %s "
+            "RETURNING scenarios_done, scenarios_total",
+            [count, run_id],
+        )
+        done, total = cursor.fetchone()
+    if done >= total:
+        _finish_run(run_id)
+
+
+def _finish_run(run_id: int) -> None:
+    """Finalize a run whose last scenario this transaction counted (it holds the run's row
+    lock since the counting update)."""
+    run = Run.objects.get(pk=run_id)
+    if not run.is_finished:
+        run_finalize(run=run)
+    elif run.status == Run.Status.CANCELLED:
+        # The scenarios that were already running when the run was cancelled are done now.
+        Run.objects.filter(pk=run_id).update(finished_at=timezone.now())
 
 
 def scenario_mark(*, scenario_run: ScenarioRun, status: str, message: str) -> bool:
