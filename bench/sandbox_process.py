@@ -4,6 +4,7 @@ interpreter (and its GIL) with the server they measure."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,16 +22,21 @@ def _free_port() -> int:
 
 
 class SandboxProcess:
-    def __init__(self, *, delay_ms: float = 0) -> None:
+    def __init__(
+        self, *, delay_ms: float = 0, jitter_ms: float = 0, cpus: set[int] | None = None
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.delay_ms = delay_ms
+        self.jitter_ms = jitter_ms
+        self.cpus = cpus  # pin the sandbox to these cores (the benchmark's client gets the rest)
 
     def __enter__(self) -> SandboxProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "demo.sandbox", "--port", str(self.port),
-             "--delay-ms", str(self.delay_ms)],
+             "--delay-ms", str(self.delay_ms), "--jitter-ms", str(self.jitter_ms)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None,
         )  # fmt: skip
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -119,6 +119,7 @@ def run_context(run: Run) -> RunContext:
         max_body_bytes=settings.RESPONSE_MAX_BYTES,
         withheld=[name for name, snap in run.endpoints.items() if snap.get("auth_dropped")],
         request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
+        probe_cpu_limit_percent=settings.PROBE_CLIENT_CPU_LIMIT_PERCENT,
         webhooks=signers,
         retry_rules=retry_rules,
     )

@@ -56,6 +56,10 @@ class EndpointRollup:
     histogram: Histogram | None = None
     # Timed-out requests by the timeout they had (ms): no latency sample, but a lower bound.
     timeouts: dict[int, int] | None = None
+    # The busiest client among the probes merged here (CPU as a share of one core), and whether
+    # any probe's client was saturated: its latencies include the client's own queueing.
+    client_cpu_percent: float | None = None
+    client_saturated: bool = False
 
     def add(self, latency: Mapping[str, Any]) -> None:
         self.requests += int(latency.get("requests", 0))
@@ -70,6 +74,10 @@ class EndpointRollup:
             limit = int(latency["timeout_ms"])
             timeouts[limit] = timeouts.get(limit, 0) + timed_out
             self.timeouts = timeouts
+        cpu = latency.get("client_cpu_percent")
+        if cpu is not None:
+            self.client_cpu_percent = max(self.client_cpu_percent or 0.0, float(cpu))
+        self.client_saturated = self.client_saturated or bool(latency.get("client_saturated"))
         if latency.get("histogram"):
             merged = self.histogram or Histogram()
             self.histogram = merged.merge(Histogram.from_dict(latency["histogram"]))
@@ -283,7 +291,17 @@ def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | N
     verdict.measured, verdict.over_target = round(measured, 3), over
     late = measured >= threshold if target.strict else measured > threshold
     timed = f"; {censored} timed out, counted over the target" if censored else ""
-    if late:
+    if late and rollup.client_saturated and not censored:
+        # Measured latency is an upper bound when the client was saturated: a miss is not
+        # shown (a met still is). Timeouts set at or above the target prove a miss anyway.
+        verdict.verdict = INSUFFICIENT
+        verdict.reason = (
+            f"{name} {verdict.measured} ms over {n} samples is above {threshold} ms, but the "
+            f"client was saturated during the probe (CPU {rollup.client_cpu_percent:g} % of a "
+            "core): the latencies include its own queueing, so this is not a measured miss; "
+            "probe with fewer concurrent requests"
+        )
+    elif late:
         verdict.verdict = MISSED
         verdict.reason = (
             f"{name} {verdict.measured} ms over {n} samples is above {threshold} ms{timed}"

@@ -346,6 +346,9 @@ RESULT_BODY_CAPTURE_BYTES = env.int("RESULT_BODY_CAPTURE_BYTES", default=64 * 10
 SUITE_FILE_MAX_BYTES = env.int("SUITE_FILE_MAX_BYTES", default=1024 * 1024)
 SUITE_MAX_BYTES = env.int("SUITE_MAX_BYTES", default=8 * 1024 * 1024)
 PROBE_MAX_REQUESTS = env.int("PROBE_MAX_REQUESTS", default=100_000)
+# A latency probe whose client process used this share of a core or more says its percentiles
+# include the client's own queueing, and a target they miss is not counted as a measured miss.
+PROBE_CLIENT_CPU_LIMIT_PERCENT = env.float("PROBE_CLIENT_CPU_LIMIT_PERCENT", default=80.0)
 RESPONSE_MAX_BYTES = env.int("RESPONSE_MAX_BYTES", default=10 * 1024 * 1024)
 REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)
 

@@ -336,6 +336,9 @@ class RunContext:
     body_capture_bytes: int = 64 * 1024
     max_body_bytes: int = 10 * 1024 * 1024
     request_timeout_ms: int = 30_000
+    # A latency probe whose client process was busier than this share of a core says that its
+    # percentiles include the client's own queueing (PROBE_CLIENT_CPU_LIMIT_PERCENT).
+    probe_cpu_limit_percent: float = 80.0
     max_redirects: int = 5
     # Endpoints whose stored credentials were not loaded (pointed at another origin for this
     # run): their {{secret.<name>.*}} are undefined, and the error says why.
@@ -453,6 +456,10 @@ class LatencySummary:
     flow: str = ""
     timeout_ms: int = 0  # each request's deadline: a timed-out one took longer than this
     client_lag_ms: float = 0.0  # open model: how far behind its schedule the client fell
+    # CPU time of the client process during the probe, as a share of one core: near 100 %, the
+    # client's own queueing adds to every measured latency.
+    client_cpu_percent: float | None = None
+    client_saturated: bool = False  # client_cpu_percent reached RunContext.probe_cpu_limit_percent
 
 
 @dataclass

@@ -29,7 +29,9 @@ def nearest_rank(samples: list[float], pct: float) -> float:
     return ordered[max(1, math.ceil(len(ordered) * pct / 100)) - 1]
 
 
-def _run_with_samples(partner: Partner, samples: list[float], *, failed: int = 0) -> Run:
+def _run_with_samples(
+    partner: Partner, samples: list[float], *, failed: int = 0, client_cpu: float | None = None
+) -> Run:
     """A run whose one probe recorded ``samples`` (and ``failed`` refused requests), finished
     through the real save and finalise code."""
     suite, _ = suites.suite_store(entry="p.yaml", sources={"p.yaml": SUITE}, by="t")
@@ -42,6 +44,7 @@ def _run_with_samples(partner: Partner, samples: list[float], *, failed: int = 0
         success_ratio=len(samples) / n if n else None,
         p50=None, p90=None, p95=None, p99=None, max=None, wall_ms=1.0,
         errors_by_kind={"refused": failed} if failed else {}, histogram=histogram.to_dict(),
+        client_cpu_percent=client_cpu, client_saturated=(client_cpu or 0) >= 80,
     )  # fmt: skip
     sr = run.scenario_runs.select_related("scenario").get()
     outcome = ScenarioOutcome(
@@ -126,3 +129,18 @@ def test_endpoint_without_probe_reads_not_measured(
     body = qa_client.get(reverse("certification:run_detail", args=[run.pk])).content.decode()
     assert 'class="badge verdict-not-measured">not measured<' in body
     assert "no latency probe reached this endpoint" in body
+
+
+def test_a_target_missed_by_a_saturated_client_is_shown_as_not_measured_rather_than_missed(
+    qa_client: Client, partner_a: Partner, endpoint_a: Any, p95_sla: SLA
+) -> None:
+    run = _run_with_samples(partner_a, [450.0] * 100, client_cpu=98.5)
+    body = qa_client.get(reverse("certification:run_detail", args=[run.pk])).content.decode()
+    assert 'class="badge verdict-insufficient-samples">insufficient samples<' in body
+    assert "client was saturated during the probe (CPU 98.5 % of a core)" in body
+    steps = qa_client.get(
+        reverse("certification:run_scenario", args=[run.pk]), {"index": 0, "part": "steps"}
+    ).content.decode()
+    assert "client CPU 98.5 %" in steps and "these figures are an upper bound" in steps
+    run.refresh_from_db()
+    assert run.status == "failed"  # not passed: nothing unproven looks green

@@ -349,3 +349,33 @@ def test_files_that_answered_our_upload_are_not_deliveries_for_the_window() -> N
     answered = {"receivedAt": "2026-12-01T02:10:00+00:00", "after": "inv_001.csv"}
     verdict = file_window_verdict(_target("file@02:00Z daily"), [answered])
     assert verdict.verdict == "not measured"
+
+
+def _saturated(rollup: EndpointRollup, cpu: float = 97.0) -> EndpointRollup:
+    rollup.client_cpu_percent, rollup.client_saturated = cpu, True
+    return rollup
+
+
+def test_a_p95_missed_while_the_client_was_saturated_is_not_a_measured_miss() -> None:
+    verdict = latency_verdict(P95, "api", _saturated(_rollup([500.0] * 100)))
+    assert verdict.verdict == "insufficient samples"
+    assert "client was saturated" in verdict.reason and "97 %" in verdict.reason
+
+
+def test_a_p95_met_while_the_client_was_saturated_is_still_met() -> None:
+    # The client's queueing only adds latency: a target met under it is met.
+    assert latency_verdict(P95, "api", _saturated(_rollup([10.0] * 100))).verdict == "met"
+
+
+def test_a_p95_missed_by_a_client_with_cpu_to_spare_is_missed() -> None:
+    rollup = _rollup([500.0] * 100)
+    rollup.client_cpu_percent = 20.0
+    assert latency_verdict(P95, "api", rollup).verdict == "missed"
+
+
+def test_the_rollup_keeps_the_busiest_client_and_any_saturation() -> None:
+    rollup = EndpointRollup()
+    rollup.add({"requests": 1, "ok": 1, "client_cpu_percent": 30.0, "client_saturated": False})
+    rollup.add({"requests": 1, "ok": 1, "client_cpu_percent": 91.5, "client_saturated": True})
+    rollup.add({"requests": 1, "ok": 1, "client_cpu_percent": 10.0})
+    assert (rollup.client_cpu_percent, rollup.client_saturated) == (91.5, True)

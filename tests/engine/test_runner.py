@@ -313,6 +313,41 @@ tests:
     assert step.latency.histogram["count"] == 100
 
 
+_PROBE_20 = """
+name: t
+tests:
+  - name: s
+    steps:
+      - action: {type: latencyProbe, method: GET, url: /health, requests: 20, concurrency: 1}
+"""
+
+
+def test_latency_probe_reports_its_client_cpu_and_no_saturation_at_a_light_load() -> None:
+    from demo.sandbox import SandboxServer
+
+    text = _PROBE_20
+    with SandboxServer(delay_ms=20) as slow:
+        (outcome,) = _run(text, _context(slow.url))
+    latency = outcome.steps[0].latency
+    # One request at a time against a 20 ms server: the client waits far more than it works.
+    assert latency.client_cpu_percent is not None and 0 <= latency.client_cpu_percent < 80
+    assert latency.client_saturated is False
+    assert not any("busy" in note for note in outcome.steps[0].notes)
+
+
+def test_latency_probe_over_the_client_cpu_limit_says_its_percentiles_are_an_upper_bound() -> None:
+    from demo.sandbox import SandboxServer
+
+    text = _PROBE_20
+    with SandboxServer() as fast:
+        context = _context(fast.url)
+        context.probe_cpu_limit_percent = 0.0  # any load is over it
+        (outcome,) = _run(text, context)
+    step = outcome.steps[0]
+    assert step.latency.client_saturated is True
+    assert any("upper bound" in note and "% busy" in note for note in step.notes)
+
+
 def test_rate_probe_counts_latency_from_the_scheduled_time() -> None:
     from demo.sandbox import SandboxServer
 
