@@ -456,8 +456,8 @@ class LatencySummary:
     flow: str = ""
     timeout_ms: int = 0  # each request's deadline: a timed-out one took longer than this
     client_lag_ms: float = 0.0  # open model: how far behind its schedule the client fell
-    # CPU time of the client process during the probe, as a share of one core: near 100 %, the
-    # client's own queueing adds to every measured latency.
+    # CPU time of the event loop that sent the probe, over its wall time, as a share of one
+    # core: near 100 %, the client's own queueing adds to every measured latency.
     client_cpu_percent: float | None = None
     client_saturated: bool = False  # client_cpu_percent reached RunContext.probe_cpu_limit_percent
 

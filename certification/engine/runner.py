@@ -817,7 +817,9 @@ class ScenarioRunner:
             errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
 
         started = time.perf_counter()
-        cpu_started = time.process_time()
+        # The probe's own load: CPU time of this event loop's thread (other threads of the
+        # process, such as a sandbox served in-process by tests, are not the client's work).
+        cpu_started = time.thread_time()
         lag_ms = 0.0
         if probe.rate:
             # Open model: request i is due at start + i/rate and is sent then, whether or not
@@ -867,7 +869,7 @@ class ScenarioRunner:
             workers = min(probe.concurrency or 1, probe.requests)
             await asyncio.gather(*(worker() for _ in range(workers)))
         wall_ms = (time.perf_counter() - started) * 1000
-        cpu_ms = (time.process_time() - cpu_started) * 1000
+        cpu_ms = (time.thread_time() - cpu_started) * 1000
         cpu_percent = round(100 * cpu_ms / max(wall_ms, 1e-3), 1)
         ok = histogram.count
         errors = probe.requests - ok
@@ -899,11 +901,12 @@ class ScenarioRunner:
         outcome.latency = summary
         if summary.client_saturated:
             outcome.notes.append(
-                f"the client was {cpu_percent:g} % busy (CPU of its process, as a share of one "
-                f"core) during the probe, at or above {self.context.probe_cpu_limit_percent:g} "
-                "%: its own queueing adds to the measured latency, so these percentiles are an "
-                "upper bound and a target they miss is not a measured miss (fewer concurrent "
-                "requests, or a faster machine, measure the partner rather than the client)"
+                f"the client was {cpu_percent:g} % busy (CPU of the event loop that sent the "
+                "probe, as a share of one core) during the probe, at or above "
+                f"{self.context.probe_cpu_limit_percent:g} %: its own queueing adds to the "
+                "measured latency, so these percentiles are an upper bound and a target they "
+                "miss is not a measured miss (fewer concurrent requests, or a faster machine, "
+                "measure the partner rather than the client)"
             )
         if errors:
             outcome.notes.append(
