@@ -8,7 +8,7 @@ UV := var/bootstrap/bin/uv
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run worker beat test test-fast lint fix bench bench-pages check-migrations check-deploy
+.PHONY: install run worker beat test test-fast lint fix bench bench-recovery bench-pages check-migrations check-deploy
 
 # Bytecode is written at install (these machines set PYTHONDONTWRITEBYTECODE, so imports never
 # write it): the dependencies once, by uv; our own sources on each install, cheap when current.
@@ -54,8 +54,13 @@ fix: install
 	$(VENV)/bin/ruff format .
 
 bench: install
-	@for f in bench/engine.py bench/runs.py bench/transport_overhead.py bench/inbox.py; do \
+	@for f in bench/engine.py bench/whole_process.py bench/fidelity.py bench/runs.py \
+	  bench/transport_overhead.py bench/inbox.py; do \
 	  echo "== $$f"; $(PY) $$f || exit 1; done
+
+# 20 SIGKILLs of a worker at random points of a run, default settings (about 5 minutes).
+bench-recovery: install
+	$(PY) bench/recovery.py
 
 # Page server time and queries at volume (seeds 500 partners, 200k steps into DATABASE_URL's
 # PostgreSQL on first use; see docs/volume.md).

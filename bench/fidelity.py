@@ -49,7 +49,7 @@ def _engine_child(url: str, requests: int, concurrency: int) -> dict[str, Any]:
     latency = outcome.steps[0].latency
     return {
         "p50": latency.p50, "p95": latency.p95, "ok": latency.ok,
-        "cpu": latency.client_cpu_percent, "wall_ms": latency.wall_ms,
+        "cpu": getattr(latency, "client_cpu_percent", None) or 0.0, "wall_ms": latency.wall_ms,
     }  # fmt: skip
 
 
@@ -108,7 +108,7 @@ def _run_suite_client(database_url: str, url: str, requests: int, concurrency: i
         latency = json.loads(out.read_text())["scenarios"][0]["steps"][0]["latency"]
     return {
         "p50": latency["p50"], "p95": latency["p95"], "ok": latency["ok"],
-        "cpu": latency["client_cpu_percent"], "wall_ms": latency["wall_ms"],
+        "cpu": latency.get("client_cpu_percent") or 0.0, "wall_ms": latency["wall_ms"],
     }  # fmt: skip
 
 
