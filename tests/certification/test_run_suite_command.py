@@ -250,3 +250,51 @@ def test_body_capture_cap_comes_from_the_settings(
     response = StepResult.objects.get().response
     assert response["truncated"] is True
     assert len(response["body"]) <= 10 < response["body_size"]
+
+
+def _manage_py_run_suite(partner: Partner, suite: str, url: str, tmp_path: Path) -> Any:
+    """``manage.py run_suite --inline`` as a partner's CI runs it: its own process, on the test
+    database, with a JSON report."""
+    import subprocess
+    import sys
+
+    from tests.workers import test_database_url
+
+    return subprocess.run(
+        [sys.executable, "manage.py", "run_suite", "--partner", partner.external_id, "--suite",
+         suite, "--endpoint", f"api-gateway={url}", "--inline", "--json",
+         str(tmp_path / "run.json")],
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "DATABASE_URL": test_database_url()},
+    )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("reachable", "code", "verdict"), [(True, 0, "passed"), (False, 1, "failed")]
+)
+def test_the_command_line_exits_with_the_run_verdict_after_writing_everything(
+    partner_a: Partner, sandbox: Any, tmp_path: Path, reachable: bool, code: int, verdict: str
+) -> None:
+    # The process ends without tearing the interpreter down (manage.py): what it wrote must
+    # all be there, and its exit code must be the run's.
+    url = sandbox.url if reachable else "http://127.0.0.1:9"
+    result = _manage_py_run_suite(partner_a, _suite(tmp_path), url, tmp_path)
+    assert result.returncode == code, result.stderr
+    run = Run.objects.get()
+    assert run.status == verdict and run.is_finished
+    assert (
+        result.stdout.rstrip().splitlines()[-1].startswith(f"Run {run.pk} {verdict}: 1 {verdict}")
+    )
+    assert json.loads((tmp_path / "run.json").read_text())["run"]["status"] == verdict
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_line_exits_2_with_the_error_and_no_traceback(
+    partner_a: Partner, sandbox: Any, tmp_path: Path
+) -> None:
+    partner_a.external_id = "p_unknown_here"  # not saved: the command cannot find it
+    result = _manage_py_run_suite(partner_a, _suite(tmp_path), sandbox.url, tmp_path)
+    assert result.returncode == 2
+    assert "unknown partner 'p_unknown_here'" in result.stderr
+    assert "Traceback" not in result.stderr
