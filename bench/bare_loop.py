@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
 import aiohttp
 
@@ -47,6 +48,27 @@ async def bare_suite(url: str, scenarios: int, parallel: int) -> int:
 
         results = await asyncio.gather(*(one() for _ in range(scenarios)))
     return sum(not ok for ok in results)
+
+
+async def bare_probe(url: str, requests: int, concurrency: int) -> list[float]:
+    """A closed-model latency probe by hand: ``requests`` GETs of /health, ``concurrency``
+    at a time; the milliseconds of each 200 answer."""
+    samples: list[float] = []
+    remaining = requests
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                async with session.get(f"{url}/health") as response:
+                    await response.read()
+                if response.status == 200:
+                    samples.append((time.perf_counter() - started) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples
 
 
 def main() -> None:

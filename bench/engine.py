@@ -25,8 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
 
+from bench.bare_loop import bare_probe, bare_suite  # noqa: E402
 from bench.sandbox_process import SandboxProcess  # noqa: E402
 from certification.engine.histogram import Histogram  # noqa: E402
 from certification.engine.model import EndpointConfig, RunContext  # noqa: E402
@@ -103,44 +103,10 @@ def engine_alone(server: SandboxProcess, parallel: int) -> tuple[float, int]:
     return elapsed, failed
 
 
-async def _bare_scenario(session: aiohttp.ClientSession, url: str) -> bool:
-    async with session.post(
-        f"{url}/v1/orders", json={"customerId": 1, "items": [{"sku": "WIDGET-001", "quantity": 1}]}
-    ) as r:
-        body = await r.json()
-        ok = r.status == 201 and body["order"]["totalCents"] == 999
-    order_id = body["order"]["id"]
-    async with session.get(f"{url}/v1/orders/{order_id}") as r:
-        body = await r.json()
-        ok &= r.status == 200 and body["order"]["id"] == order_id
-    headers = {"Idempotency-Key": f"pay-{order_id}"}
-    payload = {"paymentMethod": "pm_test_visa"}
-    async with session.post(f"{url}/v1/orders/{order_id}/pay", json=payload, headers=headers) as r:
-        body = await r.json()
-        ok &= r.status == 200 and body["order"]["status"] == "paid"
-    payment_id = body["payment"]["id"]
-    async with session.post(f"{url}/v1/orders/{order_id}/pay", json=payload, headers=headers) as r:
-        body = await r.json()
-        ok &= r.status == 200 and body["payment"]["id"] == payment_id
-    return ok
-
-
 def bare_loop(server: SandboxProcess, parallel: int) -> tuple[float, int]:
     server.prepare()
-
-    async def main() -> int:
-        gate = asyncio.Semaphore(parallel)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-            async def one() -> bool:
-                async with gate:
-                    return await _bare_scenario(session, server.url)
-
-            results = await asyncio.gather(*(one() for _ in range(SCENARIOS)))
-        return sum(not ok for ok in results)
-
     started = time.perf_counter()
-    failed = asyncio.run(main())
+    failed = asyncio.run(bare_suite(server.url, SCENARIOS, parallel))
     return time.perf_counter() - started, failed
 
 
@@ -175,58 +141,10 @@ print(f"{{time.perf_counter() - started:.3f}}")
         return f"{float(result.stdout.strip().splitlines()[-1]):.3f} s"
 
 
-def whole_process(database_url: str, sandbox_url: str, scenarios: int = SCENARIOS) -> str:
-    """``manage.py run_suite --inline`` as a partner's CI runs it: a new process, from start-up
-    to exit, on a database already migrated (wall time of the whole command)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        suite = Path(tmp) / "bench.yaml"
-        suite.write_text(
-            "name: bench-checkout\ntests:" + "".join(SCENARIO.format(i=i) for i in range(scenarios))
-        )
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        }
-        setup = (
-            "import django; django.setup(); from django.core.management import call_command; "
-            "from partners.models import Partner; call_command('migrate', verbosity=0); "
-            "Partner.objects.get_or_create(external_id='p_bench', "
-            "defaults={'name': 'Bench', 'modes': ['api']})"
-        )
-        subprocess.run([sys.executable, "-c", setup], cwd=ROOT, env=env, check=True)
-        command = [
-            sys.executable, "manage.py", "run_suite", "--partner", "p_bench", "--suite",
-            str(suite), "--endpoint", f"api={sandbox_url}", "--inline", "--parallel", "10",
-        ]  # fmt: skip
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
-        if result.returncode not in (0, 1):
-            return f"failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}"
-        return f"{elapsed:.3f} s"
-
-
 def _bare_probe(url: str, requests: int, concurrency: int) -> Histogram:
     """The same closed-model probe with a bare aiohttp loop, for comparison."""
     histogram = Histogram()
-
-    async def main() -> None:
-        remaining = requests
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-            async def worker() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    started = time.perf_counter()
-                    async with session.get(f"{url}/health") as response:
-                        await response.read()
-                    histogram.record((time.perf_counter() - started) * 1000)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-
-    asyncio.run(main())
+    histogram.record_many(asyncio.run(bare_probe(url, requests, concurrency)))
     return histogram
 
 
@@ -287,11 +205,7 @@ def main() -> None:
         _fresh_pg_database(pg)
         server.prepare()
         print(f"    PostgreSQL  {persisted(pg, server.url)}  (target <= 1.5 s)")
-        print("    whole process (manage.py run_suite --inline, start-up to exit):")
-        for label, url in (("SQLite", f"sqlite:///{sqlite}"), ("PostgreSQL", pg)):
-            server.prepare()
-            print(f"      {label:10}  {SCENARIOS} scenarios {whole_process(url, server.url)}, "
-                  f"1 scenario {whole_process(url, server.url, 1)} (start-up)")  # fmt: skip
+        print("    whole process, start-up to exit, beside a bare loop: bench/whole_process.py")
 
     print("(c) latencyProbe: 2,000 requests at concurrency 50, server delay 20 ms")
     probe = latency_probe()

@@ -54,30 +54,12 @@ def _engine_child(url: str, requests: int, concurrency: int) -> dict[str, Any]:
 
 
 def _bare_child(url: str, requests: int, concurrency: int) -> dict[str, Any]:
-    import aiohttp
-
+    from bench.bare_loop import bare_probe
     from certification.engine.histogram import Histogram
 
-    histogram = Histogram()
-
-    async def main() -> None:
-        remaining = requests
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-
-            async def worker() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    started = time.perf_counter()
-                    async with session.get(f"{url}/health") as response:
-                        await response.read()
-                    if response.status == 200:
-                        histogram.record((time.perf_counter() - started) * 1000)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-
     wall, cpu = time.perf_counter(), time.process_time()
-    asyncio.run(main())
+    histogram = Histogram()
+    histogram.record_many(asyncio.run(bare_probe(url, requests, concurrency)))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {
         "p50": histogram.percentile(50), "p95": histogram.percentile(95), "ok": histogram.count,

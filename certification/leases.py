@@ -110,6 +110,7 @@ class _Renewer:
         self.lock = threading.Lock()
         self.pid = 0
         self.thread: threading.Thread | None = None
+        self.idle = threading.Event()  # set when nothing is held: close the connection now
 
     def hold(self, ids: Sequence[int], worker: str) -> None:
         with self.lock:
@@ -124,11 +125,14 @@ class _Renewer:
         with self.lock:
             self.held.subtract((pk, worker) for pk in ids)
             self.held = +self.held  # drop what is no longer held
+            if not self.held:
+                self.idle.set()
 
     def _renew(self) -> None:
         interval = max(settings.SCENARIO_LEASE_SECONDS / 4, 0.2)
         while True:
-            time.sleep(interval)
+            self.idle.wait(interval)
+            self.idle.clear()
             with self.lock:
                 by_worker: dict[str, list[int]] = {}
                 for pk, worker in self.held:
@@ -141,7 +145,7 @@ class _Renewer:
             except Exception:  # the database is away: try again at the next interval
                 connection.close()
             if not by_worker:
-                connection.close()  # nothing held: no idle connection kept open
+                connection.close()  # nothing held: no connection kept open meanwhile
 
 
 _renewer = _Renewer()
