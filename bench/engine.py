@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench.bare_loop import bare_probe, bare_suite  # noqa: E402
+from bench.common import fresh_pg_database  # noqa: E402
 from bench.sandbox_process import SandboxProcess  # noqa: E402
 from certification.engine.histogram import Histogram  # noqa: E402
 from certification.engine.model import EndpointConfig, RunContext  # noqa: E402
@@ -202,7 +203,7 @@ def main() -> None:
         server.prepare()
         print(f"    SQLite      {persisted(f'sqlite:///{sqlite}', server.url)}  (target <= 1.5 s)")
         pg = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash_bench")
-        _fresh_pg_database(pg)
+        fresh_pg_database(pg)
         server.prepare()
         print(f"    PostgreSQL  {persisted(pg, server.url)}  (target <= 1.5 s)")
         print("    whole process, start-up to exit, beside a bare loop: bench/whole_process.py")
@@ -221,19 +222,6 @@ def main() -> None:
             f"bare aiohttp {bare:6.2f} ms vs sandbox {bare_truth:6.2f} ms "
             f"({bare - bare_truth:+.2f})"
         )
-
-
-def _fresh_pg_database(url: str) -> None:
-    try:
-        import psycopg
-
-        admin = url.rsplit("/", 1)[0] + "/postgres"
-        name = url.rsplit("/", 1)[1]
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # the figure line will say the run failed
-        print(f"    (could not prepare {url}: {exc})")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import fresh_pg_database  # noqa: E402
+
 PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash_bench_evidence")
 os.environ["DATABASE_URL"] = PG
 os.environ.setdefault("CELERY_BROKER_URL", "memory://")
@@ -41,15 +43,6 @@ SIZES = (
     (1_000, 20, 0),
     (10_000, 20, 0),
 )
-
-
-def fresh_database() -> None:
-    import psycopg
-
-    admin, name = PG.rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _step(index: int, failing: bool) -> dict:
@@ -142,7 +135,7 @@ def main() -> None:
         run_id, out = sys.argv[2].split(":", 1)
         build(int(run_id), Path(out))
         return
-    fresh_database()
+    fresh_pg_database(PG)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
     print(f"{'steps':>7} {'scenarios':>9} {'failing':>7} {'build s':>8} {'peak MB':>8} "
           f"{'zip KB':>8} {'pdf KB':>8}")  # fmt: skip

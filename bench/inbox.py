@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import fresh_pg_database  # noqa: E402
+
 PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash_bench_inbox")
 SECRET = "whsec_bench_0123456789abcdef"
 MOCK_SUITE = """name: bench-mocks
@@ -57,16 +59,6 @@ def _env(port: int) -> dict[str, str]:
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         LOG_LEVEL="ERROR",
     )
-
-
-def fresh_database() -> None:
-    import psycopg
-
-    name = PG.rsplit("/", 1)[1]
-    admin = PG.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup(port: int) -> tuple[str, str]:
@@ -198,7 +190,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     args = parser.parse_args()
     port = free_port()
-    fresh_database()
+    fresh_pg_database(PG)
     inbox, mock = setup(port)
     server = start_server(port, args.threads)
     try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.workers import CeleryProcess  # noqa: E402
+
 PG = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/certdash_bench_recovery")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 TRIALS = int(os.environ.get("BENCH_TRIALS", "20"))
@@ -54,15 +55,6 @@ BUDGET_S = 15.0
 RUN_DEADLINE_S = 120.0
 
 
-def fresh_database() -> None:
-    import psycopg
-
-    admin, name = PG.rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def suite_yaml() -> str:
     step = (
         "      - action: {type: httpRequest, method: GET, url: /health}\n"
@@ -74,45 +66,23 @@ def suite_yaml() -> str:
     return "name: recovery\ntests:\n" + scenarios
 
 
-class Celery:
-    """One `celery -A config ...` process in a session (process group) of its own."""
-
-    def __init__(self, args: list[str], *, name: str, log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        with log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "config", *args],
-                cwd=ROOT,
-                env=os.environ.copy(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def kill_all(self) -> None:
-        """SIGKILL the process and everything in its group (a worker's pool) at once."""
-        os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        with suppress(ProcessLookupError):  # pool processes of a killed worker may linger
-            os.killpg(self.pid, signal.SIGKILL)
+def _celery(args: list[str], *, name: str, log_path: Path) -> CeleryProcess:
+    """One `celery -A config ...` process in a session (process group) of its own, handled as
+    the crash tests handle theirs (``tests.workers.CeleryProcess``: kill_all, stop)."""
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return CeleryProcess(name=name, process=process, log_path=log_path)
 
 
-def start_worker(name: str, log_dir: Path) -> Celery:
-    return Celery(
+def start_worker(name: str, log_dir: Path) -> CeleryProcess:
+    return _celery(
         ["worker", "-Q", QUEUE, "-n", f"{name}@%h", "--pool=prefork",
          f"--concurrency={CONCURRENCY}", "--without-mingle", "--without-gossip",
          "--loglevel=WARNING"],
@@ -120,8 +90,8 @@ def start_worker(name: str, log_dir: Path) -> Celery:
     )  # fmt: skip
 
 
-def start_beat(name: str, log_dir: Path) -> Celery:
-    return Celery(
+def start_beat(name: str, log_dir: Path) -> CeleryProcess:
+    return _celery(
         ["beat", "--loglevel=WARNING", f"--schedule={log_dir / f'{name}-schedule'}"],
         name=name,
         log_path=log_dir / f"{name}.log",
@@ -229,32 +199,26 @@ def describe_scenarios(run_pk: int, killed_wall: datetime, victim: str) -> list[
     ]
 
 
-def stop_all(processes: list[Celery]) -> None:
+def stop_all(processes: list[CeleryProcess]) -> None:
     for process in processes:
         with suppress(Exception):
             process.stop()
 
 
 def main() -> None:
-    fresh_database()
+    from bench.common import bench_partner_and_suite, fresh_pg_database
+
+    fresh_pg_database(PG)
     import django
 
     django.setup()
-    from django.core.management import call_command
     from django.utils import timezone
 
     from bench.sandbox_process import SandboxProcess
-    from certification import runs, suites
+    from certification import runs
     from certification.models import ScenarioRun
-    from partners.models import Partner
 
-    call_command("migrate", verbosity=0)
-    partner, _ = Partner.objects.get_or_create(
-        external_id="p_bench", defaults={"name": "Bench", "modes": ["api"]}
-    )
-    suite, _ = suites.suite_store(
-        entry="recovery.yaml", sources={"recovery.yaml": suite_yaml()}, by="bench"
-    )
+    partner, suite = bench_partner_and_suite("recovery.yaml", suite_yaml())
     rng = random.Random(SEED)
     log_dir = Path(tempfile.mkdtemp(prefix="certdash-bench-recovery-"))
     keep_logs = False
@@ -264,7 +228,7 @@ def main() -> None:
         f"{TRIALS} trials, seed {SEED}"
     )
 
-    def start(label: str) -> tuple[list[Celery], Celery]:
+    def start(label: str) -> tuple[list[CeleryProcess], CeleryProcess]:
         workers = [start_worker(f"{QUEUE}-{label}-w{i}", log_dir) for i in range(WORKERS)]
         beat = start_beat(f"{QUEUE}-{label}-beat", log_dir)
         wait_until_consuming([w.name for w in workers])

@@ -32,15 +32,6 @@ CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "1")
 os.environ["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE
 
 
-def fresh_database() -> None:
-    import psycopg
-
-    admin, name = PG.rsplit("/", 1)
-    with psycopg.connect(f"{admin}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def start_workers(count: int) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
@@ -83,25 +74,18 @@ def wait_until_consuming(count: int) -> None:
 
 
 def main() -> None:
-    fresh_database()
+    from bench.common import bench_partner_and_suite, fresh_pg_database
+
+    fresh_pg_database(PG)
     import django
 
     django.setup()
-    from django.core.management import call_command
-
     from bench.engine import SCENARIOS, workload_yaml
     from bench.sandbox_process import SandboxProcess
-    from certification import runs, suites
+    from certification import runs
     from certification.models import Run
-    from partners.models import Partner
 
-    call_command("migrate", verbosity=0)
-    partner, _ = Partner.objects.get_or_create(
-        external_id="p_bench", defaults={"name": "Bench", "modes": ["api"]}
-    )
-    suite, _ = suites.suite_store(
-        entry="bench.yaml", sources={"bench.yaml": workload_yaml()}, by="bench"
-    )
+    partner, suite = bench_partner_and_suite("bench.yaml", workload_yaml())
     steps = SCENARIOS * 4
     print(
         f"{SCENARIOS} scenarios x 4 requests through Celery (PostgreSQL + Redis, "

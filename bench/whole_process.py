@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.engine import SCENARIO, SCENARIOS, _fresh_pg_database  # noqa: E402
+from bench.common import fresh_pg_database  # noqa: E402
+from bench.engine import SCENARIO, SCENARIOS  # noqa: E402
 from bench.sandbox_process import SandboxProcess  # noqa: E402
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
@@ -92,7 +93,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     suites = {n: _suite_file(tmp, n) for n in (SCENARIOS, 1)}
     sqlite = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    _fresh_pg_database(PG)
+    fresh_pg_database(PG)
     for url in (sqlite, PG):
         _prepare(url)
     pinned = "sandbox on core 0, each client on core 1" if TWO_CORES else "1 core: not pinned"
