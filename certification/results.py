@@ -149,28 +149,7 @@ def scenario_outcome_save(*, scenario_run: ScenarioRun, outcome: ScenarioOutcome
     """
     if connection.vendor == "postgresql":
         return _save_one_postgresql(scenario_run, outcome)
-    return _save_one(scenario_run, outcome)
-
-
-def _save_one(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> bool:
-    with transaction.atomic():
-        _insert_or_ignore([(scenario_run, outcome)])
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {ScenarioRun._meta.db_table} "
-                "SET status = %s, duration_ms = %s, finished_at = %s "
-                "WHERE id = %s AND status IN (%s, %s)",
-                [
-                    outcome.status, outcome.duration_ms,
-                    connection.ops.adapt_datetimefield_value(timezone.now()), scenario_run.pk,
-                    ScenarioRun.Status.QUEUED, ScenarioRun.Status.RUNNING,
-                ],
-            )  # fmt: skip
-            finished = cursor.rowcount
-        if not finished:
-            return False
-        _count_finished(scenario_run.run_id, 1)
-    return True
+    return scenario_outcomes_save(items=[(scenario_run, outcome)]) == 1
 
 
 def _save_one_postgresql(scenario_run: ScenarioRun, outcome: ScenarioOutcome) -> bool:

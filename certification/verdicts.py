@@ -249,6 +249,11 @@ def _unmeasured(
     )
 
 
+def _cpu_text(rollup: EndpointRollup) -> str:
+    cpu = rollup.client_cpu_percent
+    return f" (CPU {cpu:g} % of a core)" if cpu is not None else ""
+
+
 def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | None) -> Verdict:
     assert target.percentile is not None and target.threshold_ms is not None
     pct = float(target.percentile)
@@ -297,9 +302,9 @@ def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | N
         verdict.verdict = INSUFFICIENT
         verdict.reason = (
             f"{name} {verdict.measured} ms over {n} samples is above {threshold} ms, but the "
-            f"client was saturated during the probe (CPU {rollup.client_cpu_percent:g} % of a "
-            "core): the latencies include its own queueing, so this is not a measured miss; "
-            "probe with fewer concurrent requests"
+            f"client was saturated during the probe{_cpu_text(rollup)}: the latencies include "
+            "its own queueing, so this is not a measured miss; probe with fewer concurrent "
+            "requests"
         )
     elif late:
         verdict.verdict = MISSED

@@ -379,3 +379,19 @@ def test_the_rollup_keeps_the_busiest_client_and_any_saturation() -> None:
     rollup.add({"requests": 1, "ok": 1, "client_cpu_percent": 91.5, "client_saturated": True})
     rollup.add({"requests": 1, "ok": 1, "client_cpu_percent": 10.0})
     assert (rollup.client_cpu_percent, rollup.client_saturated) == (91.5, True)
+
+
+def test_timeouts_over_the_target_prove_a_miss_even_when_the_client_was_saturated() -> None:
+    # A request that timed out at 1 s took at least 1 s, whatever the client's load.
+    rollup = _saturated(_with_timeouts([10.0] * 50, timeouts=20, limit_ms=1000))
+    assert latency_verdict(P95, "api", rollup).verdict == "missed"
+
+
+def test_a_saturated_client_without_a_cpu_figure_still_gets_a_readable_reason() -> None:
+    rollup = _rollup([500.0] * 100)
+    rollup.client_saturated = True
+    verdict = latency_verdict(P95, "api", rollup)
+    assert verdict.verdict == "insufficient samples"
+    assert (
+        "client was saturated during the probe:" in verdict.reason and "None" not in verdict.reason
+    )
