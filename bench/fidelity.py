@@ -8,8 +8,10 @@ the sandbox's own handling times for the same requests (the truth), the differen
 client's CPU (its process's CPU time over the wall time, as the probe reports it).
 
 Three clients: ``manage.py run_suite --inline`` (whole process, results persisted in SQLite,
-figures from its ``--json`` export), the engine's ``run_suite`` alone in a process, and the
-bare loop.
+figures from its ``--json`` export), the engine's ``run_suite`` alone in a process (at 10 and
+50 also with the probe spread over 2 processes, ``processes: 2``; pinned, both share the
+client's core, so this row shows what splitting costs, not what a second core gains), and
+the bare loop.
 
 Run: .venv/bin/python bench/fidelity.py   (needs 2 cores; on 1 core nothing is pinned)
 """
@@ -35,13 +37,13 @@ TWO_CORES = (os.cpu_count() or 1) >= 2
 SANDBOX_CPUS, CLIENT_CPUS = ({0}, {1}) if TWO_CORES else (None, None)
 
 
-def _engine_child(url: str, requests: int, concurrency: int) -> dict[str, Any]:
+def _engine_child(url: str, requests: int, concurrency: int, processes: int = 1) -> dict[str, Any]:
     from certification.engine.model import EndpointConfig, RunContext
     from certification.engine.netpolicy import AddressPolicy
     from certification.engine.runner import run_suite
     from certification.engine.spec import parse_suite
 
-    suite = parse_suite(_probe_yaml(requests, concurrency), filename="probe.yaml")
+    suite = parse_suite(_probe_yaml(requests, concurrency, processes), filename="probe.yaml")
     context = RunContext(
         endpoints={"api": EndpointConfig(name="api", base_url=url)}, default_endpoint="api"
     )
@@ -67,10 +69,11 @@ def _bare_child(url: str, requests: int, concurrency: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _probe_yaml(requests: int, concurrency: int) -> str:
+def _probe_yaml(requests: int, concurrency: int, processes: int = 1) -> str:
     return (
         "name: probe\ntests:\n  - name: probe\n    steps:\n      - action: {type: latencyProbe, "
-        f"method: GET, url: /health, requests: {requests}, concurrency: {concurrency}}}\n"
+        f"method: GET, url: /health, requests: {requests}, concurrency: {concurrency}, "
+        f"processes: {processes}}}\n"
     )
 
 
@@ -129,9 +132,11 @@ def main() -> None:
     with SandboxProcess(delay_ms=DELAY_MS, jitter_ms=JITTER_MS, cpus=SANDBOX_CPUS) as sandbox:
         _client("bare", sandbox.url, 50, 10)  # warm up the sandbox
         for concurrency, requests in LEVELS:
-            for kind, label in (
-                ("run_suite", "run_suite"), ("engine", "engine alone"), ("bare", "bare aiohttp")
-            ):  # fmt: skip
+            kinds = [("run_suite", "run_suite"), ("engine", "engine alone"),
+                     ("bare", "bare aiohttp")]  # fmt: skip
+            if concurrency >= 10:
+                kinds.insert(2, ("engine2", "2 processes"))
+            for kind, label in kinds:
                 sandbox.prepare()
                 if kind == "run_suite":
                     measured = _run_suite_client(database, sandbox.url, requests, concurrency)
@@ -150,7 +155,10 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind, url, requests, concurrency = sys.argv[2:6]
-        child = _engine_child if kind == "engine" else _bare_child
-        print(json.dumps(child(url, int(requests), int(concurrency))))
+        if kind.startswith("engine"):
+            processes = 2 if kind == "engine2" else 1
+            print(json.dumps(_engine_child(url, int(requests), int(concurrency), processes)))
+        else:
+            print(json.dumps(_bare_child(url, int(requests), int(concurrency))))
     else:
         main()

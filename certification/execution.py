@@ -120,6 +120,7 @@ def run_context(run: Run) -> RunContext:
         withheld=[name for name, snap in run.endpoints.items() if snap.get("auth_dropped")],
         request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
         probe_cpu_limit_percent=settings.PROBE_CLIENT_CPU_LIMIT_PERCENT,
+        probe_max_processes=settings.PROBE_MAX_PROCESSES,
         webhooks=signers,
         retry_rules=retry_rules,
     )

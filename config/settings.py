@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -349,6 +350,8 @@ PROBE_MAX_REQUESTS = env.int("PROBE_MAX_REQUESTS", default=100_000)
 # A latency probe whose client process used this share of a core or more says its percentiles
 # include the client's own queueing, and a target they miss is not counted as a measured miss.
 PROBE_CLIENT_CPU_LIMIT_PERCENT = env.float("PROBE_CLIENT_CPU_LIMIT_PERCENT", default=80.0)
+# The most processes one latency probe (``processes: N``) may be sent from: the CPU count.
+PROBE_MAX_PROCESSES = env.int("PROBE_MAX_PROCESSES", default=os.cpu_count() or 1)
 RESPONSE_MAX_BYTES = env.int("RESPONSE_MAX_BYTES", default=10 * 1024 * 1024)
 REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)
 

@@ -7,6 +7,7 @@ output side, and the Django app persists both. Everything here is JSON-friendly 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -125,6 +126,7 @@ class LatencyProbe:
     rate: float | None = None  # open model: requests per second on a fixed schedule
     expect_status: list[int] = field(default_factory=lambda: [200])
     flow: str = ""  # a named flow SLAs can apply to, besides the endpoint
+    processes: int = 1  # client processes the requests are spread over
 
 
 @dataclass
@@ -339,6 +341,8 @@ class RunContext:
     # A latency probe whose client process was busier than this share of a core says that its
     # percentiles include the client's own queueing (PROBE_CLIENT_CPU_LIMIT_PERCENT).
     probe_cpu_limit_percent: float = 80.0
+    # The most processes one latency probe may be sent from (PROBE_MAX_PROCESSES).
+    probe_max_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_redirects: int = 5
     # Endpoints whose stored credentials were not loaded (pointed at another origin for this
     # run): their {{secret.<name>.*}} are undefined, and the error says why.
@@ -460,6 +464,7 @@ class LatencySummary:
     # core: near 100 %, the client's own queueing adds to every measured latency.
     client_cpu_percent: float | None = None
     client_saturated: bool = False  # client_cpu_percent reached RunContext.probe_cpu_limit_percent
+    client_processes: int = 1  # processes the probe was sent from (client_cpu_percent: the busiest)
 
 
 @dataclass

@@ -23,7 +23,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from certification.engine import assertions as ops
 from certification.engine import traffic
 from certification.engine import webhooks as outbound
-from certification.engine.histogram import Histogram
 from certification.engine.masking import MASK, Masker, is_sensitive_header
 from certification.engine.model import (
     MISSING,
@@ -56,12 +55,22 @@ from certification.engine.model import (
 )
 from certification.engine.netpolicy import AddressPolicy
 from certification.engine.paths import resolve
+from certification.engine.probe import (
+    ProbeProcessError,
+    child_job,
+    drive,
+    drive_in_processes,
+    split,
+)
 from certification.engine.spec import _is_failure_path, parse_path, path_conversion
 from certification.engine.templating import TemplateFunctionError, UndefinedVariable, render
 from certification.engine.transport import Exchange, PreparedRequest, Transport
 
 # Failures that say the definition or configuration is wrong rather than the partner's sandbox.
-ERROR_KINDS = {"undefined_variable", "template", "bad_url", "blocked_address", "error", "db_config"}
+ERROR_KINDS = {
+    "undefined_variable", "template", "bad_url", "blocked_address", "error", "db_config",
+    "probe_process",
+}  # fmt: skip
 
 NO_RECORDER = (
     "captured traffic is recorded by the web process that serves the hosted mocks and the "
@@ -796,81 +805,37 @@ class ScenarioRunner:
     async def _probe(self, probe: LatencyProbe, outcome: StepOutcome) -> dict[str, Any]:
         prepared, endpoint = self._prepare(-1, probe.request)
         prepared.headers.pop("Idempotency-Key", None)
-        # Only successful exchanges are latency samples: a refused connection answers fast
-        # and a 404 is no measure of the endpoint's latency.
-        histogram = Histogram()
-        statuses: dict[str, int] = {}
-        errors_by_kind: dict[str, int] = {}
         expect = set(probe.expect_status)
-        send = self.transport.send
-
-        def account(exchange: Exchange, elapsed_ms: float) -> None:
-            if exchange.failure is not None:
-                kind = exchange.failure.kind
-            else:
-                key = str(exchange.status)
-                statuses[key] = statuses.get(key, 0) + 1
-                if exchange.status in expect:
-                    histogram.record(elapsed_ms)
-                    return
-                kind = f"status {exchange.status}"
-            errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
-
-        started = time.perf_counter()
-        # The probe's own load: CPU time of this event loop's thread (other threads of the
-        # process, such as a sandbox served in-process by tests, are not the client's work).
-        cpu_started = time.thread_time()
-        lag_ms = 0.0
-        if probe.rate:
-            # Open model: request i is due at start + i/rate and is sent then, whether or not
-            # earlier ones were answered, so a slow server cannot slow the probe down (no
-            # coordinated omission). Requests are started one by one from a dispatcher rather
-            # than all created up front, and latency counts from when a request was actually
-            # started: a client that falls behind its schedule (a busy event loop) is reported
-            # as lag, not blamed on the partner.
-            interval = 1.0 / probe.rate
-            lags: list[float] = []
-
-            async def one() -> None:
-                t0 = time.perf_counter()
-                exchange = await send(prepared, endpoint=endpoint, record=False)
-                account(exchange, (time.perf_counter() - t0) * 1000)
-
-            running: set[asyncio.Task[None]] = set()
-            for i in range(probe.requests):
-                due = started + i * interval
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                lags.append(max(0.0, time.perf_counter() - due) * 1000)
-                task = asyncio.ensure_future(one())
-                running.add(task)
-                task.add_done_callback(running.discard)
-            await asyncio.gather(*running)
-            lag_ms = max(lags, default=0.0)
-            behind = sorted(lags)[int(len(lags) * 0.95)] if lags else 0.0
-            if behind > max(interval * 1000, 5.0):
-                outcome.notes.append(
-                    f"the client fell behind its schedule of {probe.rate:g} requests/s (95% of "
-                    f"requests started within {behind:.1f} ms of their time, the latest "
-                    f"{lag_ms:.1f} ms late): the rate actually sent was lower"
-                )
+        processes = min(probe.processes, self.context.probe_max_processes)
+        shares = split(probe.requests, processes, concurrency=probe.concurrency, rate=probe.rate)
+        if processes < probe.processes:
+            outcome.notes.append(
+                f"sent from {len(shares)} process{'es' if len(shares) > 1 else ''}, not the "
+                f"{probe.processes} the step asks for: this installation allows at most "
+                f"{self.context.probe_max_processes} (PROBE_MAX_PROCESSES)"
+            )
+        if len(shares) == 1:
+            tally = await drive(self.transport.send, prepared, endpoint, shares[0], expect)
         else:
-            remaining = probe.requests
-
-            async def worker() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    t0 = time.perf_counter()
-                    exchange = await send(prepared, endpoint=endpoint, record=False)
-                    account(exchange, (time.perf_counter() - t0) * 1000)
-
-            workers = min(probe.concurrency or 1, probe.requests)
-            await asyncio.gather(*(worker() for _ in range(workers)))
-        wall_ms = (time.perf_counter() - started) * 1000
-        cpu_ms = (time.thread_time() - cpu_started) * 1000
-        cpu_percent = round(100 * cpu_ms / max(wall_ms, 1e-3), 1)
+            pinned = await self.transport.pinned_addresses(prepared.url)
+            networks = [str(network) for network in self.policy.allowed_networks]
+            jobs = [
+                child_job(prepared, endpoint, share, expect, context=self.context,
+                          allowed_networks=networks, pinned=pinned)
+                for share in shares
+            ]  # fmt: skip
+            try:
+                tally = await drive_in_processes(jobs)
+            except ProbeProcessError as exc:
+                raise StepError("probe_process", str(exc)) from None
+        histogram, statuses = tally.histogram, tally.statuses
+        wall_ms, cpu_percent, lag_ms = tally.wall_ms, tally.cpu_percent, tally.lag_max_ms
+        if probe.rate and tally.lag_p95_ms > max(1000 / probe.rate, 5.0):
+            outcome.notes.append(
+                f"the client fell behind its schedule of {probe.rate:g} requests/s (95% of "
+                f"requests started within {tally.lag_p95_ms:.1f} ms of their time, the latest "
+                f"{lag_ms:.1f} ms late): the rate actually sent was lower"
+            )
         ok = histogram.count
         errors = probe.requests - ok
 
@@ -889,7 +854,7 @@ class ScenarioRunner:
             p99=pct(99),
             max=round(histogram.max, 3) if ok else None,
             wall_ms=round(wall_ms, 3),
-            errors_by_kind=dict(sorted(errors_by_kind.items())),
+            errors_by_kind=dict(sorted(tally.errors_by_kind.items())),
             status=statuses,
             histogram=histogram.to_dict(),
             flow=probe.flow,
@@ -897,16 +862,22 @@ class ScenarioRunner:
             client_lag_ms=round(lag_ms, 3),
             client_cpu_percent=cpu_percent,
             client_saturated=cpu_percent >= self.context.probe_cpu_limit_percent,
+            client_processes=tally.processes,
         )
         outcome.latency = summary
         if summary.client_saturated:
+            sender = (
+                "the event loop that sent the probe"
+                if tally.processes == 1
+                else f"the busiest of the {tally.processes} processes that sent the probe"
+            )
             outcome.notes.append(
-                f"the client was {cpu_percent:g} % busy (CPU of the event loop that sent the "
-                "probe, as a share of one core) during the probe, at or above "
-                f"{self.context.probe_cpu_limit_percent:g} %: its own queueing adds to the "
-                "measured latency, so these percentiles are an upper bound and a target they "
-                "miss is not a measured miss (fewer concurrent requests, or a faster machine, "
-                "measure the partner rather than the client)"
+                f"the client was {cpu_percent:g} % busy (CPU of {sender}, as a share of one "
+                f"core) during the probe, at or above {self.context.probe_cpu_limit_percent:g} "
+                "%: its own queueing adds to the measured latency, so these percentiles are an "
+                "upper bound and a target they miss is not a measured miss (more 'processes', "
+                "fewer concurrent requests, or a faster machine measure the partner rather "
+                "than the client)"
             )
         if errors:
             outcome.notes.append(

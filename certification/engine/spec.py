@@ -127,6 +127,7 @@ MAX_MOCKS = 1000  # MOCK items in one suite, includes expanded
 MAX_SETTLE_MS = 60_000  # a step's wait for captured traffic
 MAX_ERRORS = 200  # errors reported; the rest are counted
 MAX_MS = 600_000
+MAX_PROBE_PROCESSES = 64  # a latencyProbe's ``processes`` (PROBE_MAX_PROCESSES caps it further)
 
 # ----------------------------------------------------------------------------- the format's keys
 
@@ -151,6 +152,7 @@ ACTION_KEYS: dict[str, tuple[str, ...]] = {
         "rate",
         "expectStatus",
         "flow",
+        "processes",
     ),
     "waitForRequest": ("type", "match", "timeoutMs", "intervalMs"),
     "webhook": (
@@ -1961,6 +1963,19 @@ class _Parser:
                     f"at most 40 characters, not {flow!r}",
                 )
                 flow = ""
+        processes = 1
+        if "processes" in m:
+            processes = self.integer(m["processes"], ctx, "processes", 1, MAX_PROBE_PROCESSES) or 1
+            most = min(x for x in (requests, concurrency) if x is not None) if requests else 0
+            if most and processes > most:
+                what = "requests" if requests == most else "concurrency"
+                self.err(
+                    m["processes"].pos,
+                    ctx,
+                    f"'processes' ({processes}) must be at most the probe's '{what}' "
+                    f"({most}): each process sends at least one request"
+                    + (" with at least one worker" if what == "concurrency" else ""),
+                )
         if request is None or requests is None or (concurrency is None and rate is None):
             return None
         return LatencyProbe(
@@ -1970,6 +1985,7 @@ class _Parser:
             rate=rate,
             expect_status=expect,
             flow=flow,
+            processes=processes,
         )
 
     # ------------------------------------------------------------------ assertions

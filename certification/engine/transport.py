@@ -538,6 +538,20 @@ class Transport:
         if (host, port) not in self._pinned:
             await self._pin(host, port)
 
+    async def pinned_addresses(self, url: str) -> dict[str, list[str]]:
+        """``host:port`` of ``url`` to the addresses this transport pinned it to (resolved
+        and checked by the policy now if it had not been), for a process that must send to
+        the same place; empty when the URL is refused or malformed."""
+        try:
+            parsed = URL(url)
+            await self._check_url(parsed)
+        except (UrlRefused, _Fail, ValueError):
+            return {}
+        target = self._pinned.get((parsed.raw_host or "", parsed.port or 0))
+        if target is None:
+            return {}
+        return {f"{target.host}:{target.port}": [str(a) for a in target.addresses]}
+
     # ----------------------------------------------------------------------------- auth
 
     async def _auth_for(self, endpoint: EndpointConfig) -> EndpointAuth:

@@ -30,7 +30,12 @@ def nearest_rank(samples: list[float], pct: float) -> float:
 
 
 def _run_with_samples(
-    partner: Partner, samples: list[float], *, failed: int = 0, client_cpu: float | None = None
+    partner: Partner,
+    samples: list[float],
+    *,
+    failed: int = 0,
+    client_cpu: float | None = None,
+    processes: int = 1,
 ) -> Run:
     """A run whose one probe recorded ``samples`` (and ``failed`` refused requests), finished
     through the real save and finalise code."""
@@ -45,6 +50,7 @@ def _run_with_samples(
         p50=None, p90=None, p95=None, p99=None, max=None, wall_ms=1.0,
         errors_by_kind={"refused": failed} if failed else {}, histogram=histogram.to_dict(),
         client_cpu_percent=client_cpu, client_saturated=(client_cpu or 0) >= 80,
+        client_processes=processes,
     )  # fmt: skip
     sr = run.scenario_runs.select_related("scenario").get()
     outcome = ScenarioOutcome(
@@ -144,3 +150,14 @@ def test_a_target_missed_by_a_saturated_client_is_shown_as_not_measured_rather_t
     assert "client CPU 98.5 %" in steps and "these figures are an upper bound" in steps
     run.refresh_from_db()
     assert run.status == "failed"  # not passed: nothing unproven looks green
+
+
+def test_a_probe_sent_from_several_processes_shows_the_busiest_ones_cpu_and_how_many(
+    qa_client: Client, partner_a: Partner, endpoint_a: Any
+) -> None:
+    run = _run_with_samples(partner_a, [40.0] * 100, client_cpu=35.5, processes=4)
+    steps = qa_client.get(
+        reverse("certification:run_scenario", args=[run.pk]), {"index": 0, "part": "steps"}
+    ).content.decode()
+    assert "client CPU 35.5 % (the busiest of 4 processes)" in steps
+    assert "upper bound" not in steps

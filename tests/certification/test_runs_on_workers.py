@@ -87,6 +87,36 @@ def test_run_suite_without_inline_runs_on_the_workers_and_reports_as_they_finish
     assert all(sr.attempts == 1 for sr in run.scenario_runs.all())
 
 
+PROBE_IN_PROCESSES = """name: probe
+tests:
+  - name: latency from two processes
+    code: L-900
+    steps:
+      - action: {type: latencyProbe, method: GET, url: /health, requests: 40, concurrency: 4,
+                 processes: 2}
+        assertions: [{assertions: [{path: latency.ok, operator: eq, value: 40}]}]
+"""
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_probe_spread_over_processes_runs_inside_a_prefork_worker(
+    partner_a: Partner, sandbox: Any, default_queue: str
+) -> None:
+    # Prefork pool processes are daemonic (multiprocessing may not start children there);
+    # probe processes are started as plain subprocesses, so they run all the same.
+    suite = _suite(PROBE_IN_PROCESSES)
+    with celery_workers(1, queue=default_queue, pool="prefork", concurrency=1) as (worker,):
+        run = runs.start_run(
+            partner=partner_a, suite=suite, by="test", endpoint_overrides={"api": sandbox.url}
+        )
+        worker.wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, timeout=60)
+    run.refresh_from_db()
+    assert run.status == "passed", run.error
+    (step,) = StepResult.objects.filter(scenario_run__run=run)
+    assert step.latency["ok"] == 40 and step.latency["client_processes"] == 2
+
+
 @pytest.mark.django_db
 def test_a_scenario_task_run_twice_leaves_the_same_rows_as_once(
     partner_a: Partner, sandbox: Any
