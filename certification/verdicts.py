@@ -59,6 +59,7 @@ class EndpointRollup:
     # The busiest client among the probes merged here (CPU as a share of one core), and whether
     # any probe's client was saturated: its latencies include the client's own queueing.
     client_cpu_percent: float | None = None
+    client_wait_percent: float | None = None  # the longest wait for a core (Linux), likewise
     client_saturated: bool = False
 
     def add(self, latency: Mapping[str, Any]) -> None:
@@ -77,6 +78,9 @@ class EndpointRollup:
         cpu = latency.get("client_cpu_percent")
         if cpu is not None:
             self.client_cpu_percent = max(self.client_cpu_percent or 0.0, float(cpu))
+        wait = latency.get("client_wait_percent")
+        if wait is not None:
+            self.client_wait_percent = max(self.client_wait_percent or 0.0, float(wait))
         self.client_saturated = self.client_saturated or bool(latency.get("client_saturated"))
         if latency.get("histogram"):
             merged = self.histogram or Histogram()
@@ -250,8 +254,11 @@ def _unmeasured(
 
 
 def _cpu_text(rollup: EndpointRollup) -> str:
-    cpu = rollup.client_cpu_percent
-    return f" (CPU {cpu:g} % of a core)" if cpu is not None else ""
+    cpu, wait = rollup.client_cpu_percent, rollup.client_wait_percent
+    if cpu is None:
+        return ""
+    waited = f", waiting for a core {wait:g} % of the time" if wait else ""
+    return f" (CPU {cpu:g} % of a core{waited})"
 
 
 def latency_verdict(target: SLATarget, endpoint: str, rollup: EndpointRollup | None) -> Verdict:

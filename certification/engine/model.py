@@ -342,7 +342,13 @@ class RunContext:
     # percentiles include the client's own queueing (PROBE_CLIENT_CPU_LIMIT_PERCENT).
     probe_cpu_limit_percent: float = 80.0
     # The most processes one latency probe may be sent from (PROBE_MAX_PROCESSES).
-    probe_max_processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    probe_max_processes: int = field(
+        default_factory=lambda: (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    )
     max_redirects: int = 5
     # Endpoints whose stored credentials were not loaded (pointed at another origin for this
     # run): their {{secret.<name>.*}} are undefined, and the error says why.
@@ -463,7 +469,10 @@ class LatencySummary:
     # CPU time of the event loop that sent the probe, over its wall time, as a share of one
     # core: near 100 %, the client's own queueing adds to every measured latency.
     client_cpu_percent: float | None = None
-    client_saturated: bool = False  # client_cpu_percent reached RunContext.probe_cpu_limit_percent
+    # Linux: the share of the wall time that event loop was ready to run but waited for a core.
+    client_wait_percent: float | None = None
+    # client_cpu_percent + client_wait_percent reached RunContext.probe_cpu_limit_percent
+    client_saturated: bool = False
     client_processes: int = 1  # processes the probe was sent from (client_cpu_percent: the busiest)
 
 

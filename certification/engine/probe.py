@@ -23,6 +23,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -32,15 +33,28 @@ from pathlib import Path
 from typing import Any
 
 from .histogram import Histogram
+from .masking import Masker
 from .model import EndpointConfig, RunContext
 from .transport import Exchange, PreparedRequest
 
 Send = Callable[..., Awaitable[Exchange]]
 
-# How long children may take to start (import, build their transport) before the probe fails.
+# How long children may take to start (import, build their transport, fetch a token) before
+# the probe fails; how far ahead of the release the shared start is set, so that every child
+# has read it before it comes.
 START_TIMEOUT_S = 60.0
+START_MARGIN_S = 0.05
 CHILD_MODULE = "certification.engine.probe_child"
+REPORT_LIMIT = 16 * 1024 * 1024  # one child's tally, one line of JSON (a histogram: < 1 MiB)
+STDERR_TAIL = 4096  # what is kept of a child's stderr, for the server log when it fails
+# The environment a child gets: what Python, locale and TLS need, none of the product's
+# settings (database, broker and keys are no business of a process that sends requests).
+_CHILD_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SSL_CERT_FILE",
+              "SSL_CERT_DIR", "PYTHONDONTWRITEBYTECODE")  # fmt: skip
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+log = logging.getLogger(__name__)
 
 
 class ProbeProcessError(Exception):
@@ -68,6 +82,9 @@ class ProbeTally:
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     wall_ms: float = 0.0
     cpu_percent: float = 0.0  # the busiest process's event loop, as a share of one core
+    # Linux: the share of the wall time that event loop was ready to run but waited for a core
+    # (CPU time alone does not show a client starved by other processes). None elsewhere.
+    wait_percent: float | None = None
     lag_max_ms: float = 0.0  # open model: the latest any request started after its time
     lag_p95_ms: float = 0.0  # open model: 95 % of requests started within this of their time
     processes: int = 1
@@ -80,6 +97,8 @@ class ProbeTally:
                 mine[key] = mine.get(key, 0) + n
         self.wall_ms = max(self.wall_ms, other.wall_ms)
         self.cpu_percent = max(self.cpu_percent, other.cpu_percent)
+        if other.wait_percent is not None:
+            self.wait_percent = max(self.wait_percent or 0.0, other.wait_percent)
         self.lag_max_ms = max(self.lag_max_ms, other.lag_max_ms)
         self.lag_p95_ms = max(self.lag_p95_ms, other.lag_p95_ms)
         return self
@@ -97,6 +116,7 @@ class ProbeTally:
             errors_by_kind={str(k): int(v) for k, v in data["errors_by_kind"].items()},
             wall_ms=float(data["wall_ms"]),
             cpu_percent=float(data["cpu_percent"]),
+            wait_percent=None if data["wait_percent"] is None else float(data["wait_percent"]),
             lag_max_ms=float(data["lag_max_ms"]),
             lag_p95_ms=float(data["lag_p95_ms"]),
         )
@@ -105,18 +125,42 @@ class ProbeTally:
 def split(
     requests: int, processes: int, *, concurrency: int | None, rate: float | None
 ) -> list[ProbeShare]:
-    """``requests`` (and the closed model's workers) spread as evenly as they go over at most
-    ``processes`` processes; none gets nothing to do."""
+    """``requests`` spread over at most ``processes`` processes; none gets nothing to do.
+
+    Closed model: the workers are spread as evenly as they go and each process gets requests
+    in proportion to its workers (largest remainder), so that every worker stays busy about
+    as long as the others and the probe keeps its concurrency to the end. Open model: process
+    ``k`` sends requests ``k, k + N, k + 2N ...`` of the one schedule."""
     processes = max(1, min(processes, requests, concurrency or requests))
-    shares = []
-    for k in range(processes):
-        count = requests // processes + (k < requests % processes)
-        if rate:
-            shares.append(ProbeShare(count, rate=rate, first=k, stride=processes))
-        else:
-            workers = (concurrency or 1) // processes + (k < (concurrency or 1) % processes)
-            shares.append(ProbeShare(count, concurrency=workers))
-    return shares
+    if rate:
+        return [
+            ProbeShare(requests // processes + (k < requests % processes), rate=rate, first=k,
+                       stride=processes)
+            for k in range(processes)
+        ]  # fmt: skip
+    total = concurrency or 1
+    workers = [total // processes + (k < total % processes) for k in range(processes)]
+    exact = [requests * w / total for w in workers]
+    counts = [max(1, int(x)) for x in exact]
+    # Largest remainder first, while requests are left; then take back from the largest
+    # shares if the floor of one made the sum exceed ``requests``.
+    order = sorted(range(processes), key=lambda k: exact[k] - int(exact[k]), reverse=True)
+    i = 0
+    while sum(counts) < requests:
+        counts[order[i % processes]] += 1
+        i += 1
+    while sum(counts) > requests:
+        counts[max(range(processes), key=lambda k: counts[k])] -= 1
+    return [ProbeShare(n, concurrency=w) for n, w in zip(counts, workers, strict=True)]
+
+
+def _waited_s() -> float | None:
+    """Linux: seconds this thread has spent runnable but waiting for a core."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def drive(
@@ -125,9 +169,13 @@ async def drive(
     endpoint: EndpointConfig | None,
     share: ProbeShare,
     expect: set[int],
+    *,
+    start_at: float | None = None,
 ) -> ProbeTally:
     """Send ``share`` of a probe from this event loop; never raises for a failed request
-    (each is counted by its failure's kind)."""
+    (each is counted by its failure's kind). ``start_at`` (a ``time.monotonic()`` instant,
+    the same for every process of a probe) is when the probe starts: its schedule, lag and
+    wall time count from then."""
     tally = ProbeTally()
     histogram, statuses, errors_by_kind = tally.histogram, tally.statuses, tally.errors_by_kind
 
@@ -146,9 +194,14 @@ async def drive(
         errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
 
     started = time.perf_counter()
+    if start_at is not None:
+        started = start_at + (started - time.monotonic())  # the shared start, this clock
+        if started > time.perf_counter():
+            await asyncio.sleep(started - time.perf_counter())
     # The probe's own load: CPU time of this event loop's thread (other threads of the
-    # process, such as a sandbox served in-process by tests, are not the client's work).
-    cpu_started = time.thread_time()
+    # process, such as a sandbox served in-process by tests, are not the client's work), and
+    # the time it was ready to run but waited for a core.
+    cpu_started, wait_started = time.thread_time(), _waited_s()
     if share.rate:
         # Open model: request i is due at start + i/rate and is sent then, whether or not
         # earlier ones were answered, so a slow server cannot slow the probe down (no
@@ -192,8 +245,12 @@ async def drive(
         workers = min(share.concurrency or 1, share.requests)
         await asyncio.gather(*(worker() for _ in range(workers)))
     tally.wall_ms = (time.perf_counter() - started) * 1000
+    wall_ms = max(tally.wall_ms, 1e-3)
     cpu_ms = (time.thread_time() - cpu_started) * 1000
-    tally.cpu_percent = round(100 * cpu_ms / max(tally.wall_ms, 1e-3), 1)
+    tally.cpu_percent = round(100 * cpu_ms / wall_ms, 1)
+    wait_ended = _waited_s()
+    if wait_started is not None and wait_ended is not None:
+        tally.wait_percent = round(100 * (wait_ended - wait_started) * 1000 / wall_ms, 1)
     return tally
 
 
@@ -230,73 +287,148 @@ def child_job(
     }
 
 
-async def _read_line(stream: asyncio.StreamReader, deadline: float | None) -> bytes:
-    if deadline is None:
-        return await stream.readline()
-    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-        return await stream.readline()
+def _counted(tally: ProbeTally) -> int:
+    """Requests a tally accounts for: every response by status, plus failures without one."""
+    failures = sum(n for kind, n in tally.errors_by_kind.items() if not kind.startswith("status "))
+    return sum(tally.statuses.values()) + failures
+
+
+class _Child:
+    """One probe process: its pipes, the tail of its stderr, and how to describe its end."""
+
+    def __init__(self, process: asyncio.subprocess.Process, number: int, total: int) -> None:
+        self.process = process
+        self.name = f"probe process {number} of {total}"
+        self.stderr_tail = b""
+        self._drain = asyncio.ensure_future(self._drain_stderr())
+
+    async def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.read(65536):
+            self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_TAIL:]
+
+    def send(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(data)
+
+    async def line(self) -> bytes:
+        assert self.process.stdout is not None
+        try:
+            return await self.process.stdout.readline()
+        except (ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError):
+            raise ProbeProcessError(f"{self.name} sent a report too large to read") from None
+
+    async def ended(self) -> str:
+        """Why the process stopped without reporting (it is given 5 s to finish exiting)."""
+        try:
+            async with asyncio.timeout(5):
+                code = await self.process.wait()
+        except TimeoutError:
+            return f"{self.name} stopped answering"
+        if code < 0:
+            killed = " (SIGKILL: out of memory, or killed by hand?)" if code == -9 else ""
+            return f"{self.name} was killed by signal {-code}{killed} before it reported"
+        return f"{self.name} exited with code {code} before it reported"
+
+    async def close(self) -> None:
+        """Kill the process if it still runs, and reap it. Its pipes are read to their end
+        first: a pipe left full would keep ``wait()`` from ever returning."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        assert self.process.stdout is not None
+        with contextlib.suppress(Exception):
+            await self.process.stdout.read()
+        with contextlib.suppress(Exception):
+            await self._drain
+        await self.process.wait()
 
 
 async def drive_in_processes(jobs: list[dict[str, Any]]) -> ProbeTally:
-    """Run each job in its own child process, all released together once every one is ready;
-    the merged tally. Raises :class:`ProbeProcessError` when a child fails to start or
-    report (the others are stopped)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")) if p
-    )}  # fmt: skip
-    children: list[asyncio.subprocess.Process] = []
+    """Run each job in its own child process, all started at one instant once every one is
+    ready; the merged tally. Raises :class:`ProbeProcessError` when a child fails to start
+    or report, or reports other than its share (the others are stopped at once)."""
+    env = {key: os.environ[key] for key in _CHILD_ENV if key in os.environ}
+    env["PYTHONPATH"] = str(_PACKAGE_ROOT)
+    children: list[_Child] = []
     try:
-        for job in jobs:
-            child = await asyncio.create_subprocess_exec(
+        for number, job in enumerate(jobs, 1):
+            process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", CHILD_MODULE,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, env=env, cwd=str(_PACKAGE_ROOT),
+                stderr=asyncio.subprocess.PIPE, env=env, cwd=str(_PACKAGE_ROOT),
+                limit=REPORT_LIMIT,
             )  # fmt: skip
-            children.append(child)
-            assert child.stdin is not None
-            child.stdin.write(json.dumps(job).encode() + b"\n")
-        deadline = time.monotonic() + START_TIMEOUT_S
-        for number, child in enumerate(children, 1):
-            assert child.stdout is not None
-            try:
-                line = await _read_line(child.stdout, deadline)
-            except TimeoutError:
-                raise ProbeProcessError(
-                    f"probe process {number} of {len(children)} did not start within "
-                    f"{START_TIMEOUT_S:g} s"
-                ) from None
+            children.append(_Child(process, number, len(jobs)))
+            children[-1].send(json.dumps(job).encode() + b"\n")
+
+        async def ready(child: _Child) -> None:
+            line = await child.line()
             if line.strip() != b"ready":
-                raise ProbeProcessError(await _exit_reason(child, number, len(children)))
-        for child in children:  # the start barrier: every child is ready, now all go
-            assert child.stdin is not None
-            child.stdin.write(b"go\n")
+                raise ProbeProcessError(
+                    await child.ended() if not line else f"{child.name} did not start properly"
+                )
+
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await _all_or_first_failure([ready(child) for child in children])
+        except TimeoutError:
+            raise ProbeProcessError(
+                f"the probe's {len(children)} processes did not all start within "
+                f"{START_TIMEOUT_S:g} s"
+            ) from None
+        # The start barrier: every child is ready; all start at one instant a little ahead.
+        start_at = time.monotonic() + START_MARGIN_S
         for child in children:
-            assert child.stdin is not None
-            await child.stdin.drain()
-        tally: ProbeTally | None = None
-        for number, child in enumerate(children, 1):
-            assert child.stdout is not None
-            line = await child.stdout.readline()
+            child.send(f"go {start_at!r}\n".encode())
+
+        async def report(child: _Child, share: dict[str, Any]) -> ProbeTally:
+            line = await child.line()
+            if not line:
+                raise ProbeProcessError(await child.ended())
             try:
-                part = ProbeTally.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError):
-                raise ProbeProcessError(await _exit_reason(child, number, len(children))) from None
-            tally = part if tally is None else tally.merge(part)
-        assert tally is not None
+                tally = ProbeTally.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ProbeProcessError(f"{child.name} sent an unreadable report") from None
+            if _counted(tally) != share["requests"]:
+                raise ProbeProcessError(
+                    f"{child.name} reported {_counted(tally)} requests, not the "
+                    f"{share['requests']} it was given"
+                )
+            return tally
+
+        parts = await _all_or_first_failure(
+            [report(child, job["share"]) for child, job in zip(children, jobs, strict=True)]
+        )
+        tally = parts[0]
+        for part in parts[1:]:
+            tally.merge(part)
         tally.processes = len(children)
         return tally
+    except ProbeProcessError:
+        for child, job in zip(children, jobs, strict=False):
+            if child.stderr_tail:
+                secrets = (job.get("endpoint") or {}).get("secrets", {}).values()
+                log.warning(
+                    "%s: its last output: %s",
+                    child.name,
+                    Masker(secrets).mask(child.stderr_tail.decode("utf-8", "replace")),
+                )
+        raise
     finally:
-        for child in children:
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.kill()
-            await child.wait()
+        await asyncio.gather(*(child.close() for child in children))
 
 
-async def _exit_reason(child: asyncio.subprocess.Process, number: int, total: int) -> str:
+async def _all_or_first_failure(coroutines: list[Awaitable[Any]]) -> list[Any]:
+    """Every result in order, or the first failure as soon as it happens (the rest cancelled)."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
-        async with asyncio.timeout(5):
-            code = await child.wait()
-    except TimeoutError:
-        return f"probe process {number} of {total} stopped answering"
-    return f"probe process {number} of {total} exited with code {code} before it reported"
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task in done and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,9 +1,10 @@
 """One process of a multi-process latency probe: ``python -m certification.engine.probe_child``.
 
 Reads its job (one JSON line, see :func:`certification.engine.probe.child_job`) from stdin,
-builds its own policy-guarded transport, prints ``ready``, waits for ``go`` and sends its share
-of the probe; prints its tally as one JSON line and exits. Pure Python, no Django import; it
-writes nothing else, so no secret of the job can reach a log.
+builds its own policy-guarded transport and warms it up (host checked, TLS store loaded, OAuth
+token fetched), prints ``ready``, waits for ``go <instant>`` and from that instant sends its
+share of the probe; prints its tally as one JSON line and exits. Pure Python, no Django
+import; it writes nothing else to stdout, so no secret of the job can reach a report.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .masking import Masker
@@ -26,10 +28,10 @@ from .transport import PreparedRequest, Transport
 async def run_job(
     job: dict[str, Any],
     ready: Callable[[], None] | None = None,
-    go: asyncio.Future[None] | None = None,
+    go: Awaitable[float] | None = None,
 ) -> ProbeTally:
-    """Send the job's share; once the transport is built, calls ``ready`` and waits for
-    ``go`` (when given)."""
+    """Send the job's share. Once the transport is warm, calls ``ready`` and waits for ``go``
+    (when given), which yields the shared start (a ``time.monotonic()`` instant)."""
     request = dict(job["request"])
     if request["body"] is not None:
         request["body"] = base64.b64decode(request["body"])
@@ -38,27 +40,26 @@ async def run_job(
     endpoints = {endpoint.name: endpoint} if endpoint else {}
     context = RunContext(endpoints=endpoints, **job["context"])
     pinned = {key: list(addresses) for key, addresses in job["pinned"].items()}
+    loop = asyncio.get_running_loop()
 
-    def resolve(host: str, port: int) -> list[str]:
+    async def resolve(host: str, port: int) -> list[str]:
         # The addresses the parent resolved and checked, checked again here by the policy;
-        # a host the parent did not reach (a redirect's) is resolved by the system.
+        # a host the parent never reached (a redirect's) is resolved off the event loop.
         found = pinned.get(f"{host}:{port}")
-        if found is None:
-            import socket
-
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            return [str(info[4][0]) for info in infos]
-        return found
+        if found is not None:
+            return found
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return [str(info[4][0]) for info in infos]
 
     masker = Masker(endpoint.secrets.values() if endpoint else ())
     policy = AddressPolicy(job["allowed_networks"])
     share = ProbeShare(**job["share"])
     async with Transport(policy=policy, context=context, masker=masker, resolve=resolve) as t:
+        await t.warm_up(prepared, endpoint)
         if ready is not None:
             ready()
-        if go is not None:
-            await go
-        return await drive(t.send, prepared, endpoint, share, set(job["expect"]))
+        start_at = await go if go is not None else None
+        return await drive(t.send, prepared, endpoint, share, set(job["expect"]), start_at=start_at)
 
 
 def _die_with_parent() -> None:
@@ -79,21 +80,18 @@ async def _main() -> None:
     _die_with_parent()
     loop = asyncio.get_running_loop()
     job = json.loads(await loop.run_in_executor(None, sys.stdin.readline))
-    go: asyncio.Future[None] = loop.create_future()
 
-    async def released() -> None:
-        if (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "go":
+    async def released() -> float:
+        word, _, instant = (await loop.run_in_executor(None, sys.stdin.readline)).partition(" ")
+        if word != "go":
             os._exit(1)  # the probe was abandoned (its parent gone): send nothing
-        go.set_result(None)
-
-    waiting: list[asyncio.Task[None]] = []
+        return float(instant)
 
     def ready() -> None:
         sys.stdout.write("ready\n")
         sys.stdout.flush()
-        waiting.append(asyncio.ensure_future(released()))
 
-    tally = await run_job(job, ready, go)
+    tally = await run_job(job, ready, released())
     sys.stdout.write(json.dumps(tally.to_dict()) + "\n")
     sys.stdout.flush()
 

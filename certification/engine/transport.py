@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import socket
@@ -539,18 +540,32 @@ class Transport:
             await self._pin(host, port)
 
     async def pinned_addresses(self, url: str) -> dict[str, list[str]]:
-        """``host:port`` of ``url`` to the addresses this transport pinned it to (resolved
-        and checked by the policy now if it had not been), for a process that must send to
-        the same place; empty when the URL is refused or malformed."""
-        try:
-            parsed = URL(url)
-            await self._check_url(parsed)
-        except (UrlRefused, _Fail, ValueError):
-            return {}
-        target = self._pinned.get((parsed.raw_host or "", parsed.port or 0))
-        if target is None:
-            return {}
-        return {f"{target.host}:{target.port}": [str(a) for a in target.addresses]}
+        """Every ``host:port`` this transport has pinned, to the addresses it checked, with
+        ``url``'s host pinned now if it had not been: for a process that must send to the
+        same places. A refused or malformed ``url`` is left out (its sends report it)."""
+        with contextlib.suppress(UrlRefused, _Fail, ValueError):
+            await self._check_url(URL(url))
+        return {
+            f"{target.host}:{target.port}": [str(address) for address in target.addresses]
+            for target in self._pinned.values()
+        }
+
+    async def warm_up(self, request: PreparedRequest, endpoint: EndpointConfig | None) -> None:
+        """Do now what the first send of ``request`` would otherwise do inside a measurement:
+        check and pin its host, load the TLS trust store for https, build the endpoint's
+        credentials and fetch its OAuth token. What fails here is left for the sends to
+        report, each as it would have without the warm-up."""
+        with contextlib.suppress(UrlRefused, _Fail, ValueError):
+            url = URL(request.url)
+            await self._check_url(url)
+            if url.scheme == "https":
+                await self._ssl_default()
+        if endpoint is None or not request.use_auth or endpoint.kind != "http":
+            return
+        with contextlib.suppress(AuthFailure, OSError, ValueError):
+            auth = await self._auth_for(endpoint)
+            if auth.oauth is not None:
+                self._masker.add(await auth.oauth.token(self._fetch_token))
 
     # ----------------------------------------------------------------------------- auth
 

@@ -36,6 +36,7 @@ def _run_with_samples(
     failed: int = 0,
     client_cpu: float | None = None,
     processes: int = 1,
+    client_wait: float | None = None,
 ) -> Run:
     """A run whose one probe recorded ``samples`` (and ``failed`` refused requests), finished
     through the real save and finalise code."""
@@ -50,7 +51,7 @@ def _run_with_samples(
         p50=None, p90=None, p95=None, p99=None, max=None, wall_ms=1.0,
         errors_by_kind={"refused": failed} if failed else {}, histogram=histogram.to_dict(),
         client_cpu_percent=client_cpu, client_saturated=(client_cpu or 0) >= 80,
-        client_processes=processes,
+        client_processes=processes, client_wait_percent=client_wait,
     )  # fmt: skip
     sr = run.scenario_runs.select_related("scenario").get()
     outcome = ScenarioOutcome(
@@ -155,9 +156,9 @@ def test_a_target_missed_by_a_saturated_client_is_shown_as_not_measured_rather_t
 def test_a_probe_sent_from_several_processes_shows_the_busiest_ones_cpu_and_how_many(
     qa_client: Client, partner_a: Partner, endpoint_a: Any
 ) -> None:
-    run = _run_with_samples(partner_a, [40.0] * 100, client_cpu=35.5, processes=4)
+    run = _run_with_samples(partner_a, [40.0] * 100, client_cpu=35.5, processes=4, client_wait=2.5)
     steps = qa_client.get(
         reverse("certification:run_scenario", args=[run.pk]), {"index": 0, "part": "steps"}
     ).content.decode()
-    assert "client CPU 35.5 % (the busiest of 4 processes)" in steps
+    assert "client CPU 35.5 %, waiting for a core 2.5 % (the busiest of 4 processes)" in steps
     assert "upper bound" not in steps

@@ -395,3 +395,13 @@ def test_a_saturated_client_without_a_cpu_figure_still_gets_a_readable_reason() 
     assert (
         "client was saturated during the probe:" in verdict.reason and "None" not in verdict.reason
     )
+
+
+def test_a_miss_by_a_client_starved_of_a_core_says_how_long_it_waited_for_one() -> None:
+    rollup = EndpointRollup()
+    rollup.add({"requests": 100, "ok": 100, "client_cpu_percent": 18.0,
+                "client_wait_percent": 71.0, "client_saturated": True,
+                "histogram": _rollup([500.0] * 100).histogram.to_dict()})  # fmt: skip
+    verdict = latency_verdict(P95, "api", rollup)
+    assert verdict.verdict == "insufficient samples"
+    assert "CPU 18 % of a core, waiting for a core 71 % of the time" in verdict.reason

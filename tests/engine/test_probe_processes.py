@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,16 +33,32 @@ class Partner:
     """Answers /health 200 with the right API key (401 without); counts requests and the most
     in flight at once, holding each until ``hold_until`` are in flight (or 2 s passed)."""
 
-    def __init__(self, hold_until: int = 0) -> None:
+    def __init__(self, hold_until: int = 0, delay_s: float = 0.0) -> None:
         self.hold_until = hold_until
+        self.delay_s = delay_s
         self.requests = 0
         self.unauthorised = 0
         self.in_flight = 0
         self.most_in_flight = 0
         self.reached = asyncio.Event()
 
+    tokens_issued = 0
+    token_delay_s = 0.3
+
+    async def token(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(self.token_delay_s)
+        self.tokens_issued += 1
+        return web.json_response(
+            {
+                "access_token": f"tok-{self.tokens_issued}",
+                "token_type": "Bearer",
+                "expires_in": 3600,
+            }
+        )
+
     async def health(self, request: web.Request) -> web.Response:
-        if request.headers.get("X-API-Key") != KEY:
+        bearer = request.headers.get("Authorization", "").startswith("Bearer tok-")
+        if request.headers.get("X-API-Key") != KEY and not bearer:
             self.unauthorised += 1
             return web.Response(status=401)
         self.requests += 1
@@ -49,6 +67,8 @@ class Partner:
         if self.in_flight >= self.hold_until:
             self.reached.set()
         try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             if self.hold_until:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.reached.wait(), 2)
@@ -59,10 +79,12 @@ class Partner:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/health", self.health)
+        app.router.add_get("/{behaviour}", self.health)
+        app.router.add_post("/token", self.token)
         return app
 
 
-def _context(base_url: str, **extra: Any) -> RunContext:
+def _context(base_url: str, *, oauth: bool = False, **extra: Any) -> RunContext:
     endpoint = EndpointConfig(
         name="api",
         base_url=base_url,
@@ -70,23 +92,36 @@ def _context(base_url: str, **extra: Any) -> RunContext:
         auth_config={"header_name": "X-API-Key"},
         secrets={"api_key": KEY},
     )
+    if oauth:
+        endpoint = EndpointConfig(
+            name="api",
+            base_url=base_url,
+            auth_kind="oauth2_client_credentials",
+            auth_config={"token_url": f"{base_url}/token", "client_id": "c"},
+            secrets={"client_secret": "client-secret-SECRET"},
+        )
     return RunContext(endpoints={"api": endpoint}, default_endpoint="api", **extra)
 
 
-def _suite(probe: str) -> str:
+def _suite(probe: str, url: str = "/health") -> str:
     return f"""
 name: t
 tests:
   - name: s
     steps:
-      - action: {{type: latencyProbe, method: GET, url: /health, {probe}}}
+      - action: {{type: latencyProbe, method: GET, url: {url}, {probe}}}
 """
 
 
 def _probe(
-    partner: Partner, probe: str, *, policy: AddressPolicy = POLICY, **context: Any
+    partner: Partner,
+    probe: str,
+    *,
+    policy: AddressPolicy = POLICY,
+    url: str = "/health",
+    **context: Any,
 ) -> ScenarioOutcome:
-    suite = parse_suite(_suite(probe), filename="suite.yaml")
+    suite = parse_suite(_suite(probe, url), filename="suite.yaml")
 
     async def go() -> list[ScenarioOutcome]:
         async with serve(partner.app()) as url:
@@ -155,14 +190,21 @@ def test_a_probe_process_that_dies_before_reporting_fails_the_step_with_a_plain_
     outcome = _probe(partner, "requests: 10, concurrency: 2, processes: 2")
     step = outcome.steps[0]
     assert step.status == "error" and step.failure.kind == "probe_process"
-    assert step.failure.message == "probe process 1 of 2 exited with code 1 before it reported"
+    assert re.fullmatch(  # whichever of the two is noticed first
+        r"probe process [12] of 2 exited with code 1 before it reported", step.failure.message
+    )
     assert "Traceback" not in step.failure.message and partner.requests == 0
 
 
 def test_probe_requests_and_workers_are_split_evenly_and_no_process_is_idle() -> None:
+    # Requests in proportion to workers, so every worker is busy to the end.
     assert split(10, 3, concurrency=4, rate=None) == [
-        ProbeShare(4, concurrency=2), ProbeShare(3, concurrency=1), ProbeShare(3, concurrency=1)
+        ProbeShare(5, concurrency=2), ProbeShare(3, concurrency=1), ProbeShare(2, concurrency=1)
     ]  # fmt: skip
+    assert split(300, 2, concurrency=3, rate=None) == [
+        ProbeShare(200, concurrency=2), ProbeShare(100, concurrency=1)
+    ]  # fmt: skip
+    assert [share.requests for share in split(3, 3, concurrency=10, rate=None)] == [1, 1, 1]
     assert split(5, 2, concurrency=None, rate=50.0) == [
         ProbeShare(3, rate=50.0, first=0, stride=2), ProbeShare(2, rate=50.0, first=1, stride=2)
     ]  # fmt: skip
@@ -246,13 +288,111 @@ def test_probe_processes_die_with_the_process_that_started_them() -> None:
             [sys.executable, "-c", _PARENT, slow.url,
              _suite("requests: 100000, concurrency: 2, processes: 2")],
             cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "DATABASE_URL": "sqlite:///nothing"},
         )  # fmt: skip
         try:
             assert _wait(lambda: len(_children_of(parent.pid)) == 2), "no probe processes"
             children = _children_of(parent.pid)
+            for pid in children:  # the product's settings are none of a probe process's business
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                assert not any(item.startswith(b"DATABASE_URL=") for item in environ)
             parent.send_signal(signal.SIGKILL)
             parent.wait()
             assert _wait(lambda: not any(_alive(pid) for pid in children)), children
         finally:
             if parent.poll() is None:
                 parent.kill()
+
+
+def test_probe_splits_always_add_up_to_the_probes_requests() -> None:
+    for requests in (1, 2, 3, 7, 10, 99, 1000):
+        for processes in (1, 2, 3, 8):
+            for concurrency in (1, 2, 3, 5, 64):
+                shares = split(requests, processes, concurrency=concurrency, rate=None)
+                assert sum(share.requests for share in shares) == requests
+                assert sum(share.concurrency or 0 for share in shares) == concurrency or (
+                    len(shares) < processes
+                )
+                assert all(share.requests >= 1 for share in shares)
+            shares = split(requests, processes, concurrency=None, rate=10.0)
+            indices = sorted(
+                share.first + j * share.stride for share in shares for j in range(share.requests)
+            )
+            assert indices == list(range(requests))
+
+
+def test_processes_of_an_open_model_probe_keep_one_schedule_from_a_shared_start() -> None:
+    """Two shares of one schedule started at one instant interleave: the union is the
+    probe's schedule, and each request is sent at its own time."""
+    from certification.engine.model import Timings
+    from certification.engine.probe import drive
+    from certification.engine.transport import Exchange, PreparedRequest
+
+    sent: list[tuple[float, int]] = []
+
+    def sender(first: int) -> Any:
+        async def send(request: Any, **_: Any) -> Exchange:
+            sent.append((time.perf_counter(), first))
+            return Exchange(request=None, response=None, timings=Timings(), status=200)
+
+        return send
+
+    async def both() -> list[Any]:
+        start_at = time.monotonic() + 0.02
+        request = PreparedRequest("GET", "http://127.0.0.1:9/")
+        return await asyncio.gather(*(
+            drive(sender(k), request, None, ProbeShare(5, rate=50.0, first=k, stride=2), {200},
+                  start_at=start_at)
+            for k in (0, 1)
+        ))  # fmt: skip
+
+    tallies = asyncio.run(both())
+    assert [first for _, first in sorted(sent)] == [0, 1] * 5
+    assert all(tally.histogram.count == 5 for tally in tallies)
+    # From the shared start: share 0's last request is due at 160 ms, share 1's at 180 ms.
+    assert tallies[0].wall_ms >= 159 and tallies[1].wall_ms >= 179
+
+
+def test_an_oauth_token_fetch_is_not_counted_as_the_partners_latency() -> None:
+    partner = Partner()  # its token endpoint takes 300 ms
+    for processes in (1, 2):
+        outcome = _probe(
+            partner, f"requests: 20, concurrency: 2, processes: {processes}", oauth=True
+        )
+        latency = outcome.steps[0].latency
+        assert latency.ok == 20, outcome.steps[0].failure
+        assert latency.max < 300, (processes, latency)
+    assert partner.tokens_issued == 3  # one in this process, one in each probe process
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "message"),
+    [
+        ("huge", r"probe process [12] of 2 sent a report too large to read"),
+        ("liar", r"probe process [12] of 2 reported 2000000000 requests, not the 5 it was given"),
+        ("crash", r"probe process [12] of 2 exited with code 3 before it reported"),
+    ],
+)
+def test_a_probe_process_that_misbehaves_fails_the_step_and_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch, behaviour: str, message: str
+) -> None:
+    monkeypatch.setattr(probe_module, "CHILD_MODULE", "tests.engine.fake_probe_child")
+    started = time.monotonic()
+    outcome = _probe(Partner(), "requests: 10, concurrency: 2, processes: 2", url=f"/{behaviour}")
+    step = outcome.steps[0]
+    assert step.status == "error" and step.failure.kind == "probe_process"
+    assert re.fullmatch(message, step.failure.message), step.failure.message
+    assert time.monotonic() - started < 30  # and it returned: no pipe left to block on
+    assert not _children_of(os.getpid())
+
+
+def test_a_client_waiting_for_a_core_is_flagged_saturated_though_its_cpu_is_low(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waited = iter([0.0, 1000.0])  # seconds spent runnable, waiting: before and after
+    monkeypatch.setattr(probe_module, "_waited_s", lambda: next(waited))
+    outcome = _probe(Partner(delay_s=0.02), "requests: 5, concurrency: 1")
+    latency = outcome.steps[0].latency
+    assert latency.client_cpu_percent < 80 and latency.client_wait_percent > 80
+    assert latency.client_saturated
+    assert any("waited for a core" in note for note in outcome.steps[0].notes)

@@ -379,6 +379,9 @@ class _InstantTransport:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
+    async def warm_up(self, request: Any, endpoint: Any) -> None:
+        return None
+
     async def send(self, request: Any, **_: Any) -> Any:
         from certification.engine.model import Timings
         from certification.engine.transport import Exchange
