@@ -2,18 +2,18 @@
 
 ``drive`` sends one share of a probe's requests and tallies what came back: a histogram of
 the successful exchanges, statuses, errors by kind, and the client's own load (CPU time of the
-event loop's thread over the probe's wall time, and how far an open-model schedule fell
-behind). A probe with ``processes: N`` splits its requests into N shares
+event loop's thread over the probe's wall time, on Linux the time it waited for a core, and
+how far an open-model schedule fell behind). A probe with ``processes: N`` splits its requests into N shares
 (:func:`split`), sends each from its own Python process (:func:`drive_in_processes`, the
 children run :mod:`certification.engine.probe_child`) and merges the tallies, so that a load
 one core cannot generate without queueing is still measured from the partner's side.
 
 Every child gets the prepared request, the endpoint (with its secrets, over a pipe, never on
-the command line or in the environment), the address policy and the address the parent pinned
-the host to; it builds its own transport, so the endpoint's auth (an OAuth token per process)
-and the address policy apply to every request it sends. Children start, report ready, and
-only then are all told to go, so their requests overlap as the probe asks. Pure Python, no
-Django import.
+the command line or in the environment), the address policy and the addresses the parent
+pinned; it builds and warms its own transport, so the endpoint's auth (an OAuth token per
+process) and the address policy apply to every request it sends. Children start, report
+ready, and only then are all given one start instant, so their requests overlap as the probe
+asks and their schedules are one. Pure Python, no Django import.
 """
 
 from __future__ import annotations
