@@ -3,10 +3,11 @@
 ``drive`` sends one share of a probe's requests and tallies what came back: a histogram of
 the successful exchanges, statuses, errors by kind, and the client's own load (CPU time of the
 event loop's thread over the probe's wall time, on Linux the time it waited for a core, and
-how far an open-model schedule fell behind). A probe with ``processes: N`` splits its requests into N shares
-(:func:`split`), sends each from its own Python process (:func:`drive_in_processes`, the
-children run :mod:`certification.engine.probe_child`) and merges the tallies, so that a load
-one core cannot generate without queueing is still measured from the partner's side.
+how far an open-model schedule fell behind). A probe with ``processes: N`` splits its
+requests into N shares (:func:`split`), sends each from its own Python process
+(:func:`drive_in_processes`, the children run :mod:`certification.engine.probe_child`) and
+merges the tallies, so that a load one core cannot generate without queueing is still
+measured from the partner's side.
 
 Every child gets the prepared request, the endpoint (with its secrets, over a pipe, never on
 the command line or in the environment), the address policy and the addresses the parent
