@@ -43,7 +43,7 @@ class Partner:
         self.reached = asyncio.Event()
 
     tokens_issued = 0
-    token_delay_s = 0.3
+    token_delay_s = 1.0
 
     async def token(self, request: web.Request) -> web.Response:
         await asyncio.sleep(self.token_delay_s)
@@ -354,14 +354,14 @@ def test_processes_of_an_open_model_probe_keep_one_schedule_from_a_shared_start(
 
 
 def test_an_oauth_token_fetch_is_not_counted_as_the_partners_latency() -> None:
-    partner = Partner()  # its token endpoint takes 300 ms
+    partner = Partner()  # its token endpoint takes 1 s
     for processes in (1, 2):
         outcome = _probe(
             partner, f"requests: 20, concurrency: 2, processes: {processes}", oauth=True
         )
         latency = outcome.steps[0].latency
         assert latency.ok == 20, outcome.steps[0].failure
-        assert latency.max < 300, (processes, latency)
+        assert latency.max < 1000, (processes, latency)
     assert partner.tokens_issued == 3  # one in this process, one in each probe process
 
 
