@@ -20,7 +20,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from certification.engine import spec as engine_spec
-from certification.engine.model import EndpointConfig, RunContext, ScenarioOutcome, WebhookSigner
+from certification.engine.model import (
+    EndpointConfig,
+    RunContext,
+    ScenarioOutcome,
+    WebhookSigner,
+    usable_cores,
+)
 from certification.engine.model import Suite as SuiteSpec
 from certification.engine.runner import run_suite, uses_traffic
 from certification.leases import Claim, LeaseKeeper, lease, scenario_claim
@@ -120,7 +126,7 @@ def run_context(run: Run) -> RunContext:
         withheld=[name for name, snap in run.endpoints.items() if snap.get("auth_dropped")],
         request_timeout_ms=settings.REQUEST_TIMEOUT_MS,
         probe_cpu_limit_percent=settings.PROBE_CLIENT_CPU_LIMIT_PERCENT,
-        probe_max_processes=settings.PROBE_MAX_PROCESSES,
+        probe_max_processes=settings.PROBE_MAX_PROCESSES or usable_cores(),
         webhooks=signers,
         retry_rules=retry_rules,
     )

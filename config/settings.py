@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -350,15 +349,10 @@ PROBE_MAX_REQUESTS = env.int("PROBE_MAX_REQUESTS", default=100_000)
 # A latency probe whose client process used this share of a core or more says its percentiles
 # include the client's own queueing, and a target they miss is not counted as a measured miss.
 PROBE_CLIENT_CPU_LIMIT_PERCENT = env.float("PROBE_CLIENT_CPU_LIMIT_PERCENT", default=80.0)
-# The most processes one latency probe (``processes: N``) may be sent from: by default the
-# cores this process may run on (its CPU affinity, which containers and taskset narrow).
-PROBE_MAX_PROCESSES = env.int(
-    "PROBE_MAX_PROCESSES",
-    default=len(os.sched_getaffinity(0))
-    if hasattr(os, "sched_getaffinity")
-    else os.cpu_count() or 1,
-)
-if PROBE_MAX_PROCESSES < 1:
+# The most processes one latency probe (``processes: N``) may be sent from. Unset: the cores
+# the process may run on (certification.engine.model.usable_cores, the engine's default).
+PROBE_MAX_PROCESSES = env.int("PROBE_MAX_PROCESSES", default=None)
+if PROBE_MAX_PROCESSES is not None and PROBE_MAX_PROCESSES < 1:
     raise ImproperlyConfigured(f"PROBE_MAX_PROCESSES must be at least 1, not {PROBE_MAX_PROCESSES}")
 RESPONSE_MAX_BYTES = env.int("RESPONSE_MAX_BYTES", default=10 * 1024 * 1024)
 REQUEST_TIMEOUT_MS = env.int("REQUEST_TIMEOUT_MS", default=30_000)

@@ -326,6 +326,14 @@ class WebhookSigner:
 TrafficSource = Callable[[str, str], Awaitable[tuple[list[dict[str, Any]], int]]]
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, which containers and ``taskset``
+    narrow, where the platform has one; else the machine's CPU count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclass
 class RunContext:
     endpoints: dict[str, EndpointConfig]
@@ -342,13 +350,7 @@ class RunContext:
     # percentiles include the client's own queueing (PROBE_CLIENT_CPU_LIMIT_PERCENT).
     probe_cpu_limit_percent: float = 80.0
     # The most processes one latency probe may be sent from (PROBE_MAX_PROCESSES).
-    probe_max_processes: int = field(
-        default_factory=lambda: (
-            len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else os.cpu_count() or 1
-        )
-    )
+    probe_max_processes: int = field(default_factory=lambda: usable_cores())
     max_redirects: int = 5
     # Endpoints whose stored credentials were not loaded (pointed at another origin for this
     # run): their {{secret.<name>.*}} are undefined, and the error says why.

@@ -86,6 +86,9 @@ class ProbeTally:
     # Linux: the share of the wall time that event loop was ready to run but waited for a core
     # (CPU time alone does not show a client starved by other processes). None elsewhere.
     wait_percent: float | None = None
+    # CPU plus waiting for a core, of the one process where the two together were highest:
+    # what saturation is judged on (the busiest CPU and the longest wait may be two processes).
+    busy_percent: float = 0.0
     lag_max_ms: float = 0.0  # open model: the latest any request started after its time
     lag_p95_ms: float = 0.0  # open model: 95 % of requests started within this of their time
     processes: int = 1
@@ -100,6 +103,7 @@ class ProbeTally:
         self.cpu_percent = max(self.cpu_percent, other.cpu_percent)
         if other.wait_percent is not None:
             self.wait_percent = max(self.wait_percent or 0.0, other.wait_percent)
+        self.busy_percent = max(self.busy_percent, other.busy_percent)
         self.lag_max_ms = max(self.lag_max_ms, other.lag_max_ms)
         self.lag_p95_ms = max(self.lag_p95_ms, other.lag_p95_ms)
         return self
@@ -118,6 +122,7 @@ class ProbeTally:
             wall_ms=float(data["wall_ms"]),
             cpu_percent=float(data["cpu_percent"]),
             wait_percent=None if data["wait_percent"] is None else float(data["wait_percent"]),
+            busy_percent=float(data["busy_percent"]),
             lag_max_ms=float(data["lag_max_ms"]),
             lag_p95_ms=float(data["lag_p95_ms"]),
         )
@@ -252,6 +257,7 @@ async def drive(
     wait_ended = _waited_s()
     if wait_started is not None and wait_ended is not None:
         tally.wait_percent = round(100 * (wait_ended - wait_started) * 1000 / wall_ms, 1)
+    tally.busy_percent = round(tally.cpu_percent + (tally.wait_percent or 0.0), 1)
     return tally
 
 
@@ -352,6 +358,7 @@ async def drive_in_processes(jobs: list[dict[str, Any]]) -> ProbeTally:
     env = {key: os.environ[key] for key in _CHILD_ENV if key in os.environ}
     env["PYTHONPATH"] = str(_PACKAGE_ROOT)
     children: list[_Child] = []
+    failed = False
     try:
         for number, job in enumerate(jobs, 1):
             process = await asyncio.create_subprocess_exec(
@@ -407,17 +414,19 @@ async def drive_in_processes(jobs: list[dict[str, Any]]) -> ProbeTally:
         tally.processes = len(children)
         return tally
     except ProbeProcessError:
+        failed = True
+        raise
+    finally:
+        await asyncio.gather(*(child.close() for child in children))
+        # Only now, with every child reaped, is what each wrote to stderr all read.
         for child, job in zip(children, jobs, strict=False):
-            if child.stderr_tail:
+            if failed and child.stderr_tail:
                 secrets = (job.get("endpoint") or {}).get("secrets", {}).values()
                 log.warning(
                     "%s: its last output: %s",
                     child.name,
                     Masker(secrets).mask(child.stderr_tail.decode("utf-8", "replace")),
                 )
-        raise
-    finally:
-        await asyncio.gather(*(child.close() for child in children))
 
 
 async def _all_or_first_failure(coroutines: list[Awaitable[Any]]) -> list[Any]:

@@ -834,7 +834,7 @@ class ScenarioRunner:
         wall_ms, cpu_percent, lag_ms = tally.wall_ms, tally.cpu_percent, tally.lag_max_ms
         # Busy is running or waiting to run: a client starved of a core by other processes
         # queues its requests as surely as one that uses its core up.
-        busy = cpu_percent + (tally.wait_percent or 0.0)
+        busy = tally.busy_percent
         if probe.rate and tally.lag_p95_ms > max(1000 / probe.rate, 5.0):
             outcome.notes.append(
                 f"the client fell behind its schedule of {probe.rate:g} requests/s (95% of "

@@ -23,6 +23,7 @@ if behaviour == "huge":
 elif behaviour == "liar":
     report = {"histogram": Histogram().to_dict(), "statuses": {"200": 2_000_000_000},
               "errors_by_kind": {}, "wall_ms": 1.0, "cpu_percent": 1.0, "wait_percent": None,
+              "busy_percent": 1.0,
               "lag_max_ms": 0.0, "lag_p95_ms": 0.0, "processes": 1}  # fmt: skip
     sys.stdout.write(json.dumps(report) + "\n")
 sys.stdout.flush()

@@ -396,3 +396,14 @@ def test_a_client_waiting_for_a_core_is_flagged_saturated_though_its_cpu_is_low(
     assert latency.client_cpu_percent < 80 and latency.client_wait_percent > 80
     assert latency.client_saturated
     assert any("waited for a core" in note for note in outcome.steps[0].notes)
+
+
+def test_saturation_is_judged_per_process_not_from_the_busiest_cpu_and_longest_wait_of_two() -> (
+    None
+):
+    from certification.engine.probe import ProbeTally
+
+    running = ProbeTally(cpu_percent=70.0, wait_percent=0.0, busy_percent=70.0)
+    waiting = ProbeTally(cpu_percent=10.0, wait_percent=60.0, busy_percent=70.0)
+    merged = running.merge(waiting)
+    assert (merged.cpu_percent, merged.wait_percent, merged.busy_percent) == (70.0, 60.0, 70.0)
