@@ -183,7 +183,7 @@ def test_a_probe_asking_for_more_processes_than_allowed_uses_the_allowed_number_
 
 
 def test_a_probe_process_that_dies_before_reporting_fails_the_step_with_a_plain_reason(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(probe_module, "CHILD_MODULE", "certification.engine.no_such_module")
     partner = Partner()
@@ -194,6 +194,8 @@ def test_a_probe_process_that_dies_before_reporting_fails_the_step_with_a_plain_
         r"probe process [12] of 2 exited with code 1 before it reported", step.failure.message
     )
     assert "Traceback" not in step.failure.message and partner.requests == 0
+    # What it wrote to stderr is for the operator's log, not the run.
+    assert "No module named" in caplog.text and "No module named" not in step.failure.message
 
 
 def test_probe_requests_and_workers_are_split_evenly_and_no_process_is_idle() -> None:
